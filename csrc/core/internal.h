@@ -1,0 +1,34 @@
+/* internal.h - helpers shared by the core's translation units (not installed). */
+#ifndef STAMP_INTERNAL_H
+#define STAMP_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "stamp.h"
+
+#if defined(__GNUC__)
+#define STAMP_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define STAMP_HIDDEN
+#endif
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t rd32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static inline void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+#endif

@@ -1,0 +1,368 @@
+/*
+ * stamp.h - public interface of libstamp, the Lua-free core of `stamp`.
+ *
+ * Simple Two-Way Active Measurement Protocol (RFC 8762, RFC 8972).
+ * Everything here is plain C11 + POSIX; no Lua header is ever included.
+ *
+ * Conventions:
+ *  - functions that can fail return 0 (or a count) on success and a negative
+ *    errno-style code on failure (STAMP_E* or -errno);
+ *  - every buffer is passed with its length and never read or written past it;
+ *  - times are `stamp_ns_t`: signed nanoseconds since 1970-01-01 00:00:00 UTC.
+ */
+#ifndef STAMP_H
+#define STAMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STAMP_VERSION "0.1.0"
+
+#if defined(__GNUC__)
+#define STAMP_API __attribute__((visibility("default")))
+#else
+#define STAMP_API
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+enum {
+    STAMP_OK = 0,
+    STAMP_ESHORT = -1001,   /* buffer too short for the packet type */
+    STAMP_EINVAL = -1002,   /* invalid argument or configuration value */
+    STAMP_EAUTH = -1003,    /* HMAC verification failed */
+    STAMP_ENOMEM = -1004,   /* out of memory */
+    STAMP_EADDR = -1005,    /* address could not be parsed/resolved */
+    STAMP_ECRYPTO = -1006,  /* libcrypto failure */
+    STAMP_ECLOSED = -1007   /* object already closed */
+};
+
+/** Human readable message for a STAMP_E* or -errno code (static string). */
+STAMP_API const char *stamp_strerror(int code);
+
+/* ------------------------------------------------------------------ */
+/* Time (NTP 64-bit, PTPv2 truncated) and the Error Estimate           */
+/* ------------------------------------------------------------------ */
+
+typedef int64_t stamp_ns_t;
+
+#define STAMP_NS_PER_SEC 1000000000LL
+#define STAMP_NTP_UNIX_OFFSET 2208988800LL /* seconds 1900 -> 1970 */
+
+typedef enum { STAMP_CLOCK_NTP = 0, STAMP_CLOCK_PTP = 1 } stamp_clock_t;
+
+/** Current time in UTC nanoseconds (CLOCK_REALTIME). */
+STAMP_API stamp_ns_t stamp_now(void);
+/** Monotonic nanoseconds, for scheduling only. */
+STAMP_API stamp_ns_t stamp_mono(void);
+/**
+ * TAI - UTC offset in seconds as the kernel knows it (CLOCK_TAI - CLOCK_REALTIME,
+ * rounded). It is 0 where no one set the kernel's TAI offset (then PTP
+ * timestamps carry UTC seconds).
+ */
+STAMP_API int stamp_tai_offset(void);
+
+/**
+ * Encode a UTC time as an 8-octet wire timestamp.
+ * NTP: seconds since 1900 (mod 2^32) and a 2^-32 fraction.
+ * PTP: the low 32 bits of TAI seconds since 1970 and nanoseconds;
+ * `tai_offset` is added to UTC seconds for PTP.
+ */
+STAMP_API void stamp_ts_encode(uint8_t out[8], stamp_ns_t t, stamp_clock_t fmt, int tai_offset);
+/**
+ * Decode an 8-octet wire timestamp to UTC nanoseconds. NTP eras are unfolded
+ * (values with the top bit clear are taken as era 1, after 2036). For PTP,
+ * `tai_offset` seconds are subtracted. Returns STAMP_EINVAL for a PTP
+ * nanoseconds field >= 10^9 (and still stores the best value).
+ */
+STAMP_API int stamp_ts_decode(const uint8_t in[8], stamp_clock_t fmt, int tai_offset, stamp_ns_t *t);
+
+/** Error Estimate (RFC 4656 4.1.2, Z from RFC 8186). */
+typedef struct {
+    unsigned s;     /* 1: clock synchronized to UTC by an external source */
+    unsigned z;     /* 0: NTP format, 1: PTP format */
+    unsigned scale; /* 6 bits */
+    unsigned mult;  /* 8 bits, never 0 on the wire */
+} stamp_ee_t;
+
+STAMP_API uint16_t stamp_ee_pack(const stamp_ee_t *ee);
+STAMP_API void stamp_ee_unpack(uint16_t v, stamp_ee_t *ee);
+/** Error in nanoseconds that an Error Estimate stands for (mult * 2^(scale-32) s). */
+STAMP_API double stamp_ee_ns(const stamp_ee_t *ee);
+/** Smallest Error Estimate that covers `err_ns` (multiplier never 0). */
+STAMP_API void stamp_ee_from_ns(stamp_ee_t *ee, double err_ns);
+/**
+ * This host's Error Estimate: S from the kernel's synchronization status
+ * (adjtimex), Scale/Multiplier from its estimated error, Z per `fmt`.
+ */
+STAMP_API void stamp_ee_local(stamp_ee_t *ee, stamp_clock_t fmt);
+
+/* ------------------------------------------------------------------ */
+/* Wire codecs: the four RFC 8762 base packets with the RFC 8972 SSID  */
+/* ------------------------------------------------------------------ */
+
+#define STAMP_BASE_LEN 44       /* unauthenticated base, both directions */
+#define STAMP_AUTH_BASE_LEN 112 /* authenticated base, both directions */
+#define STAMP_HMAC_LEN 16
+#define STAMP_HMAC_COVERED 96   /* octets 0..95 are authenticated */
+#define STAMP_TWAMP_LIGHT_MIN 14
+#define STAMP_MAX_PKT 9216      /* largest datagram handled (jumbo) */
+
+typedef enum { STAMP_MODE_OPEN = 0, STAMP_MODE_AUTH = 1 } stamp_mode_t;
+
+/** Session-Sender test packet. */
+typedef struct {
+    uint32_t seq;
+    uint8_t ts[8]; /* wire timestamp, format per ee.z */
+    uint16_t ee;   /* packed Error Estimate */
+    uint16_t ssid;
+    uint8_t hmac[STAMP_HMAC_LEN]; /* authenticated mode only */
+} stamp_test_t;
+
+/** Session-Reflector test packet. */
+typedef struct {
+    uint32_t seq;
+    uint8_t ts[8];
+    uint16_t ee;
+    uint16_t ssid;
+    uint8_t rx_ts[8];
+    uint32_t sender_seq;
+    uint8_t sender_ts[8];
+    uint16_t sender_ee;
+    uint8_t sender_ttl;
+    uint8_t hmac[STAMP_HMAC_LEN];
+} stamp_reflected_t;
+
+STAMP_API size_t stamp_base_len(stamp_mode_t mode);
+
+/**
+ * Encode into `buf` (`len` octets available). Writes exactly the base length
+ * (MBZ zeroed; in authenticated mode the hmac field is copied as given).
+ * Returns the number of octets written or STAMP_ESHORT.
+ */
+STAMP_API int stamp_test_encode(uint8_t *buf, size_t len, stamp_mode_t mode, const stamp_test_t *p);
+STAMP_API int stamp_reflected_encode(uint8_t *buf, size_t len, stamp_mode_t mode, const stamp_reflected_t *p);
+/** Decode; MBZ ignored. Returns the base length consumed or STAMP_ESHORT. */
+STAMP_API int stamp_test_decode(const uint8_t *buf, size_t len, stamp_mode_t mode, stamp_test_t *p);
+STAMP_API int stamp_reflected_decode(const uint8_t *buf, size_t len, stamp_mode_t mode, stamp_reflected_t *p);
+
+/* ------------------------------------------------------------------ */
+/* HMAC-SHA-256 truncated to 128 bits (libcrypto)                      */
+/* ------------------------------------------------------------------ */
+
+#define STAMP_KEY_MAX 256
+
+typedef struct stamp_hmac stamp_hmac_t;
+
+/** Create a keyed HMAC context (key copied; cleansed on free). NULL on failure. */
+STAMP_API stamp_hmac_t *stamp_hmac_new(const uint8_t *key, size_t keylen);
+STAMP_API void stamp_hmac_free(stamp_hmac_t *h);
+/** out = HMAC-SHA-256(key, data)[0..15]; no allocation. */
+STAMP_API int stamp_hmac_compute(stamp_hmac_t *h, const uint8_t *data, size_t len, uint8_t out[STAMP_HMAC_LEN]);
+/** Same over two pieces (e.g. sequence number then TLVs). */
+STAMP_API int stamp_hmac_compute2(stamp_hmac_t *h, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+                                  uint8_t out[STAMP_HMAC_LEN]);
+/** Constant-time check of a received 16-octet HMAC. Returns 0 when equal, STAMP_EAUTH otherwise. */
+STAMP_API int stamp_hmac_verify(stamp_hmac_t *h, const uint8_t *data, size_t len, const uint8_t mac[STAMP_HMAC_LEN]);
+/** Sign / verify the base packet in `buf` (octets 0..95, HMAC at 96). */
+STAMP_API int stamp_auth_sign(stamp_hmac_t *h, uint8_t *buf, size_t len);
+STAMP_API int stamp_auth_verify(stamp_hmac_t *h, const uint8_t *buf, size_t len);
+/** Parse a hex key ("0a1B..."), at most STAMP_KEY_MAX octets. Returns key length or STAMP_EINVAL. */
+STAMP_API int stamp_hex_decode(const char *hex, uint8_t *out, size_t outlen);
+
+/* ------------------------------------------------------------------ */
+/* UDP sockets with control messages                                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    struct sockaddr_storage addr;
+    socklen_t len;
+} stamp_addr_t;
+
+/** Parse a numeric IPv4/IPv6 address (or a host name) and port. */
+STAMP_API int stamp_addr_parse(stamp_addr_t *a, const char *host, unsigned port);
+/** "192.0.2.1" / "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4); port returned separately. */
+STAMP_API int stamp_addr_format(const stamp_addr_t *a, char *host, size_t hostlen, unsigned *port);
+STAMP_API int stamp_addr_equal(const stamp_addr_t *a, const stamp_addr_t *b);
+
+/** What the kernel told us about one received datagram. */
+typedef struct {
+    stamp_addr_t src;     /* peer */
+    stamp_addr_t dst;     /* local address it was sent to (IP_PKTINFO), port = bound port */
+    int ifindex;          /* arrival interface, 0 if unknown */
+    int ttl;              /* IPv4 TTL / IPv6 Hop Limit, -1 if unknown */
+    int tos;              /* IPv4 TOS / IPv6 Traffic Class, -1 if unknown */
+    stamp_ns_t rx_time;   /* receive time (UTC ns) */
+    int rx_kernel;        /* 1 if rx_time came from the kernel */
+} stamp_rxmeta_t;
+
+typedef struct {
+    const char *addr; /* local address to bind, NULL = wildcard of the family */
+    unsigned port;    /* local port, 0 = ephemeral */
+    int family;       /* AF_INET, AF_INET6 or AF_UNSPEC (from addr; wildcard = dual-stack ::) */
+    int ttl;          /* unicast TTL / Hop Limit for sent packets, 1..255 */
+    int tos;          /* default TOS / Traffic Class for sent packets, -1 = leave */
+    int rcvbuf;       /* SO_RCVBUF, 0 = default */
+} stamp_sock_opts_t;
+
+/**
+ * Open a non-blocking UDP socket with TTL/Hop Limit, PKTINFO, TOS/TCLASS and
+ * kernel receive timestamps requested. Returns the fd or a negative code.
+ */
+STAMP_API int stamp_sock_open(const stamp_sock_opts_t *o, stamp_addr_t *bound);
+/** The local address/port a socket is bound to. */
+STAMP_API int stamp_sock_local(int fd, stamp_addr_t *a);
+
+/** Batch receive/send buffers, preallocated once. */
+#define STAMP_BATCH 32
+
+/**
+ * Receive up to `n` datagrams (recvmmsg), non-blocking. bufs[i] has `cap`
+ * octets; lens[i] and meta[i] are filled. Returns the count (0 = nothing
+ * ready) or a negative code. Truncated datagrams are reported with
+ * lens[i] > cap (and only cap octets stored).
+ */
+STAMP_API int stamp_sock_recv(int fd, uint8_t *const *bufs, size_t cap, size_t *lens, stamp_rxmeta_t *meta, int n);
+
+/** One datagram to send: destination, optional pinned source, optional TOS. */
+typedef struct {
+    const uint8_t *buf;
+    size_t len;
+    const stamp_addr_t *to;
+    const stamp_addr_t *from; /* NULL = kernel's choice */
+    int ifindex;              /* with `from`: 0 = any */
+    int tos;                  /* -1 = socket default */
+} stamp_txmsg_t;
+
+/** Send `n` datagrams (sendmmsg). Returns the number sent or a negative code. */
+STAMP_API int stamp_sock_send(int fd, const stamp_txmsg_t *m, int n);
+
+/** Wait for readability up to timeout_ms (<0: forever). Returns 1 readable, 0 timeout, <0 error/EINTR. */
+STAMP_API int stamp_wait_readable(int fd, int timeout_ms);
+
+/* ------------------------------------------------------------------ */
+/* Reflector engine                                                    */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    stamp_mode_t mode;
+    const uint8_t *key; /* authenticated mode */
+    size_t keylen;
+    stamp_clock_t clock;
+    int stateful;
+    double session_timeout; /* seconds, idle sessions reaped after it */
+    unsigned max_sessions;  /* 0 = default (65536) */
+    int strict_packets;     /* drop packets shorter than the base */
+    stamp_sock_opts_t sock;
+} stamp_reflector_cfg_t;
+
+/** Reflector counters. Every datagram received ends in exactly one of reflected or drop_*. */
+typedef struct {
+    uint64_t rx;              /* datagrams received */
+    uint64_t reflected;       /* replies sent */
+    uint64_t short_padded;    /* shorter than the base, answered zero-filled (TWAMP-Light) */
+    uint64_t drop_short;      /* too short to answer */
+    uint64_t drop_truncated;  /* larger than STAMP_MAX_PKT */
+    uint64_t drop_hmac;       /* base HMAC verification failed */
+    uint64_t drop_sessions;   /* stateful: session table full */
+    uint64_t drop_tx;         /* the reply could not be sent */
+    uint64_t sessions_active;
+    uint64_t sessions_created;
+    uint64_t sessions_reaped;
+} stamp_reflector_counters_t;
+
+typedef struct stamp_reflector stamp_reflector_t;
+
+STAMP_API int stamp_reflector_new(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **out);
+STAMP_API void stamp_reflector_free(stamp_reflector_t *r);
+STAMP_API int stamp_reflector_fd(const stamp_reflector_t *r);
+STAMP_API int stamp_reflector_local(const stamp_reflector_t *r, stamp_addr_t *a);
+/**
+ * Wait up to timeout_ms (0: do not wait, <0: forever) for packets, then
+ * process everything that is ready. Returns the number of datagrams handled
+ * or a negative code (-EINTR when a signal interrupted the wait).
+ */
+STAMP_API int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms);
+STAMP_API void stamp_reflector_counters(const stamp_reflector_t *r, stamp_reflector_counters_t *c);
+
+/* ------------------------------------------------------------------ */
+/* Sender engine                                                       */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *remote_addr;
+    unsigned remote_port;
+    stamp_sock_opts_t sock;
+    uint64_t count;        /* packets to send, 0 = until stopped */
+    stamp_ns_t interval;   /* between packets */
+    stamp_ns_t timeout;    /* a reply later than this after sending is lost */
+    uint16_t ssid;
+    stamp_mode_t mode;
+    const uint8_t *key;
+    size_t keylen;
+    stamp_clock_t clock;
+    size_t packet_len;     /* total test packet length, >= base; extra octets zero */
+} stamp_sender_cfg_t;
+
+enum { STAMP_RES_OK = 0, STAMP_RES_LOST = 1 };
+
+/** One per-packet result. */
+typedef struct {
+    int status;           /* STAMP_RES_OK or STAMP_RES_LOST */
+    uint32_t seq;         /* sender sequence number */
+    uint32_t refl_seq;    /* reflector's sequence number */
+    uint16_t ssid;
+    stamp_ns_t t1, t2, t3, t4; /* send, reflector receive, reflector send, receive (UTC ns) */
+    stamp_ns_t rtt;       /* (t4 - t1) - (t3 - t2) */
+    stamp_ns_t fwd, bwd;  /* t2 - t1, t4 - t3 (meaningful with synchronized clocks) */
+    stamp_ee_t sender_ee, refl_ee;
+    int sender_ttl;       /* Ses-Sender TTL reported by the reflector */
+    int reply_ttl;        /* TTL/Hop Limit of the reply as received, -1 unknown */
+    int reply_tos;        /* TOS/Traffic Class of the reply as received, -1 unknown */
+    int rx_kernel;        /* t4 is a kernel timestamp */
+    const uint8_t *pkt;   /* the reply, valid until the next step */
+    size_t pkt_len;
+} stamp_result_t;
+
+typedef struct {
+    uint64_t sent;
+    uint64_t received;   /* distinct replies matched in time */
+    uint64_t lost;
+    uint64_t duplicates;
+    uint64_t late;       /* replies after their packet was declared lost */
+    uint64_t drop_hmac;
+    uint64_t drop_invalid; /* too short, unknown sequence, foreign source, SSID mismatch */
+    uint64_t tx_errors;
+} stamp_sender_counters_t;
+
+typedef struct stamp_sender stamp_sender_t;
+
+STAMP_API int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out);
+STAMP_API void stamp_sender_free(stamp_sender_t *s);
+STAMP_API int stamp_sender_fd(const stamp_sender_t *s);
+STAMP_API int stamp_sender_local(const stamp_sender_t *s, stamp_addr_t *a);
+/**
+ * Send what is due, wait up to timeout_ms (capped by the next send/loss
+ * deadline; <0 = until the next deadline) for replies, then report up to
+ * `max` results. Returns the number of results or a negative code.
+ */
+STAMP_API int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, int max);
+/** 1 when every packet was sent and every one was answered or declared lost. */
+STAMP_API int stamp_sender_done(const stamp_sender_t *s);
+/** Milliseconds until the sender next needs a step (0 = now). */
+STAMP_API int stamp_sender_next_timeout(const stamp_sender_t *s);
+/** Stop sending; outstanding packets are still awaited until their timeout. */
+STAMP_API void stamp_sender_stop(stamp_sender_t *s);
+STAMP_API void stamp_sender_counters(const stamp_sender_t *s, stamp_sender_counters_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STAMP_H */

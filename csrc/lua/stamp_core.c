@@ -1,0 +1,999 @@
+/***
+ * stamp.core - thin Lua binding of libstamp (the C core).
+ *
+ * Most users want `require "stamp"`, which wraps this module. Conventions:
+ * argument errors raise; runtime and network failures return
+ * `nil, message, code`.
+ * @module stamp.core
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <openssl/crypto.h>
+
+#include "../core/stamp.h"
+#include "compat.h"
+
+#define SENDER_MT "stamp.sender"
+#define REFLECTOR_MT "stamp.reflector"
+#define RESULTS_MAX 64
+
+typedef struct {
+    stamp_sender_t *s;
+} lsender_t;
+
+typedef struct {
+    stamp_reflector_t *r;
+} lreflector_t;
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static int push_fail(lua_State *L, int code)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, stamp_strerror(code));
+    lua_pushinteger(L, code);
+    return 3;
+}
+
+/* Read option `k` of the table at index t as an integer in [lo, hi]. */
+static long long opt_int(lua_State *L, int t, const char *k, long long def, long long lo, long long hi)
+{
+    lua_getfield(L, t, k);
+    long long v = def;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1) || !lua_isinteger(L, -1))
+            luaL_error(L, "bad option '%s' (integer expected, got %s)", k, luaL_typename(L, -1));
+        v = (long long)lua_tonumber(L, -1);
+#if LUA_VERSION_NUM >= 503
+        v = (long long)lua_tointeger(L, -1);
+#endif
+        if (v < lo || v > hi) luaL_error(L, "bad option '%s' (%lld out of range %lld..%lld)", k, v, lo, hi);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* String option; the pointer stays valid while the config table is alive. */
+static const char *opt_str(lua_State *L, int t, const char *k, const char *def, size_t *len)
+{
+    lua_getfield(L, t, k);
+    const char *v = def;
+    if (len) *len = def ? strlen(def) : 0;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "bad option '%s' (string expected, got %s)", k, luaL_typename(L, -1));
+        v = lua_tolstring(L, -1, len);
+    }
+    lua_pop(L, 1); /* the string is anchored in the config table */
+    return v;
+}
+
+static int opt_bool(lua_State *L, int t, const char *k, int def)
+{
+    lua_getfield(L, t, k);
+    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static stamp_clock_t opt_clock(lua_State *L, int t)
+{
+    const char *c = opt_str(L, t, "clock", "NTP", NULL);
+    if (strcmp(c, "NTP") == 0 || strcmp(c, "ntp") == 0) return STAMP_CLOCK_NTP;
+    if (strcmp(c, "PTP") == 0 || strcmp(c, "ptp") == 0) return STAMP_CLOCK_PTP;
+    luaL_error(L, "bad option 'clock' (NTP or PTP expected, got '%s')", c);
+    return STAMP_CLOCK_NTP;
+}
+
+static void opt_sock(lua_State *L, int t, stamp_sock_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->addr = opt_str(L, t, "local_addr", NULL, NULL);
+    o->port = (unsigned)opt_int(L, t, "local_port", 0, 0, 65535);
+    o->family = AF_UNSPEC;
+    o->ttl = (int)opt_int(L, t, "ttl", 255, 1, 255);
+    o->tos = (int)opt_int(L, t, "tos", -1, -1, 255);
+    o->rcvbuf = (int)opt_int(L, t, "rcvbuf", 0, 0, 1 << 30);
+}
+
+static void opt_auth(lua_State *L, int t, stamp_mode_t *mode, const uint8_t **key, size_t *keylen)
+{
+    *mode = opt_bool(L, t, "auth", 0) ? STAMP_MODE_AUTH : STAMP_MODE_OPEN;
+    *key = (const uint8_t *)opt_str(L, t, "key", NULL, keylen);
+    if (*mode == STAMP_MODE_AUTH && (!*key || *keylen == 0))
+        luaL_error(L, "bad option 'key' (authenticated mode needs a non-empty key)");
+    if (*key && *keylen > STAMP_KEY_MAX) luaL_error(L, "bad option 'key' (longer than %d octets)", STAMP_KEY_MAX);
+}
+
+static void push_addr(lua_State *L, const stamp_addr_t *a)
+{
+    char host[64];
+    unsigned port = 0;
+    if (a->len == 0 || stamp_addr_format(a, host, sizeof host, &port) != 0) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+        return;
+    }
+    lua_pushstring(L, host);
+    lua_pushinteger(L, port);
+}
+
+static void set_int(lua_State *L, const char *k, long long v)
+{
+    push_i64(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_ee(lua_State *L, const stamp_ee_t *ee)
+{
+    lua_createtable(L, 0, 5);
+    set_int(L, "s", ee->s);
+    set_int(L, "z", ee->z);
+    set_int(L, "scale", ee->scale);
+    set_int(L, "mult", ee->mult);
+    lua_pushnumber(L, stamp_ee_ns(ee));
+    lua_setfield(L, -2, "error_ns");
+}
+
+static void check_ee(lua_State *L, int t, const char *k, uint16_t *out)
+{
+    lua_getfield(L, t, k);
+    if (lua_isnil(L, -1)) {
+        *out = 0x0001; /* S=0 Z=0 Scale=0 Multiplier=1 */
+    } else if (lua_isnumber(L, -1)) {
+        long long v = (long long)lua_tonumber(L, -1);
+        if (v < 0 || v > 0xffff) luaL_error(L, "bad field '%s' (16-bit value expected)", k);
+        *out = (uint16_t)v;
+    } else if (lua_istable(L, -1)) {
+        int i = lua_gettop(L);
+        stamp_ee_t ee;
+        ee.s = (unsigned)opt_int(L, i, "s", 0, 0, 1);
+        ee.z = (unsigned)opt_int(L, i, "z", 0, 0, 1);
+        ee.scale = (unsigned)opt_int(L, i, "scale", 0, 0, 63);
+        ee.mult = (unsigned)opt_int(L, i, "mult", 1, 1, 255);
+        *out = stamp_ee_pack(&ee);
+    } else {
+        luaL_error(L, "bad field '%s' (table or integer expected)", k);
+    }
+    lua_pop(L, 1);
+}
+
+/* A timestamp field: `<k>` = UTC ns (encoded per fmt) or `<k>_raw` = 8-octet string. */
+static void check_ts(lua_State *L, int t, const char *k, stamp_clock_t fmt, uint8_t out[8])
+{
+    char raw[64];
+    snprintf(raw, sizeof raw, "%s_raw", k);
+    size_t n = 0;
+    const char *s = opt_str(L, t, raw, NULL, &n);
+    if (s) {
+        if (n != 8) luaL_error(L, "bad field '%s' (8-octet string expected)", raw);
+        memcpy(out, s, 8);
+        return;
+    }
+    lua_getfield(L, t, k);
+    long long v = 0;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1)) luaL_error(L, "bad field '%s' (nanoseconds expected)", k);
+#if LUA_VERSION_NUM >= 503
+        v = lua_isinteger(L, -1) ? (long long)lua_tointeger(L, -1) : (long long)lua_tonumber(L, -1);
+#else
+        v = (long long)lua_tonumber(L, -1);
+#endif
+    }
+    lua_pop(L, 1);
+    stamp_ts_encode(out, v, fmt, 0);
+}
+
+static void push_ts(lua_State *L, const uint8_t ts[8], const char *k, stamp_clock_t fmt)
+{
+    char raw[64];
+    stamp_ns_t v;
+    stamp_ts_decode(ts, fmt, 0, &v);
+    push_i64(L, v);
+    lua_setfield(L, -2, k);
+    snprintf(raw, sizeof raw, "%s_raw", k);
+    lua_pushlstring(L, (const char *)ts, 8);
+    lua_setfield(L, -2, raw);
+}
+
+static stamp_mode_t check_mode(lua_State *L, int i)
+{
+    const char *m = luaL_optstring(L, i, "open");
+    if (strcmp(m, "open") == 0) return STAMP_MODE_OPEN;
+    if (strcmp(m, "auth") == 0) return STAMP_MODE_AUTH;
+    luaL_argerror(L, i, "mode must be 'open' or 'auth'");
+    return STAMP_MODE_OPEN;
+}
+
+static void check_hmac16(lua_State *L, int t, uint8_t out[16])
+{
+    size_t n = 0;
+    const char *h = opt_str(L, t, "hmac", NULL, &n);
+    memset(out, 0, 16);
+    if (h) {
+        if (n != 16) luaL_error(L, "bad field 'hmac' (16-octet string expected)");
+        memcpy(out, h, 16);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* codec                                                               */
+/* ------------------------------------------------------------------ */
+
+/***
+ * Encode a Session-Sender test packet.
+ * @function encode_test
+ * @tparam table p fields `seq`, `timestamp` (UTC ns) or `timestamp_raw`, `ee` (table or integer), `ssid`, `hmac` (16 octets, auth only)
+ * @tparam[opt="open"] string mode "open" or "auth"
+ * @treturn string the base packet (44 or 112 octets)
+ */
+static int l_encode_test(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_test_t p;
+    memset(&p, 0, sizeof p);
+    p.seq = (uint32_t)opt_int(L, 1, "seq", 0, 0, 0xffffffffLL);
+    p.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
+    check_ee(L, 1, "ee", &p.ee);
+    stamp_ee_t ee;
+    stamp_ee_unpack(p.ee, &ee);
+    check_ts(L, 1, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.ts);
+    check_hmac16(L, 1, p.hmac);
+    uint8_t buf[STAMP_AUTH_BASE_LEN];
+    int n = stamp_test_encode(buf, sizeof buf, mode, &p);
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
+/***
+ * Encode a Session-Reflector test packet.
+ * @function encode_reflected
+ * @tparam table p fields `seq`, `timestamp`, `ee`, `ssid`, `rx_timestamp`, `sender_seq`, `sender_timestamp`, `sender_ee`, `sender_ttl`, `hmac`
+ * @tparam[opt="open"] string mode
+ * @treturn string
+ */
+static int l_encode_reflected(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_reflected_t p;
+    memset(&p, 0, sizeof p);
+    p.seq = (uint32_t)opt_int(L, 1, "seq", 0, 0, 0xffffffffLL);
+    p.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
+    p.sender_seq = (uint32_t)opt_int(L, 1, "sender_seq", 0, 0, 0xffffffffLL);
+    p.sender_ttl = (uint8_t)opt_int(L, 1, "sender_ttl", 0, 0, 255);
+    check_ee(L, 1, "ee", &p.ee);
+    check_ee(L, 1, "sender_ee", &p.sender_ee);
+    stamp_ee_t ee, see;
+    stamp_ee_unpack(p.ee, &ee);
+    stamp_ee_unpack(p.sender_ee, &see);
+    check_ts(L, 1, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.ts);
+    check_ts(L, 1, "rx_timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.rx_ts);
+    check_ts(L, 1, "sender_timestamp", see.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.sender_ts);
+    check_hmac16(L, 1, p.hmac);
+    uint8_t buf[STAMP_AUTH_BASE_LEN];
+    int n = stamp_reflected_encode(buf, sizeof buf, mode, &p);
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
+/***
+ * Decode a Session-Sender test packet.
+ * @function decode_test
+ * @tparam string s the UDP payload
+ * @tparam[opt="open"] string mode
+ * @treturn table|nil the fields (see `encode_test`), `length` and `extra` (octets after the base); or nil, message
+ */
+static int l_decode_test(lua_State *L)
+{
+    size_t len;
+    const uint8_t *b = (const uint8_t *)luaL_checklstring(L, 1, &len);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_test_t p;
+    int n = stamp_test_decode(b, len, mode, &p);
+    if (n < 0) return push_fail(L, n);
+    stamp_ee_t ee;
+    stamp_ee_unpack(p.ee, &ee);
+    lua_createtable(L, 0, 10);
+    set_int(L, "seq", p.seq);
+    set_int(L, "ssid", p.ssid);
+    push_ee(L, &ee);
+    lua_setfield(L, -2, "ee");
+    push_ts(L, p.ts, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    if (mode == STAMP_MODE_AUTH) {
+        lua_pushlstring(L, (const char *)p.hmac, 16);
+        lua_setfield(L, -2, "hmac");
+    }
+    set_int(L, "length", (long long)len);
+    lua_pushlstring(L, (const char *)b + n, len - (size_t)n);
+    lua_setfield(L, -2, "extra");
+    return 1;
+}
+
+static void push_reflected(lua_State *L, const stamp_reflected_t *p, stamp_mode_t mode)
+{
+    stamp_ee_t ee, see;
+    stamp_ee_unpack(p->ee, &ee);
+    stamp_ee_unpack(p->sender_ee, &see);
+    lua_createtable(L, 0, 16);
+    set_int(L, "seq", p->seq);
+    set_int(L, "ssid", p->ssid);
+    push_ee(L, &ee);
+    lua_setfield(L, -2, "ee");
+    push_ts(L, p->ts, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    push_ts(L, p->rx_ts, "rx_timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    set_int(L, "sender_seq", p->sender_seq);
+    push_ts(L, p->sender_ts, "sender_timestamp", see.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    push_ee(L, &see);
+    lua_setfield(L, -2, "sender_ee");
+    set_int(L, "sender_ttl", p->sender_ttl);
+    if (mode == STAMP_MODE_AUTH) {
+        lua_pushlstring(L, (const char *)p->hmac, 16);
+        lua_setfield(L, -2, "hmac");
+    }
+}
+
+/***
+ * Decode a Session-Reflector test packet.
+ * @function decode_reflected
+ * @tparam string s
+ * @tparam[opt="open"] string mode
+ * @treturn table|nil the fields (see `encode_reflected`), `length`, `extra`; or nil, message
+ */
+static int l_decode_reflected(lua_State *L)
+{
+    size_t len;
+    const uint8_t *b = (const uint8_t *)luaL_checklstring(L, 1, &len);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_reflected_t p;
+    int n = stamp_reflected_decode(b, len, mode, &p);
+    if (n < 0) return push_fail(L, n);
+    push_reflected(L, &p, mode);
+    set_int(L, "length", (long long)len);
+    lua_pushlstring(L, (const char *)b + n, len - (size_t)n);
+    lua_setfield(L, -2, "extra");
+    return 1;
+}
+
+/***
+ * HMAC-SHA-256 truncated to 16 octets.
+ * @function hmac
+ * @tparam string key raw key octets
+ * @tparam string data
+ * @treturn string 16 octets
+ */
+static int l_hmac(lua_State *L)
+{
+    size_t kl, dl;
+    const char *k = luaL_checklstring(L, 1, &kl);
+    const char *d = luaL_checklstring(L, 2, &dl);
+    if (kl > STAMP_KEY_MAX) luaL_argerror(L, 1, "key too long");
+    stamp_hmac_t *h = stamp_hmac_new((const uint8_t *)k, kl);
+    if (!h) return push_fail(L, STAMP_ECRYPTO);
+    uint8_t out[16];
+    int rc = stamp_hmac_compute(h, (const uint8_t *)d, dl, out);
+    stamp_hmac_free(h);
+    if (rc) return push_fail(L, rc);
+    lua_pushlstring(L, (const char *)out, 16);
+    return 1;
+}
+
+/***
+ * Sign an authenticated base packet: writes HMAC(octets 0..95) at octet 96.
+ * @function auth_sign
+ * @tparam string key
+ * @tparam string packet at least 112 octets
+ * @treturn string the signed packet
+ */
+static int l_auth_sign(lua_State *L)
+{
+    size_t kl, dl;
+    const char *k = luaL_checklstring(L, 1, &kl);
+    const char *d = luaL_checklstring(L, 2, &dl);
+    if (dl < STAMP_AUTH_BASE_LEN) luaL_argerror(L, 2, "packet shorter than 112 octets");
+    if (kl > STAMP_KEY_MAX) luaL_argerror(L, 1, "key too long");
+    stamp_hmac_t *h = stamp_hmac_new((const uint8_t *)k, kl);
+    if (!h) return push_fail(L, STAMP_ECRYPTO);
+    luaL_Buffer b;
+    char *out = malloc(dl);
+    if (!out) {
+        stamp_hmac_free(h);
+        return push_fail(L, STAMP_ENOMEM);
+    }
+    memcpy(out, d, dl);
+    stamp_auth_sign(h, (uint8_t *)out, dl);
+    stamp_hmac_free(h);
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, out, dl);
+    free(out);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/***
+ * Decode a hexadecimal key.
+ * @function hex_decode
+ * @tparam string hex e.g. "00112233..."
+ * @treturn string|nil the octets, or nil, message
+ */
+static int l_hex_decode(lua_State *L)
+{
+    const char *h = luaL_checkstring(L, 1);
+    uint8_t out[STAMP_KEY_MAX];
+    int n = stamp_hex_decode(h, out, sizeof out);
+    if (n < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, "not an even-length hexadecimal string of at most 256 octets");
+        return 2;
+    }
+    lua_pushlstring(L, (const char *)out, (size_t)n);
+    OPENSSL_cleanse(out, sizeof out);
+    return 1;
+}
+
+/***
+ * Current UTC time in nanoseconds.
+ * @function now
+ * @treturn integer
+ */
+static int l_now(lua_State *L)
+{
+    push_i64(L, stamp_now());
+    return 1;
+}
+
+/***
+ * Monotonic clock in nanoseconds.
+ * @function mono
+ * @treturn integer
+ */
+static int l_mono(lua_State *L)
+{
+    push_i64(L, stamp_mono());
+    return 1;
+}
+
+/***
+ * Encode UTC nanoseconds as an 8-octet wire timestamp.
+ * @function ts_encode
+ * @tparam integer ns
+ * @tparam[opt="NTP"] string format "NTP" or "PTP"
+ * @tparam[opt=0] integer tai_offset seconds added for PTP
+ * @treturn string 8 octets
+ */
+static int l_ts_encode(lua_State *L)
+{
+    long long ns = check_i64(L, 1);
+    const char *f = luaL_optstring(L, 2, "NTP");
+    int tai = (int)luaL_optinteger(L, 3, 0);
+    uint8_t out[8];
+    stamp_ts_encode(out, ns, strcmp(f, "PTP") == 0 ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, tai);
+    lua_pushlstring(L, (const char *)out, 8);
+    return 1;
+}
+
+/***
+ * Decode an 8-octet wire timestamp to UTC nanoseconds.
+ * @function ts_decode
+ * @tparam string ts 8 octets
+ * @tparam[opt="NTP"] string format
+ * @tparam[opt=0] integer tai_offset
+ * @treturn integer ns
+ * @treturn boolean valid (false for a PTP nanoseconds field >= 10^9)
+ */
+static int l_ts_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (n != 8) luaL_argerror(L, 1, "8-octet string expected");
+    const char *f = luaL_optstring(L, 2, "NTP");
+    int tai = (int)luaL_optinteger(L, 3, 0);
+    stamp_ns_t v;
+    int rc = stamp_ts_decode((const uint8_t *)s, strcmp(f, "PTP") == 0 ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, tai, &v);
+    push_i64(L, v);
+    lua_pushboolean(L, rc == 0);
+    return 2;
+}
+
+/***
+ * Error Estimate helpers: pack a table, or unpack an integer.
+ * @function ee
+ * @tparam table|integer v `{s=,z=,scale=,mult=}` or a 16-bit value
+ * @treturn integer|table the other form
+ */
+static int l_ee(lua_State *L)
+{
+    if (lua_istable(L, 1)) {
+        stamp_ee_t ee;
+        ee.s = (unsigned)opt_int(L, 1, "s", 0, 0, 1);
+        ee.z = (unsigned)opt_int(L, 1, "z", 0, 0, 1);
+        ee.scale = (unsigned)opt_int(L, 1, "scale", 0, 0, 63);
+        ee.mult = (unsigned)opt_int(L, 1, "mult", 1, 1, 255);
+        lua_pushinteger(L, stamp_ee_pack(&ee));
+        return 1;
+    }
+    lua_Integer v = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, v >= 0 && v <= 0xffff, 1, "16-bit value expected");
+    stamp_ee_t ee;
+    stamp_ee_unpack((uint16_t)v, &ee);
+    push_ee(L, &ee);
+    return 1;
+}
+
+/***
+ * The local clock's Error Estimate (S from the kernel's sync state).
+ * @function local_ee
+ * @tparam[opt="NTP"] string format
+ * @treturn table
+ */
+static int l_local_ee(lua_State *L)
+{
+    const char *f = luaL_optstring(L, 1, "NTP");
+    stamp_ee_t ee;
+    stamp_ee_local(&ee, strcmp(f, "PTP") == 0 ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    push_ee(L, &ee);
+    return 1;
+}
+
+/***
+ * TAI - UTC offset in seconds known to the kernel (0 when unset).
+ * @function tai_offset
+ * @treturn integer
+ */
+static int l_tai_offset(lua_State *L)
+{
+    lua_pushinteger(L, stamp_tai_offset());
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* signals (for the CLI's Ctrl-C summary)                              */
+/* ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_signal = 0;
+
+static void on_signal(int sig) { g_signal = sig; }
+
+/***
+ * Catch SIGINT and SIGTERM: a blocking step returns early, and `interrupted`
+ * reports the signal. Process-wide; meant for command-line programs.
+ * @function trap_signals
+ */
+static int l_trap_signals(lua_State *L)
+{
+    (void)L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: poll() returns EINTR */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return 0;
+}
+
+/***
+ * The signal caught since `trap_signals`, or false.
+ * @function interrupted
+ * @treturn integer|boolean
+ */
+static int l_interrupted(lua_State *L)
+{
+    if (g_signal)
+        lua_pushinteger(L, g_signal);
+    else
+        lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* reflector                                                           */
+/* ------------------------------------------------------------------ */
+
+static lreflector_t *check_reflector(lua_State *L)
+{
+    lreflector_t *o = luaL_checkudata(L, 1, REFLECTOR_MT);
+    if (!o->r) luaL_error(L, "attempt to use a closed reflector");
+    return o;
+}
+
+/***
+ * Create a Session-Reflector bound to a UDP socket.
+ * @function reflector
+ * @tparam table cfg `local_addr`, `local_port` (862), `auth`, `key`, `clock`, `stateful`, `session_timeout` (s), `max_sessions`, `strict_packets`, `ttl` (255), `tos`
+ * @return reflector object, or nil, message, code
+ */
+static int l_reflector(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    stamp_reflector_cfg_t c;
+    memset(&c, 0, sizeof c);
+    opt_sock(L, 1, &c.sock);
+    c.sock.port = (unsigned)opt_int(L, 1, "local_port", 862, 0, 65535);
+    opt_auth(L, 1, &c.mode, &c.key, &c.keylen);
+    c.clock = opt_clock(L, 1);
+    c.stateful = opt_bool(L, 1, "stateful", 0);
+    lua_getfield(L, 1, "session_timeout");
+    c.session_timeout = luaL_optnumber(L, -1, 300);
+    lua_pop(L, 1);
+    if (!(c.session_timeout > 0)) luaL_error(L, "bad option 'session_timeout' (positive number expected)");
+    c.max_sessions = (unsigned)opt_int(L, 1, "max_sessions", 65536, 1, 1 << 24);
+    c.strict_packets = opt_bool(L, 1, "strict_packets", 0);
+    lreflector_t *o = lua_newuserdata(L, sizeof *o);
+    o->r = NULL;
+    luaL_setmetatable(L, REFLECTOR_MT);
+    int rc = stamp_reflector_new(&c, &o->r);
+    if (rc) return push_fail(L, rc);
+    return 1;
+}
+
+/***
+ * Process what is ready, waiting up to `timeout` ms first.
+ * @function reflector:step
+ * @tparam[opt=0] integer timeout milliseconds (negative: wait until something arrives)
+ * @treturn integer|nil datagrams handled, or nil, message, code
+ */
+static int r_step(lua_State *L)
+{
+    lreflector_t *o = check_reflector(L);
+    int t = (int)luaL_optinteger(L, 2, 0);
+    int n = stamp_reflector_step(o->r, t);
+    if (n == -EINTR) n = 0;
+    if (n < 0) return push_fail(L, n);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/***
+ * The socket's file descriptor, for a host event loop.
+ * @function reflector:fd
+ * @treturn integer
+ */
+static int r_fd(lua_State *L)
+{
+    lua_pushinteger(L, stamp_reflector_fd(check_reflector(L)->r));
+    return 1;
+}
+
+/***
+ * The bound local address and port.
+ * @function reflector:local_addr
+ * @treturn string
+ * @treturn integer
+ */
+static int r_local(lua_State *L)
+{
+    stamp_addr_t a;
+    stamp_reflector_local(check_reflector(L)->r, &a);
+    push_addr(L, &a);
+    return 2;
+}
+
+/***
+ * Counters: rx, reflected, short_padded, drop_short, drop_truncated, drop_hmac, drop_sessions, drop_tx, sessions_active, sessions_created, sessions_reaped.
+ * @function reflector:counters
+ * @treturn table
+ */
+static int r_counters(lua_State *L)
+{
+    stamp_reflector_counters_t c;
+    stamp_reflector_counters(check_reflector(L)->r, &c);
+    lua_createtable(L, 0, 11);
+    set_int(L, "rx", (long long)c.rx);
+    set_int(L, "reflected", (long long)c.reflected);
+    set_int(L, "short_padded", (long long)c.short_padded);
+    set_int(L, "drop_short", (long long)c.drop_short);
+    set_int(L, "drop_truncated", (long long)c.drop_truncated);
+    set_int(L, "drop_hmac", (long long)c.drop_hmac);
+    set_int(L, "drop_sessions", (long long)c.drop_sessions);
+    set_int(L, "drop_tx", (long long)c.drop_tx);
+    set_int(L, "sessions_active", (long long)c.sessions_active);
+    set_int(L, "sessions_created", (long long)c.sessions_created);
+    set_int(L, "sessions_reaped", (long long)c.sessions_reaped);
+    return 1;
+}
+
+/***
+ * Close the socket and free the engine (idempotent).
+ * @function reflector:close
+ */
+static int r_close(lua_State *L)
+{
+    lreflector_t *o = luaL_checkudata(L, 1, REFLECTOR_MT);
+    stamp_reflector_free(o->r);
+    o->r = NULL;
+    return 0;
+}
+
+static int r_tostring(lua_State *L)
+{
+    lreflector_t *o = luaL_checkudata(L, 1, REFLECTOR_MT);
+    if (!o->r) {
+        lua_pushstring(L, "stamp.reflector (closed)");
+        return 1;
+    }
+    stamp_addr_t a;
+    char host[64] = "?";
+    unsigned port = 0;
+    stamp_reflector_local(o->r, &a);
+    stamp_addr_format(&a, host, sizeof host, &port);
+    lua_pushfstring(L, "stamp.reflector (%s port %d)", host, (int)port);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* sender                                                              */
+/* ------------------------------------------------------------------ */
+
+static lsender_t *check_sender(lua_State *L)
+{
+    lsender_t *o = luaL_checkudata(L, 1, SENDER_MT);
+    if (!o->s) luaL_error(L, "attempt to use a closed sender");
+    return o;
+}
+
+/***
+ * Create a Session-Sender.
+ * @function sender
+ * @tparam table cfg `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0), `count`, `interval_ns`, `timeout_ns`, `ssid`, `auth`, `key`, `clock`, `ttl` (255), `tos`, `packet_len`
+ * @return sender object, or nil, message, code
+ */
+static int l_sender(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    stamp_sender_cfg_t c;
+    memset(&c, 0, sizeof c);
+    opt_sock(L, 1, &c.sock);
+    c.remote_addr = opt_str(L, 1, "remote_addr", NULL, NULL);
+    if (!c.remote_addr) luaL_error(L, "bad option 'remote_addr' (string expected, got nil)");
+    c.remote_port = (unsigned)opt_int(L, 1, "remote_port", 862, 1, 65535);
+    c.count = (uint64_t)opt_int(L, 1, "count", 1000, 0, 0xffffffffLL);
+    c.interval = opt_int(L, 1, "interval_ns", 1000000000LL, 0, 3600LL * STAMP_NS_PER_SEC);
+    c.timeout = opt_int(L, 1, "timeout_ns", 5000000000LL, 1, 3600LL * STAMP_NS_PER_SEC);
+    c.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
+    opt_auth(L, 1, &c.mode, &c.key, &c.keylen);
+    c.clock = opt_clock(L, 1);
+    c.packet_len = (size_t)opt_int(L, 1, "packet_len", 0, 0, STAMP_MAX_PKT);
+    if (c.packet_len && c.packet_len < stamp_base_len(c.mode))
+        luaL_error(L, "bad option 'packet_len' (at least %d octets in this mode)", (int)stamp_base_len(c.mode));
+    lsender_t *o = lua_newuserdata(L, sizeof *o);
+    o->s = NULL;
+    luaL_setmetatable(L, SENDER_MT);
+    int rc = stamp_sender_new(&c, &o->s);
+    if (rc) return push_fail(L, rc);
+    return 1;
+}
+
+static void push_result(lua_State *L, const stamp_result_t *r)
+{
+    lua_createtable(L, 0, 24);
+    set_int(L, "seq", r->seq);
+    lua_pushboolean(L, r->status == STAMP_RES_LOST);
+    lua_setfield(L, -2, "lost");
+    set_int(L, "t1", r->t1);
+    if (r->status == STAMP_RES_LOST) return;
+    set_int(L, "refl_seq", r->refl_seq);
+    set_int(L, "ssid", r->ssid);
+    set_int(L, "t2", r->t2);
+    set_int(L, "t3", r->t3);
+    set_int(L, "t4", r->t4);
+    set_int(L, "rtt", r->rtt);
+    set_int(L, "fwd", r->fwd);
+    set_int(L, "bwd", r->bwd);
+    set_int(L, "ttl", r->sender_ttl);
+    if (r->reply_ttl >= 0) set_int(L, "reply_ttl", r->reply_ttl);
+    if (r->reply_tos >= 0) set_int(L, "reply_tos", r->reply_tos);
+    lua_pushboolean(L, r->rx_kernel);
+    lua_setfield(L, -2, "kernel_rx");
+    push_ee(L, &r->sender_ee);
+    lua_setfield(L, -2, "sender_ee");
+    push_ee(L, &r->refl_ee);
+    lua_setfield(L, -2, "refl_ee");
+    set_int(L, "length", (long long)r->pkt_len);
+    lua_pushlstring(L, (const char *)r->pkt, r->pkt_len);
+    lua_setfield(L, -2, "packet");
+}
+
+/***
+ * Send what is due, wait up to `timeout` ms for replies, and return the
+ * per-packet results that became final (answered or lost).
+ * @function sender:step
+ * @tparam[opt=0] integer timeout milliseconds (negative: until the next deadline)
+ * @treturn table|nil array of results (fields seq, lost, t1..t4, rtt, fwd, bwd in ns, ttl, refl_seq, ...), or nil, message, code
+ */
+static int s_step(lua_State *L)
+{
+    lsender_t *o = check_sender(L);
+    int t = (int)luaL_optinteger(L, 2, 0);
+    stamp_result_t res[RESULTS_MAX];
+    int n = stamp_sender_step(o->s, t, res, RESULTS_MAX);
+    if (n == -EINTR) n = 0;
+    if (n < 0) return push_fail(L, n);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        push_result(L, &res[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/***
+ * True once every packet was sent and answered or declared lost.
+ * @function sender:done
+ * @treturn boolean
+ */
+static int s_done(lua_State *L)
+{
+    lua_pushboolean(L, stamp_sender_done(check_sender(L)->s));
+    return 1;
+}
+
+/***
+ * Milliseconds until the sender needs the next step (-1: never, it is done).
+ * @function sender:next_timeout
+ * @treturn integer
+ */
+static int s_next_timeout(lua_State *L)
+{
+    lua_pushinteger(L, stamp_sender_next_timeout(check_sender(L)->s));
+    return 1;
+}
+
+/***
+ * Stop sending new packets; those in flight are still awaited.
+ * @function sender:stop
+ */
+static int s_stop(lua_State *L)
+{
+    stamp_sender_stop(check_sender(L)->s);
+    return 0;
+}
+
+/***
+ * The socket's file descriptor.
+ * @function sender:fd
+ * @treturn integer
+ */
+static int s_fd(lua_State *L)
+{
+    lua_pushinteger(L, stamp_sender_fd(check_sender(L)->s));
+    return 1;
+}
+
+/***
+ * The bound local address and port.
+ * @function sender:local_addr
+ * @treturn string
+ * @treturn integer
+ */
+static int s_local(lua_State *L)
+{
+    stamp_addr_t a;
+    stamp_sender_local(check_sender(L)->s, &a);
+    push_addr(L, &a);
+    return 2;
+}
+
+/***
+ * Counters: sent, received, lost, duplicates, late, drop_hmac, drop_invalid, tx_errors.
+ * @function sender:counters
+ * @treturn table
+ */
+static int s_counters(lua_State *L)
+{
+    stamp_sender_counters_t c;
+    stamp_sender_counters(check_sender(L)->s, &c);
+    lua_createtable(L, 0, 8);
+    set_int(L, "sent", (long long)c.sent);
+    set_int(L, "received", (long long)c.received);
+    set_int(L, "lost", (long long)c.lost);
+    set_int(L, "duplicates", (long long)c.duplicates);
+    set_int(L, "late", (long long)c.late);
+    set_int(L, "drop_hmac", (long long)c.drop_hmac);
+    set_int(L, "drop_invalid", (long long)c.drop_invalid);
+    set_int(L, "tx_errors", (long long)c.tx_errors);
+    return 1;
+}
+
+/***
+ * Close the socket and free the engine (idempotent).
+ * @function sender:close
+ */
+static int s_close(lua_State *L)
+{
+    lsender_t *o = luaL_checkudata(L, 1, SENDER_MT);
+    stamp_sender_free(o->s);
+    o->s = NULL;
+    return 0;
+}
+
+static int s_tostring(lua_State *L)
+{
+    lsender_t *o = luaL_checkudata(L, 1, SENDER_MT);
+    if (!o->s) {
+        lua_pushstring(L, "stamp.sender (closed)");
+        return 1;
+    }
+    stamp_sender_counters_t c;
+    stamp_sender_counters(o->s, &c);
+    lua_pushfstring(L, "stamp.sender (%d sent, %d received)", (int)c.sent, (int)c.received);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction tostr)
+{
+    luaL_newmetatable(L, name);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -3, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -3, "__close");
+    lua_pushcfunction(L, tostr);
+    lua_setfield(L, -3, "__tostring");
+    lua_pushstring(L, name);
+    lua_setfield(L, -3, "__name");
+    /* leave the methods table on the stack for core.methods */
+    lua_remove(L, -2);
+}
+
+int luaopen_stamp_core(lua_State *L) __attribute__((visibility("default")));
+
+int luaopen_stamp_core(lua_State *L)
+{
+    static const luaL_Reg rmethods[] = {{"step", r_step},         {"fd", r_fd},     {"local_addr", r_local},
+                                        {"counters", r_counters}, {"close", r_close}, {NULL, NULL}};
+    static const luaL_Reg smethods[] = {{"step", s_step},     {"done", s_done},         {"next_timeout", s_next_timeout},
+                                        {"stop", s_stop},     {"fd", s_fd},             {"local_addr", s_local},
+                                        {"counters", s_counters}, {"close", s_close}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"reflector", l_reflector},
+                                     {"sender", l_sender},
+                                     {"encode_test", l_encode_test},
+                                     {"decode_test", l_decode_test},
+                                     {"encode_reflected", l_encode_reflected},
+                                     {"decode_reflected", l_decode_reflected},
+                                     {"hmac", l_hmac},
+                                     {"auth_sign", l_auth_sign},
+                                     {"hex_decode", l_hex_decode},
+                                     {"now", l_now},
+                                     {"mono", l_mono},
+                                     {"ts_encode", l_ts_encode},
+                                     {"ts_decode", l_ts_decode},
+                                     {"ee", l_ee},
+                                     {"local_ee", l_local_ee},
+                                     {"tai_offset", l_tai_offset},
+                                     {"trap_signals", l_trap_signals},
+                                     {"interrupted", l_interrupted},
+                                     {NULL, NULL}};
+    luaL_newlib(L, funcs);
+    lua_newtable(L); /* core.methods: lets the Lua layer add methods to the one metatable per class */
+    new_class(L, REFLECTOR_MT, rmethods, r_close, r_tostring);
+    lua_setfield(L, -2, "reflector");
+    new_class(L, SENDER_MT, smethods, s_close, s_tostring);
+    lua_setfield(L, -2, "sender");
+    lua_setfield(L, -2, "methods");
+    lua_pushstring(L, STAMP_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    lua_pushinteger(L, STAMP_BASE_LEN);
+    lua_setfield(L, -2, "BASE_LEN");
+    lua_pushinteger(L, STAMP_AUTH_BASE_LEN);
+    lua_setfield(L, -2, "AUTH_BASE_LEN");
+    lua_pushinteger(L, STAMP_MAX_PKT);
+    lua_setfield(L, -2, "MAX_PKT");
+    return 1;
+}
