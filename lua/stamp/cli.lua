@@ -1,0 +1,229 @@
+--- The `stamp` command: argument parsing (argparse) and the two roles.
+-- `bin/stamp` only calls `main`.
+-- @module stamp.cli
+local argparse = require "argparse"
+local stamp = require "stamp"
+local report = require "stamp.report"
+local core = stamp.core
+
+local M = {}
+
+-- Value checks, one per kind; each returns the converted value or nil.
+local function int_in(lo, hi)
+  return function(s)
+    local n = tonumber(s)
+    if n and n == math.floor(n) and n >= lo and n <= hi and s:match("^%s*[-+]?%d+%s*$") then return math.floor(n) end
+  end, string.format("an integer from %d to %d", lo, hi)
+end
+
+local function num_in(lo, hi)
+  return function(s)
+    local n = tonumber(s)
+    if n and n == n and n >= lo and n <= hi then return n end
+  end, string.format("a number from %s to %s", tostring(lo), tostring(hi))
+end
+
+local function one_of(...)
+  local set, list = {}, { ... }
+  for _, v in ipairs(list) do set[v:upper()] = v end
+  return function(s) return set[s:upper()] end, "one of " .. table.concat(list, ", ")
+end
+
+local function hex_key(s)
+  return core.hex_decode(s)
+end
+
+-- name, short, long, argument name, default, description, check, check description
+local OPTIONS = {
+  { "remote_addr", "-r", "--remote-addr", "REMOTE_ADDR", "0.0.0.0", "Remote address for Session Reflector" },
+  { "local_addr", "-S", "--local-addr", "LOCAL_ADDR", "0.0.0.0", "Local address to bind for" },
+  { "remote_port", "-p", "--remote-port", "REMOTE_PORT", "862", "UDP port number for outgoing packets", int_in(1, 65535) },
+  { "local_port", "-o", "--local-port", "LOCAL_PORT", "862", "UDP port number for incoming packets", int_in(0, 65535) },
+  { "clock_source", "-K", "--clock-source", "CLOCK_SOURCE", "NTP", "Clock source to be used (NTP or PTP)", one_of("NTP", "PTP") },
+  { "send_delay", "-d", "--send-delay", "SEND_DELAY", "1000", "Delay between packets in milliseconds", num_in(0, 3600000) },
+  { "count", "-c", "--count", "COUNT", "1000", "Number of packets to send (0: until interrupted)", int_in(0, 4294967295) },
+  { "timeout", "-L", "--timeout", "TIMEOUT", "5", "Timeout for lost packets in seconds", num_in(0.001, 3600) },
+  { "auth_mode", "-A", "--auth-mode", "AUTH_MODE", "O", "Work mode: A=authenticated, O=open", one_of("A", "O") },
+  { "session_timeout", nil, "--session-timeout", "SECONDS", "300", "Session timeout for stateful mode", num_in(0.001, 31536000) },
+  { "hmac_key", nil, "--hmac-key", "HEX", nil, "HMAC key in hex format", hex_key, "an even number of hex digits (at most 256 octets)" },
+  { "hmac_key_file", nil, "--hmac-key-file", "PATH", nil, "Path to file containing HMAC key (hex, or raw octets)" },
+  { "ssid", nil, "--ssid", "ID", nil, "Session-Sender Identifier (1-65535)", int_in(0, 65535) },
+  { "ttl", nil, "--ttl", "TTL", "255", "TTL / Hop Limit of sent packets", int_in(1, 255) },
+}
+
+local FLAGS = {
+  { "R", "-R", nil, "Print individual statistics for each packet" },
+  { "is_reflector", "-i", "--is-reflector", "Run as Session Reflector instead of Sender" },
+  { "stateful_reflector", nil, "--stateful-reflector", "Enable stateful reflector mode (RFC 8972 Section 4)" },
+  { "strict_packets", nil, "--strict-packets", "Reflector: drop packets shorter than the STAMP base packet" },
+}
+
+local function build_parser()
+  local p = argparse("stamp", "Simple Two-Way Active Measurement Protocol (RFC 8762, RFC 8972) sender and reflector")
+    :add_help(false)
+  p:flag("-h --help", "Print help"):action(function() io.stdout:write(p:get_help(), "\n") os.exit(0) end)
+  p:flag("-V --version", "Print version"):action(function() print("stamp " .. stamp._VERSION) os.exit(0) end)
+  for _, o in ipairs(OPTIONS) do
+    local names = o[2] and (o[2] .. " " .. o[3]) or o[3]
+    local opt = p:option(names, o[6]):argname("<" .. o[4] .. ">")
+    if o[5] then opt:default(o[5]) end
+  end
+  for _, f in ipairs(FLAGS) do
+    local names = f[2] and f[3] and (f[2] .. " " .. f[3]) or (f[2] or f[3])
+    p:flag(names, f[4])
+  end
+  return p
+end
+
+-- `--count -5` would be read as an unknown option "-5": glue negative
+-- numbers to the option that takes them, so the error names the flag.
+local function glue_negative(argv)
+  local takes = {}
+  for _, o in ipairs(OPTIONS) do
+    takes[o[3]] = o[3]
+    if o[2] then takes[o[2]] = o[3] end
+  end
+  local out, i = {}, 1
+  while i <= #argv do
+    local a = argv[i]
+    local long = takes[a]
+    if long and argv[i + 1] and argv[i + 1]:match("^%-[%d.]") then
+      out[#out + 1] = long .. "=" .. argv[i + 1]
+      i = i + 2
+    else
+      out[#out + 1] = a
+      i = i + 1
+    end
+  end
+  return out
+end
+
+local function fail(msg)
+  io.stderr:write("stamp: ", msg, "\n")
+  return 2
+end
+
+local function read_key_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local data = f:read("*a") or ""
+  f:close()
+  local hex = data:gsub("%s+", "")
+  local key = hex:match("^%x+$") and core.hex_decode(hex)
+  if key then return key end
+  if #data == 0 then return nil, "empty file" end
+  return data
+end
+
+--- Parse and check the command line.
+-- @tparam table argv
+-- @treturn table|nil args, or nil and the exit code after printing one line
+function M.parse(argv)
+  local p = build_parser()
+  local ok, args = p:pparse(glue_negative(argv))
+  if not ok then return nil, fail((args:gsub("\n.*", ""))) end
+  for _, o in ipairs(OPTIONS) do
+    local check, what = o[7], o[8]
+    local v = args[o[1]]
+    if check and v ~= nil then
+      local conv = check(v)
+      if conv == nil then
+        return nil, fail(string.format("invalid value for %s: '%s' (expected %s)", o[3], v, what))
+      end
+      args[o[1]] = conv
+    end
+  end
+  if args.hmac_key_file then
+    if args.hmac_key then return nil, fail("give either --hmac-key or --hmac-key-file, not both") end
+    local key, err = read_key_file(args.hmac_key_file)
+    if not key then return nil, fail(string.format("invalid value for --hmac-key-file: '%s' (%s)", args.hmac_key_file, err)) end
+    args.hmac_key = key
+  end
+  args.auth = args.auth_mode == "A"
+  if args.auth and not args.hmac_key then
+    return nil, fail("invalid value for --auth-mode: 'A' (authenticated mode needs --hmac-key or --hmac-key-file)")
+  end
+  if args.auth and #args.hmac_key < 16 then
+    io.stderr:write("stamp: warning: HMAC key shorter than 16 octets\n")
+  end
+  return args
+end
+
+local function out(s)
+  io.stdout:write(s, "\n")
+  io.stdout:flush()
+end
+
+local function run_reflector(a)
+  local r, err = stamp.reflector{
+    local_addr = a.local_addr, local_port = a.local_port, clock = a.clock_source,
+    auth = a.auth, key = a.auth and a.hmac_key or nil,
+    stateful = a.stateful_reflector or false, session_timeout = a.session_timeout,
+    strict_packets = a.strict_packets or false, ttl = a.ttl,
+  }
+  if not r then
+    io.stderr:write(string.format("stamp: cannot listen on %s port %d: %s\n", a.local_addr, a.local_port, err))
+    return 1
+  end
+  local host, port = r:local_addr()
+  out(string.format("STAMP reflector listening on %s port %d (%s, %s%s)", host, port,
+    a.auth and "authenticated" or "open", a.clock_source, a.stateful_reflector and ", stateful" or ""))
+  core.trap_signals()
+  local last = -1
+  local c, rerr = r:run{
+    on_tick = a.R and function(ctr)
+      if ctr.rx ~= last then
+        last = ctr.rx
+        out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d sessions=%d",
+          ctr.rx, ctr.reflected, ctr.drop_hmac, ctr.drop_short, ctr.sessions_active))
+      end
+    end or nil,
+  }
+  if not c then
+    io.stderr:write("stamp: ", tostring(rerr), "\n")
+    c = r:counters()
+  end
+  out(report.reflector_counters(c))
+  r:close()
+  return 0
+end
+
+local function run_sender(a)
+  local s, err = stamp.sender{
+    remote_addr = a.remote_addr, remote_port = a.remote_port,
+    local_addr = a.local_addr, local_port = a.local_port,
+    count = a.count, send_delay = a.send_delay, timeout = a.timeout,
+    ssid = a.ssid or 0, clock = a.clock_source,
+    auth = a.auth, key = a.auth and a.hmac_key or nil, ttl = a.ttl,
+  }
+  if not s then
+    io.stderr:write(string.format("stamp: cannot send to %s port %d: %s\n", a.remote_addr, a.remote_port, err))
+    return 1
+  end
+  core.trap_signals()
+  local results, summary = s:run{
+    keep = false,
+    on_result = a.R and function(r) out(report.packet_line(r)) end or nil,
+  }
+  if not results then
+    io.stderr:write("stamp: ", tostring(summary), "\n")
+    s:close()
+    return 1
+  end
+  out("")
+  out(report.text_summary(summary))
+  s:close()
+  return 0
+end
+
+--- Run the command line.
+-- @tparam table argv arguments (without the program name)
+-- @treturn integer exit code
+function M.main(argv)
+  local a, code = M.parse(argv)
+  if not a then return code end
+  if a.is_reflector then return run_reflector(a) end
+  return run_sender(a)
+end
+
+return M

@@ -1,0 +1,123 @@
+--- Option tables for `stamp.sender` and `stamp.reflector`: one table-driven
+-- validator, so each option's type, range and default is written once.
+-- @module stamp.options
+local core = require "stamp.core"
+
+local M = {}
+
+local function isint(v)
+  return type(v) == "number" and v == math.floor(v) and v > -math.huge and v < math.huge
+end
+
+-- Each entry: kind, [min, max], [default], [values]
+local COMMON = {
+  local_addr = { kind = "string" },
+  local_port = { kind = "integer", min = 0, max = 65535 },
+  auth = { kind = "boolean", default = false },
+  mode = { kind = "enum", values = { open = false, auth = true, O = false, A = true } },
+  key = { kind = "string" },
+  hmac_key = { kind = "string" },
+  clock = { kind = "enum", values = { NTP = "NTP", PTP = "PTP", ntp = "NTP", ptp = "PTP" }, default = "NTP" },
+  ttl = { kind = "integer", min = 1, max = 255, default = 255 },
+  tos = { kind = "integer", min = 0, max = 255 },
+  rcvbuf = { kind = "integer", min = 0, max = 1073741824 },
+}
+
+local SENDER = {
+  remote_addr = { kind = "string", required = true },
+  remote_port = { kind = "integer", min = 1, max = 65535, default = 862 },
+  count = { kind = "integer", min = 0, max = 4294967295, default = 1000 },
+  send_delay = { kind = "number", min = 0, max = 3600000, default = 1000 },
+  timeout = { kind = "number", min = 0.001, max = 3600, default = 5 },
+  ssid = { kind = "integer", min = 0, max = 65535, default = 0 },
+  packet_len = { kind = "integer", min = 0, max = core.MAX_PKT },
+}
+
+local REFLECTOR = {
+  stateful = { kind = "boolean", default = false },
+  session_timeout = { kind = "number", min = 0.001, max = 31536000, default = 300 },
+  max_sessions = { kind = "integer", min = 1, max = 16777216 },
+  strict_packets = { kind = "boolean", default = false },
+}
+
+local function check(name, spec, v, level)
+  local function bad(what)
+    error(string.format("bad option '%s' (%s expected, got %s)", name, what,
+      type(v) == "string" and ("'" .. v .. "'") or tostring(v)), level + 1)
+  end
+  if spec.kind == "string" then
+    if type(v) ~= "string" then bad("string") end
+  elseif spec.kind == "boolean" then
+    if type(v) ~= "boolean" then bad("boolean") end
+  elseif spec.kind == "enum" then
+    if spec.values[v] == nil then
+      local keys = {}
+      for k in pairs(spec.values) do keys[#keys + 1] = k end
+      table.sort(keys)
+      bad("one of " .. table.concat(keys, ", "))
+    end
+    v = spec.values[v]
+  else
+    local ok = spec.kind == "integer" and isint(v) or (spec.kind == "number" and type(v) == "number" and v == v)
+    if not ok or (spec.min and v < spec.min) or (spec.max and v > spec.max) then
+      bad(string.format("%s %s..%s", spec.kind, tostring(spec.min), tostring(spec.max)))
+    end
+  end
+  return v
+end
+
+-- Validate `cfg` against the merged specs; unknown keys are errors too.
+local function validate(cfg, specs, level)
+  local out = {}
+  for k, v in pairs(cfg) do
+    local spec
+    for _, s in ipairs(specs) do spec = spec or s[k] end
+    if not spec then error(string.format("unknown option '%s'", tostring(k)), level + 1) end
+    out[k] = check(k, spec, v, level + 1)
+  end
+  for _, s in ipairs(specs) do
+    for k, spec in pairs(s) do
+      if out[k] == nil then
+        if spec.required then error(string.format("bad option '%s' (required)", k), level + 1) end
+        out[k] = spec.default
+      end
+    end
+  end
+  -- authentication: mode/auth and the key
+  if out.mode ~= nil then out.auth = out.mode end
+  out.mode = nil
+  if out.hmac_key then
+    if out.key then error("give either 'key' or 'hmac_key', not both", level + 1) end
+    local key, err = core.hex_decode(out.hmac_key)
+    if not key then error("bad option 'hmac_key' (" .. err .. ")", level + 1) end
+    out.key, out.hmac_key = key, nil
+  end
+  if out.auth and (not out.key or #out.key == 0) then
+    error("authenticated mode needs 'key' or 'hmac_key'", level + 1)
+  end
+  return out
+end
+
+--- Normalize sender options into what `stamp.core.sender` takes.
+-- @tparam table cfg
+-- @tparam number level error level
+-- @treturn table
+function M.sender(cfg, level)
+  local c = validate(cfg, { COMMON, SENDER }, level or 2)
+  c.interval_ns = math.floor(c.send_delay * 1e6 + 0.5)
+  c.timeout_ns = math.floor(c.timeout * 1e9 + 0.5)
+  c.send_delay, c.timeout = nil, nil
+  return c
+end
+
+--- Normalize reflector options into what `stamp.core.reflector` takes.
+-- @tparam table cfg
+-- @tparam number level error level
+-- @treturn table
+function M.reflector(cfg, level)
+  local c = validate(cfg, { COMMON, REFLECTOR }, level or 2)
+  if c.local_port == nil then c.local_port = 862 end
+  return c
+end
+
+return M
