@@ -1,0 +1,88 @@
+-- Shared helpers for the specs.
+local M = {}
+
+function M.hex(s)
+  return (s:gsub("%s+", ""):gsub("..", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+function M.tohex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+M.ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/helper%.lua$")) or "."
+
+-- Run a shell command, return its exit code, stdout and stderr.
+function M.run(cmd)
+  local out, err = os.tmpname(), os.tmpname()
+  local ok, how, code = os.execute(cmd .. " >" .. out .. " 2>" .. err)
+  local function slurp(p)
+    local f = io.open(p, "rb")
+    local s = f and f:read("*a") or ""
+    if f then f:close() end
+    os.remove(p)
+    return s
+  end
+  if type(ok) == "number" then code = ok / 256 elseif how == "signal" then code = 128 + code end
+  return code, slurp(out), slurp(err)
+end
+
+-- A port that is free right now on loopback (UDP), in a range the kernel does not hand out.
+local next_port = 20000 + (os.time() % 1000) * 10 + math.random(0, 9)
+function M.free_port()
+  local socket = require "socket"
+  for _ = 1, 200 do
+    next_port = next_port + 1
+    if next_port > 30000 then next_port = 20000 end
+    local u = socket.udp()
+    local ok = u:setsockname("127.0.0.1", next_port)
+    u:close()
+    if ok then return next_port end
+  end
+  error("no free port")
+end
+
+-- Start a background process; returns its pid and the file its stdout goes to.
+function M.spawn(cmd)
+  local out = os.tmpname()
+  local p = io.popen(cmd .. " >" .. out .. " 2>&1 & echo $!")
+  local pid = tonumber(p:read("*l"))
+  p:close()
+  return pid, out
+end
+
+function M.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function M.sleep(s)
+  require("socket").sleep(s)
+end
+
+-- Stop a background process with SIGINT and wait until it is gone.
+function M.stop(pid)
+  os.execute("kill -INT " .. pid .. " 2>/dev/null")
+  for _ = 1, 100 do
+    if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then return end
+    M.sleep(0.05)
+  end
+  os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+end
+
+-- Wait until `path` contains `pattern` (plain text).
+function M.wait_for(path, pattern, timeout)
+  local t = 0
+  while t < (timeout or 5) do
+    if M.slurp(path):find(pattern, 1, true) then return true end
+    M.sleep(0.05)
+    t = t + 0.05
+  end
+  return false
+end
+
+M.STAMP = M.ROOT .. "/bin/stamp"
+
+return M
