@@ -14,7 +14,33 @@ typedef struct session {
     uint16_t ssid;
     uint32_t next_seq;    /* stateful: the reflector's own sequence number */
     stamp_ns_t last_seen; /* monotonic */
+    uint32_t rx, tx;      /* Direct Measurement counters */
+    uint32_t last_seq;    /* Follow-Up Telemetry: the previous reply */
+    stamp_ns_t last_tx;
+    int has_last;
 } session_t;
+
+/* What we know about each reply of a batch until it leaves. */
+typedef struct {
+    int hmac_off;   /* HMAC TLV to sign, -1 none */
+    session_t *sess;
+    uint32_t seq;
+    stamp_addr_t to, from;
+    int has_from;
+    int tos;
+    unsigned extra; /* type 12 copies to queue */
+    stamp_ns_t extra_ival;
+} txinfo_t;
+
+/* A type 12 extra reply waiting for its time. */
+typedef struct {
+    stamp_ns_t due; /* monotonic */
+    size_t len;
+    txinfo_t info;
+    uint8_t *buf;
+} pending_t;
+
+#define PENDING_MAX 256
 
 struct stamp_reflector {
     stamp_reflector_cfg_t cfg;
@@ -33,6 +59,11 @@ struct stamp_reflector {
     size_t rxlen[STAMP_BATCH];
     stamp_rxmeta_t meta[STAMP_BATCH];
     stamp_txmsg_t tx[STAMP_BATCH];
+    txinfo_t txi[STAMP_BATCH];
+    pending_t *pending; /* type 12 queue, allocated only when the feature is on */
+    int npending;
+    uint8_t *pendmem;
+    int synced;
     uint8_t mem[]; /* 2 * STAMP_BATCH * STAMP_MAX_PKT octets */
 };
 
@@ -94,6 +125,7 @@ static void housekeeping(stamp_reflector_t *r, stamp_ns_t now)
     stamp_ee_t ee;
     stamp_ee_local(&ee, r->cfg.clock);
     r->ee = stamp_ee_pack(&ee);
+    r->synced = ee.s != 0;
     r->tai = r->cfg.clock == STAMP_CLOCK_PTP ? stamp_tai_offset() : 0;
     stamp_ns_t idle = (stamp_ns_t)(r->cfg.session_timeout * 1e9);
     for (size_t i = 0; i < r->nbuckets; i++) {
@@ -128,6 +160,8 @@ void stamp_reflector_free(stamp_reflector_t *r)
         free(r->buckets);
     }
     stamp_hmac_free(r->hmac);
+    free(r->pending);
+    free(r->pendmem);
     free(r);
 }
 
@@ -157,7 +191,21 @@ int stamp_reflector_new(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **ou
         stamp_reflector_free(r);
         return STAMP_ENOMEM;
     }
-    if (cfg->mode == STAMP_MODE_AUTH) {
+    if (cfg->tlv.refl_max_count) {
+        r->pending = calloc(PENDING_MAX, sizeof *r->pending);
+        r->pendmem = malloc((size_t)PENDING_MAX * STAMP_MAX_PKT);
+        if (!r->pending || !r->pendmem) {
+            stamp_reflector_free(r);
+            return STAMP_ENOMEM;
+        }
+        for (int i = 0; i < PENDING_MAX; i++) r->pending[i].buf = r->pendmem + (size_t)i * STAMP_MAX_PKT;
+    }
+    /* the key signs the base packet (authenticated mode) and the HMAC TLV (either mode) */
+    if (cfg->key && cfg->keylen) {
+        if (cfg->keylen > STAMP_KEY_MAX) {
+            stamp_reflector_free(r);
+            return STAMP_EINVAL;
+        }
         r->hmac = stamp_hmac_new(cfg->key, cfg->keylen);
         if (!r->hmac) {
             stamp_reflector_free(r);
@@ -193,6 +241,10 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
     size_t len = r->rxlen[i];
     const stamp_rxmeta_t *m = &r->meta[i];
     size_t base = stamp_base_len(r->cfg.mode);
+    txinfo_t *ti = &r->txi[i];
+    memset(ti, 0, sizeof *ti);
+    ti->hmac_off = -1;
+    ti->tos = -1;
 
     if (len > STAMP_MAX_PKT) {
         r->ctr.drop_truncated++;
@@ -212,24 +264,26 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
         r->ctr.short_padded++;
         len = base;
     }
-    if (r->hmac && stamp_auth_verify(r->hmac, in, len) != STAMP_OK) {
+    if (r->cfg.mode == STAMP_MODE_AUTH && stamp_auth_verify(r->hmac, in, len) != STAMP_OK) {
         r->ctr.drop_hmac++;
         return 0;
     }
     stamp_test_t t;
     stamp_test_decode(in, len, r->cfg.mode, &t);
+    int tlvs = len > base && r->cfg.tlv.process;
 
-    stamp_reflected_t o;
-    memset(&o, 0, sizeof o);
-    o.seq = t.seq;
-    if (r->cfg.stateful) {
-        session_t *s = session_get(r, m, t.ssid, mono);
-        if (!s) {
+    /* per-session state: stateful numbering, and the TLVs that count per session */
+    session_t *s = NULL;
+    if (r->cfg.stateful || tlvs) {
+        s = session_get(r, m, t.ssid, mono);
+        if (!s && r->cfg.stateful) {
             r->ctr.drop_sessions++;
             return 0;
         }
-        o.seq = s->next_seq++;
     }
+    stamp_reflected_t o;
+    memset(&o, 0, sizeof o);
+    o.seq = r->cfg.stateful ? s->next_seq : t.seq;
     o.ee = r->ee;
     o.ssid = t.ssid;
     stamp_ts_encode(o.rx_ts, m->rx_time, r->cfg.clock, r->tai);
@@ -239,9 +293,136 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
     o.sender_ttl = m->ttl >= 0 ? (uint8_t)m->ttl : 0;
     uint8_t *out = r->txbuf[i];
     stamp_reflected_encode(out, STAMP_MAX_PKT, r->cfg.mode, &o);
-    /* symmetric size: octets beyond the base go back as received */
-    if (len > base) memcpy(out + base, in + base, len - base);
-    return len;
+    size_t olen = base;
+    if (len > base && r->cfg.tlv.process) {
+        /* the TLVs go back in order and length, processed in place (RFC 8972 4) */
+        memcpy(out + base, in + base, len - base);
+        olen = len;
+        stamp_tlv_ctx_t c;
+        memset(&c, 0, sizeof c);
+        c.meta = m;
+        c.clock = r->cfg.clock;
+        c.tai = r->tai;
+        c.synced = r->synced;
+        c.pol = &r->cfg.tlv;
+        c.tos = -1;
+        if (s) {
+            c.sess_rx = s->rx + 1;
+            c.sess_tx = s->tx + 1;
+            c.prev_seq = s->last_seq;
+            c.prev_tx = s->last_tx;
+            c.has_prev = s->has_last;
+        }
+        int f = stamp_tlv_reflect(&c, r->hmac, out, base, olen, &ti->hmac_off);
+        if (f & STAMP_TLV_DROP) {
+            r->ctr.drop_micro++;
+            return 0;
+        }
+        if (f & STAMP_TLV_U) r->ctr.tlv_unknown++;
+        if (f & STAMP_TLV_M) r->ctr.tlv_malformed++;
+        if (f & STAMP_TLV_I) r->ctr.tlv_integrity++;
+        if (s) s->rx++;
+        if (c.no_reply) {
+            r->ctr.no_reply++;
+            return 0;
+        }
+        ti->tos = c.tos;
+        if (c.has_return_to) ti->to = c.return_to;
+        if (c.has_source) {
+            ti->from = c.source;
+            ti->has_from = 1;
+        }
+        /* type 12: grow the reply with an Extra Padding TLV (the only TLV allowed after the HMAC TLV) */
+        if (c.want_len > olen && c.want_len - olen >= STAMP_TLV_HDR && c.want_len <= STAMP_MAX_PKT) {
+            size_t pad = c.want_len - olen - STAMP_TLV_HDR;
+            uint8_t *p = out + olen;
+            p[0] = 0; /* a reflector-made TLV: nothing for the sender to flag */
+            p[1] = STAMP_TLV_PADDING;
+            wr16(p + 2, (uint16_t)pad);
+            memset(p + STAMP_TLV_HDR, 0, pad);
+            olen = c.want_len;
+        }
+        ti->extra = c.extra_count;
+        ti->extra_ival = c.extra_interval;
+    } else if (s) {
+        s->rx++;
+    }
+    if (!ti->to.len) ti->to = m->src;
+    if (!ti->has_from && m->dst.len) {
+        ti->from = m->dst;
+        ti->has_from = 1;
+    }
+    if (s) {
+        s->tx++;
+        if (r->cfg.stateful) s->next_seq++;
+    }
+    ti->sess = s;
+    ti->seq = o.seq;
+    return olen;
+}
+
+/* Stamp, sign and remember one reply just before it leaves. */
+static void finalize(stamp_reflector_t *r, uint8_t *b, size_t len, txinfo_t *ti, stamp_ns_t now)
+{
+    size_t tsoff = r->cfg.mode == STAMP_MODE_AUTH ? 16 : 4;
+    size_t base = stamp_base_len(r->cfg.mode);
+    stamp_ts_encode(b + tsoff, now, r->cfg.clock, r->tai);
+    if (ti->hmac_off >= 0 && r->hmac) stamp_tlv_sign(r->hmac, b, base, (size_t)ti->hmac_off);
+    if (r->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(r->hmac, b, len);
+    if (ti->sess) {
+        ti->sess->last_seq = ti->seq;
+        ti->sess->last_tx = now;
+        ti->sess->has_last = 1;
+    }
+}
+
+static void queue_extra(stamp_reflector_t *r, const uint8_t *b, size_t len, const txinfo_t *ti, stamp_ns_t mono)
+{
+    for (unsigned k = 1; k <= ti->extra && r->npending < PENDING_MAX; k++) {
+        pending_t *p = &r->pending[r->npending++];
+        memcpy(p->buf, b, len);
+        p->len = len;
+        p->info = *ti;
+        p->info.sess = NULL; /* sessions may be reaped meanwhile */
+        if (r->cfg.stateful && ti->sess) { /* each reply has its own number */
+            p->info.seq = ti->sess->next_seq++;
+            wr32(p->buf, p->info.seq);
+        }
+        p->due = mono + (stamp_ns_t)k * ti->extra_ival;
+    }
+}
+
+static void send_pending(stamp_reflector_t *r)
+{
+    if (!r->npending) return;
+    stamp_ns_t mono = stamp_mono(), now = stamp_now();
+    for (int i = 0; i < r->npending;) {
+        pending_t *p = &r->pending[i];
+        if (p->due > mono) {
+            i++;
+            continue;
+        }
+        finalize(r, p->buf, p->len, &p->info, now);
+        stamp_txmsg_t t = {.buf = p->buf, .len = p->len, .to = &p->info.to,
+                           .from = p->info.has_from ? &p->info.from : NULL, .ifindex = 0, .tos = p->info.tos};
+        if (stamp_sock_send(r->fd, &t, 1) == 1)
+            r->ctr.extra_replies++;
+        else
+            r->ctr.drop_tx++;
+        /* swap the last one in; its buffer goes with it */
+        pending_t tmp = r->pending[i];
+        r->pending[i] = r->pending[--r->npending];
+        r->pending[r->npending] = tmp;
+    }
+}
+
+static int pending_wait_ms(const stamp_reflector_t *r)
+{
+    if (!r->npending) return -1;
+    stamp_ns_t first = INT64_MAX, mono = stamp_mono();
+    for (int i = 0; i < r->npending; i++)
+        if (r->pending[i].due < first) first = r->pending[i].due;
+    return first <= mono ? 0 : (int)((first - mono + 999999) / 1000000);
 }
 
 int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
@@ -249,8 +430,12 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
     if (r->fd < 0) return STAMP_ECLOSED;
     if (timeout_ms != 0) {
         if (r->cfg.stateful && (timeout_ms < 0 || timeout_ms > 1000)) timeout_ms = 1000;
-        int w = stamp_wait_readable(r->fd, timeout_ms);
-        if (w < 0) return w;
+        int pw = pending_wait_ms(r);
+        if (pw >= 0 && (timeout_ms < 0 || pw < timeout_ms)) timeout_ms = pw;
+        if (timeout_ms != 0) {
+            int w = stamp_wait_readable(r->fd, timeout_ms);
+            if (w < 0) return w;
+        }
     }
     int total = 0;
     for (int round = 0; round < 64; round++) {
@@ -263,21 +448,23 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
             r->ctr.rx++;
             size_t rl = reflect_one(r, i, mono);
             if (!rl) continue;
-            stamp_txmsg_t *t = &r->tx[ntx++];
+            stamp_txmsg_t *t = &r->tx[ntx];
+            r->txi[ntx] = r->txi[i]; /* compact: reply k describes tx[k] */
             t->buf = r->txbuf[i];
             t->len = rl;
-            t->to = &r->meta[i].src;
-            t->from = r->meta[i].dst.len ? &r->meta[i].dst : NULL;
             t->ifindex = 0;
-            t->tos = -1;
+            ntx++;
         }
         /* transmit timestamps as late as possible: just before the batch leaves */
         stamp_ns_t now = stamp_now();
-        size_t tsoff = r->cfg.mode == STAMP_MODE_AUTH ? 16 : 4;
         for (int k = 0; k < ntx; k++) {
-            uint8_t *b = (uint8_t *)r->tx[k].buf;
-            stamp_ts_encode(b + tsoff, now, r->cfg.clock, r->tai);
-            if (r->hmac) stamp_auth_sign(r->hmac, b, r->tx[k].len);
+            txinfo_t *ti = &r->txi[k];
+            stamp_txmsg_t *t = &r->tx[k];
+            t->to = &ti->to;
+            t->from = ti->has_from ? &ti->from : NULL;
+            t->tos = ti->tos;
+            finalize(r, (uint8_t *)t->buf, t->len, ti, now);
+            if (ti->extra && r->pending) queue_extra(r, t->buf, t->len, ti, mono);
         }
         if (ntx) {
             int sent = stamp_sock_send(r->fd, r->tx, ntx);
@@ -288,6 +475,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         total += n;
         if (n < STAMP_BATCH) break;
     }
+    send_pending(r);
     housekeeping(r, stamp_mono());
     return total;
 }

@@ -35,6 +35,10 @@ struct stamp_sender {
     slot_t *ring;
     size_t mask;
     stamp_sender_counters_t ctr;
+    uint8_t *tlvs;      /* TLV template */
+    size_t dm_off[8];   /* Direct Measurement TLVs to count in */
+    int ndm;
+    long hmac_off;      /* HMAC TLV to sign, -1 none */
     uint8_t *txbuf;
     uint8_t *rxbuf[STAMP_BATCH];
     size_t rxlen[STAMP_BATCH];
@@ -47,6 +51,7 @@ void stamp_sender_free(stamp_sender_t *s)
     if (!s) return;
     if (s->fd >= 0) close(s->fd);
     free(s->ring);
+    free(s->tlvs);
     stamp_hmac_free(s->hmac);
     free(s);
 }
@@ -65,11 +70,11 @@ int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
 {
     *out = NULL;
     size_t base = stamp_base_len(cfg->mode);
-    size_t plen = cfg->packet_len ? cfg->packet_len : base;
+    size_t plen = cfg->packet_len ? cfg->packet_len : base + cfg->tlvs_len;
     if (cfg->mode != STAMP_MODE_OPEN && cfg->mode != STAMP_MODE_AUTH) return STAMP_EINVAL;
     if (cfg->mode == STAMP_MODE_AUTH && (!cfg->key || cfg->keylen == 0 || cfg->keylen > STAMP_KEY_MAX))
         return STAMP_EINVAL;
-    if (plen < base || plen > STAMP_MAX_PKT || cfg->interval < 0 || cfg->timeout <= 0 || !cfg->remote_addr ||
+    if (plen < base + cfg->tlvs_len || plen > STAMP_MAX_PKT || (cfg->tlvs_len && !cfg->tlvs) || cfg->interval < 0 || cfg->timeout <= 0 || !cfg->remote_addr ||
         cfg->remote_port == 0 || cfg->remote_port > 65535)
         return STAMP_EINVAL;
 
@@ -100,7 +105,27 @@ int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
     }
     s->mask = ring - 1;
 
-    if (cfg->mode == STAMP_MODE_AUTH) {
+    s->hmac_off = -1;
+    if (cfg->tlvs_len) {
+        s->tlvs = malloc(cfg->tlvs_len);
+        if (!s->tlvs) {
+            stamp_sender_free(s);
+            return STAMP_ENOMEM;
+        }
+        memcpy(s->tlvs, cfg->tlvs, cfg->tlvs_len);
+        /* where the per-packet values go, found once */
+        size_t pos = 0;
+        stamp_tlv_t t;
+        while (stamp_tlv_next(s->tlvs, cfg->tlvs_len, &pos, &t) == 1) {
+            if (t.type == STAMP_TLV_DM && t.len >= 4 && s->ndm < 8) s->dm_off[s->ndm++] = base + t.off + STAMP_TLV_HDR;
+            if (t.type == STAMP_TLV_HMAC && t.len == STAMP_HMAC_LEN) s->hmac_off = (long)(base + t.off);
+        }
+    }
+    if (s->hmac_off >= 0 && (!cfg->key || !cfg->keylen)) {
+        stamp_sender_free(s);
+        return STAMP_EINVAL; /* an HMAC TLV needs the key */
+    }
+    if (cfg->key && cfg->keylen) {
         s->hmac = stamp_hmac_new(cfg->key, cfg->keylen);
         if (!s->hmac) {
             stamp_sender_free(s);
@@ -158,6 +183,7 @@ static void emit_lost(stamp_result_t *r, const slot_t *sl)
     r->seq = sl->seq;
     r->t1 = sl->t1;
     r->sender_ttl = r->reply_ttl = r->reply_tos = -1;
+    r->tlv_hmac = -1;
 }
 
 /* Send test packet number nsent. */
@@ -176,10 +202,13 @@ static void send_one(stamp_sender_t *s, stamp_ns_t mono)
     t.ee = s->ee;
     t.ssid = s->cfg.ssid;
     memset(s->txbuf + base, 0, s->cfg.packet_len - base);
+    if (s->cfg.tlvs_len) memcpy(s->txbuf + base, s->tlvs, s->cfg.tlvs_len);
+    for (int k = 0; k < s->ndm; k++) wr32(s->txbuf + s->dm_off[k], (uint32_t)(s->nsent + 1)); /* S_TxC */
     stamp_ns_t t1 = stamp_now();
     stamp_ts_encode(t.ts, t1, s->cfg.clock, s->tai);
     stamp_test_encode(s->txbuf, STAMP_MAX_PKT, s->cfg.mode, &t);
-    if (s->hmac) stamp_auth_sign(s->hmac, s->txbuf, s->cfg.packet_len);
+    if (s->hmac_off >= 0) stamp_tlv_sign(s->hmac, s->txbuf, base, (size_t)s->hmac_off);
+    if (s->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(s->hmac, s->txbuf, s->cfg.packet_len);
     stamp_txmsg_t m = {.buf = s->txbuf, .len = s->cfg.packet_len, .to = &s->remote, .from = NULL,
                        .ifindex = 0, .tos = -1};
     int r = stamp_sock_send(s->fd, &m, 1);
@@ -202,7 +231,7 @@ static int handle_reply(stamp_sender_t *s, int i, stamp_result_t *res)
         s->ctr.drop_invalid++;
         return 0;
     }
-    if (s->hmac && stamp_auth_verify(s->hmac, b, len) != STAMP_OK) {
+    if (s->cfg.mode == STAMP_MODE_AUTH && stamp_auth_verify(s->hmac, b, len) != STAMP_OK) {
         s->ctr.drop_hmac++;
         return 0;
     }
@@ -256,6 +285,17 @@ static int handle_reply(stamp_sender_t *s, int i, stamp_result_t *res)
     res->rx_kernel = m->rx_kernel;
     res->pkt = b;
     res->pkt_len = len;
+    res->tlv_hmac = -1;
+    if (s->hmac && len > base) { /* the reply's HMAC TLV, if any */
+        size_t pos = base;
+        stamp_tlv_t tl;
+        while (stamp_tlv_next(b, len, &pos, &tl) == 1) {
+            if (tl.type == STAMP_TLV_HMAC && tl.len == STAMP_HMAC_LEN) {
+                res->tlv_hmac = stamp_tlv_verify(s->hmac, b, base, tl.off) == STAMP_OK;
+                break;
+            }
+        }
+    }
     return 1;
 }
 

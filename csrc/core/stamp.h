@@ -248,6 +248,152 @@ STAMP_API int stamp_sock_send(int fd, const stamp_txmsg_t *m, int n);
 STAMP_API int stamp_wait_readable(int fd, int timeout_ms);
 
 /* ------------------------------------------------------------------ */
+/* TLVs (RFC 8972 4, RFC 9503, RFC 9534, reflected packet control)      */
+/* ------------------------------------------------------------------ */
+
+#define STAMP_TLV_HDR 4
+#define STAMP_TLV_U 0x80 /* Unrecognized */
+#define STAMP_TLV_M 0x40 /* Malformed */
+#define STAMP_TLV_I 0x20 /* Integrity check failed */
+#define STAMP_TLV_C 0x10 /* Conformant reflected packet (type 12 only) */
+#define STAMP_TLV_DROP 0x100 /* reflect(): discard the whole packet */
+
+enum {
+    STAMP_TLV_PADDING = 1,
+    STAMP_TLV_LOCATION = 2,
+    STAMP_TLV_TSINFO = 3,
+    STAMP_TLV_COS = 4,
+    STAMP_TLV_DM = 5,
+    STAMP_TLV_ACCESS = 6,
+    STAMP_TLV_FOLLOWUP = 7,
+    STAMP_TLV_HMAC = 8,
+    STAMP_TLV_DESTNODE = 9,
+    STAMP_TLV_RETURNPATH = 10,
+    STAMP_TLV_MICRO = 11,
+    STAMP_TLV_REFLCTRL = 12
+};
+
+/* IANA Timestamping Methods and Synchronization Sources */
+enum { STAMP_TSM_HW = 1, STAMP_TSM_SW = 2, STAMP_TSM_CP = 3 };
+enum { STAMP_SYNC_NTP = 1, STAMP_SYNC_PTP = 2, STAMP_SYNC_SSU = 3, STAMP_SYNC_GNSS = 4, STAMP_SYNC_LOCAL = 5 };
+
+/** Field kinds for the table-driven codec. */
+typedef enum {
+    STAMP_F_UINT = 0, /* `width` bits at bit position `bitpos` of the value (big-endian) */
+    STAMP_F_TS,       /* 8-octet timestamp at octet bitpos/8 */
+    STAMP_F_ADDR,     /* IPv4 (4 octets) or IPv6 (16 octets): the rest of the value */
+    STAMP_F_BYTES     /* raw octets: `width` octets, 0 = the rest of the value */
+} stamp_field_kind_t;
+
+typedef struct {
+    const char *name;
+    uint8_t kind;
+    uint16_t bitpos;
+    uint16_t width;
+} stamp_tlv_field_t;
+
+/** Sub-TLV kinds (decoding) */
+typedef struct {
+    uint8_t type;
+    const char *name; /* Lua field name */
+    uint8_t kind;     /* STAMP_F_ADDR, STAMP_F_UINT (32-bit) or STAMP_F_BYTES */
+    uint8_t width;    /* STAMP_F_ADDR: 4 (IPv4 in the first 4 octets) or 16 */
+} stamp_subtlv_def_t;
+
+/** What the reflector knows while it fills TLVs of one packet. */
+typedef struct {
+    const stamp_rxmeta_t *meta;
+    stamp_clock_t clock;
+    int tai;
+    int synced;                 /* local clock synchronized (Error Estimate S) */
+    uint32_t sess_rx, sess_tx;  /* per-session counters including this packet and its reply */
+    uint32_t prev_seq;          /* the previous reply of this session */
+    stamp_ns_t prev_tx;
+    int has_prev;
+    const struct stamp_tlv_policy *pol;
+    /* outputs */
+    int tos;                    /* TOS/Traffic Class for the reply, -1 = default */
+    int no_reply;               /* Return Path: no reply wanted */
+    stamp_addr_t return_to;     /* Return Path: Return Address */
+    int has_return_to;
+    stamp_addr_t source;        /* Destination Node Address: source of the reply */
+    int has_source;
+    unsigned extra_count;       /* type 12: replies beyond the first */
+    stamp_ns_t extra_interval;
+    size_t want_len;            /* type 12: length of the reflected packet, 0 = unchanged */
+} stamp_tlv_ctx_t;
+
+/** One TLV type: everything about it in one place. */
+typedef struct {
+    uint8_t type;
+    const char *name;      /* "Class of Service" */
+    const char *key;       /* Lua/JSON key: "cos" */
+    uint16_t min_len;      /* valid value lengths: min_len..max_len ... */
+    uint16_t max_len;
+    uint16_t len_step;     /* ... with (len - min_len) % len_step == 0 (0: any) */
+    uint16_t default_len;  /* what the Session-Sender sends */
+    const stamp_tlv_field_t *fields; /* NULL-name terminated */
+    uint16_t sub_off;      /* sub-TLVs start at this value offset; 0xffff: none */
+    const stamp_subtlv_def_t *subs;  /* known sub-TLVs, 0-type terminated */
+    int needs_session;     /* reflector keeps per-session state for it */
+    /* Reflector: fill the value in place. Returns 0, flags to set (U/M/C), or STAMP_TLV_DROP. */
+    int (*reflect)(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len);
+} stamp_tlv_def_t;
+
+/** Reflector TLV policy. */
+typedef struct stamp_tlv_policy {
+    int process;              /* 1: echo and process (default), 0: ignore = strip TLVs from replies */
+    int verify_hmac;          /* verify the HMAC TLV (key needed) */
+    int cos_refuse;           /* local policy refuses to use DSCP1 for replies (RP = 1) */
+    int location_hide;        /* answer Location with zeros (privacy) */
+    struct {
+        uint8_t addr[16];
+        int family;
+        int plen;
+    } allow_return[16];       /* Return Address allowed only inside these prefixes */
+    int n_allow_return;
+    int has_member_link;      /* RFC 9534: our member link ID */
+    uint16_t member_link;
+    unsigned refl_max_count;  /* type 12 caps; 0 count = feature off */
+    size_t refl_max_size;
+    stamp_ns_t refl_min_interval;
+} stamp_tlv_policy_t;
+
+STAMP_API const stamp_tlv_def_t *stamp_tlv_lookup(unsigned type);
+STAMP_API const stamp_tlv_def_t *stamp_tlv_by_key(const char *key);
+STAMP_API const stamp_tlv_def_t *stamp_tlv_registry(size_t *n);
+STAMP_API int stamp_tlv_len_ok(const stamp_tlv_def_t *d, size_t len);
+
+typedef struct {
+    uint8_t flags, type;
+    uint16_t len;  /* value length */
+    size_t off;    /* offset of the TLV header */
+} stamp_tlv_t;
+
+/**
+ * Walk TLVs in buf[*pos..len). Returns 1 with *t filled and *pos advanced,
+ * 0 at the end, -1 when the next TLV's header or value runs past the buffer
+ * (*t then holds what could be read; t->len may exceed the rest).
+ */
+STAMP_API int stamp_tlv_next(const uint8_t *buf, size_t len, size_t *pos, stamp_tlv_t *t);
+
+STAMP_API uint64_t stamp_field_get(const uint8_t *v, size_t vlen, const stamp_tlv_field_t *f);
+STAMP_API void stamp_field_set(uint8_t *v, size_t vlen, const stamp_tlv_field_t *f, uint64_t x);
+
+/**
+ * Reflector side: process the TLV area of a reply in place (reply[base..len)),
+ * per RFC 8972 4: U cleared on what is understood and filled, kept on the
+ * rest, M and stop on a bad length, I on all when the HMAC TLV fails.
+ * `hmac` may be NULL. Returns 0, or STAMP_TLV_DROP to discard the packet.
+ */
+STAMP_API int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size_t len,
+                                int *hmac_tlv_off);
+/** Compute the HMAC TLV whose header is at `off`: over the sequence number (octets 0..3) and the TLVs before it. */
+STAMP_API int stamp_tlv_sign(stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size_t off);
+/** Check it. Returns 0 when it verifies, STAMP_EAUTH otherwise. */
+STAMP_API int stamp_tlv_verify(stamp_hmac_t *hmac, const uint8_t *pkt, size_t base, size_t off);
+
+/* ------------------------------------------------------------------ */
 /* Reflector engine                                                    */
 /* ------------------------------------------------------------------ */
 
@@ -261,6 +407,7 @@ typedef struct {
     unsigned max_sessions;  /* 0 = default (65536) */
     int strict_packets;     /* drop packets shorter than the base */
     stamp_sock_opts_t sock;
+    stamp_tlv_policy_t tlv; /* TLV processing (tlv.process = 1 for RFC 8972 behaviour) */
 } stamp_reflector_cfg_t;
 
 /** Reflector counters. Every datagram received ends in exactly one of reflected or drop_*. */
@@ -273,6 +420,12 @@ typedef struct {
     uint64_t drop_hmac;       /* base HMAC verification failed */
     uint64_t drop_sessions;   /* stateful: session table full */
     uint64_t drop_tx;         /* the reply could not be sent */
+    uint64_t drop_micro;      /* RFC 9534: Reflector Micro-session ID is not ours */
+    uint64_t no_reply;        /* RFC 9503: the Return Path asked for no reply */
+    uint64_t extra_replies;   /* type 12: replies beyond the first, sent */
+    uint64_t tlv_unknown;     /* packets with a TLV left with U set */
+    uint64_t tlv_malformed;   /* packets with a TLV marked M */
+    uint64_t tlv_integrity;   /* packets whose HMAC TLV failed (I set) */
     uint64_t sessions_active;
     uint64_t sessions_created;
     uint64_t sessions_reaped;
@@ -308,7 +461,9 @@ typedef struct {
     const uint8_t *key;
     size_t keylen;
     stamp_clock_t clock;
-    size_t packet_len;     /* total test packet length, >= base; extra octets zero */
+    size_t packet_len;     /* total test packet length, >= base + tlvs_len; extra octets zero */
+    const uint8_t *tlvs;   /* TLVs to send after the base packet (flags as given, normally U) */
+    size_t tlvs_len;
 } stamp_sender_cfg_t;
 
 enum { STAMP_RES_OK = 0, STAMP_RES_LOST = 1 };
@@ -327,6 +482,7 @@ typedef struct {
     int reply_ttl;        /* TTL/Hop Limit of the reply as received, -1 unknown */
     int reply_tos;        /* TOS/Traffic Class of the reply as received, -1 unknown */
     int rx_kernel;        /* t4 is a kernel timestamp */
+    int tlv_hmac;         /* reply's HMAC TLV: 1 verified, 0 failed, -1 absent or no key */
     const uint8_t *pkt;   /* the reply, valid until the next step */
     size_t pkt_len;
 } stamp_result_t;

@@ -31,6 +31,9 @@ local SENDER = {
   timeout = { kind = "number", min = 0.001, max = 3600, default = 5 },
   ssid = { kind = "integer", min = 0, max = 65535, default = 0 },
   packet_len = { kind = "integer", min = 0, max = core.MAX_PKT },
+  tlvs = { kind = "tlvs" },
+  dscp = { kind = "integer", min = 0, max = 63 },
+  ecn = { kind = "integer", min = 0, max = 3 },
 }
 
 local REFLECTOR = {
@@ -38,6 +41,15 @@ local REFLECTOR = {
   session_timeout = { kind = "number", min = 0.001, max = 31536000, default = 300 },
   max_sessions = { kind = "integer", min = 1, max = 16777216 },
   strict_packets = { kind = "boolean", default = false },
+  tlv_mode = { kind = "enum", values = { echo = "echo", ignore = "ignore" }, default = "echo" },
+  verify_tlv_hmac = { kind = "boolean", default = false },
+  cos_refuse = { kind = "boolean", default = false },
+  location_hide = { kind = "boolean", default = false },
+  member_link_id = { kind = "integer", min = 1, max = 65535 },
+  allow_return_address = { kind = "list" },
+  reflected_max_count = { kind = "integer", min = 0, max = 1000, default = 0 },
+  reflected_max_size = { kind = "integer", min = 0, max = core.MAX_PKT },
+  reflected_min_interval_ns = { kind = "integer", min = 0, max = 3600e9 },
 }
 
 local function check(name, spec, v, level)
@@ -49,6 +61,10 @@ local function check(name, spec, v, level)
     if type(v) ~= "string" then bad("string") end
   elseif spec.kind == "boolean" then
     if type(v) ~= "boolean" then bad("boolean") end
+  elseif spec.kind == "list" then
+    if type(v) ~= "table" then bad("list") end
+  elseif spec.kind == "tlvs" then
+    if type(v) ~= "table" and type(v) ~= "string" then bad("list of TLVs or octets") end
   elseif spec.kind == "enum" then
     if spec.values[v] == nil then
       local keys = {}
@@ -107,6 +123,28 @@ function M.sender(cfg, level)
   c.interval_ns = math.floor(c.send_delay * 1e6 + 0.5)
   c.timeout_ns = math.floor(c.timeout * 1e9 + 0.5)
   c.send_delay, c.timeout = nil, nil
+  if c.dscp or c.ecn then
+    if c.tos then error("give either 'tos' or 'dscp'/'ecn', not both", (level or 2) + 1) end
+    c.tos = (c.dscp or 0) * 4 + (c.ecn or 0)
+  end
+  c.dscp, c.ecn = nil, nil
+  if type(c.tlvs) == "table" then
+    local ok, bytes = pcall(core.tlv_encode, c.tlvs)
+    if not ok then error("bad option 'tlvs' (" .. tostring(bytes):gsub("^.-: ", "") .. ")", (level or 2) + 1) end
+    c.tlvs = bytes
+  end
+  -- a larger packet_len is made of an Extra Padding TLV, never of bare octets that would parse as TLVs
+  local base = c.auth and core.AUTH_BASE_LEN or core.BASE_LEN
+  local have = base + #(c.tlvs or "")
+  if c.packet_len and c.packet_len > have then
+    if c.packet_len - have < 4 then
+      error(string.format("bad option 'packet_len' (%d: needs at least %d for a padding TLV)", c.packet_len, have + 4), (level or 2) + 1)
+    end
+    c.tlvs = (c.tlvs or "") .. core.tlv_encode { { type = 1, length = c.packet_len - have - 4 } }
+  elseif c.packet_len and c.packet_len < have then
+    error(string.format("bad option 'packet_len' (%d: at least %d octets needed)", c.packet_len, have), (level or 2) + 1)
+  end
+  c.packet_len = nil
   return c
 end
 

@@ -1,0 +1,579 @@
+/*
+ * tlv.c - the TLV registry: one entry per type with its lengths, fields
+ * (for the table-driven codec), sub-TLVs and reflector processing.
+ * RFC 8972 types 1-8, RFC 9503 types 9-10, RFC 9534 type 11, and type 12
+ * (reflected test packet control, draft-ietf-ippm-asymmetrical-pkts).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------------ */
+/* generic field access                                                */
+/* ------------------------------------------------------------------ */
+
+uint64_t stamp_field_get(const uint8_t *v, size_t vlen, const stamp_tlv_field_t *f)
+{
+    if (f->kind != STAMP_F_UINT || f->width == 0 || f->width > 64) return 0;
+    if ((size_t)(f->bitpos + f->width + 7) / 8 > vlen) return 0;
+    uint64_t x = 0;
+    for (unsigned b = f->bitpos; b < (unsigned)(f->bitpos + f->width); b++)
+        x = (x << 1) | ((v[b / 8] >> (7 - b % 8)) & 1u);
+    return x;
+}
+
+void stamp_field_set(uint8_t *v, size_t vlen, const stamp_tlv_field_t *f, uint64_t x)
+{
+    if (f->kind != STAMP_F_UINT || f->width == 0 || f->width > 64) return;
+    if ((size_t)(f->bitpos + f->width + 7) / 8 > vlen) return;
+    for (int i = f->width - 1, b = f->bitpos; i >= 0; i--, b++) {
+        uint8_t m = (uint8_t)(1u << (7 - b % 8));
+        if ((x >> i) & 1u)
+            v[b / 8] |= m;
+        else
+            v[b / 8] &= (uint8_t)~m;
+    }
+}
+
+int stamp_tlv_next(const uint8_t *buf, size_t len, size_t *pos, stamp_tlv_t *t)
+{
+    size_t p = *pos;
+    memset(t, 0, sizeof *t);
+    if (p >= len) return 0;
+    t->off = p;
+    if (len - p < STAMP_TLV_HDR) {
+        t->flags = buf[p];
+        return -1;
+    }
+    t->flags = buf[p];
+    t->type = buf[p + 1];
+    t->len = rd16(buf + p + 2);
+    if ((size_t)t->len > len - p - STAMP_TLV_HDR) return -1;
+    *pos = p + STAMP_TLV_HDR + t->len;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* helpers for the reflector                                           */
+/* ------------------------------------------------------------------ */
+
+/* The address octets of a (possibly IPv4-mapped) socket address: 4 or 16. */
+static int addr_octets(const stamp_addr_t *a, uint8_t out[16])
+{
+    if (a->addr.ss_family == AF_INET) {
+        memcpy(out, &((const struct sockaddr_in *)&a->addr)->sin_addr, 4);
+        return 4;
+    }
+    if (a->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->addr;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            memcpy(out, &s6->sin6_addr.s6_addr[12], 4);
+            return 4;
+        }
+        memcpy(out, &s6->sin6_addr, 16);
+        return 16;
+    }
+    return 0;
+}
+
+static unsigned addr_port(const stamp_addr_t *a)
+{
+    if (a->addr.ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)&a->addr)->sin_port);
+    if (a->addr.ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)&a->addr)->sin6_port);
+    return 0;
+}
+
+/* Build a socket address of the family of `like` from raw octets and a port. */
+static int make_addr(stamp_addr_t *out, const uint8_t *oct, int n, unsigned port, const stamp_addr_t *like)
+{
+    memset(out, 0, sizeof *out);
+    if (like->addr.ss_family == AF_INET6) {
+        struct sockaddr_in6 s6;
+        memset(&s6, 0, sizeof s6);
+        s6.sin6_family = AF_INET6;
+        s6.sin6_port = htons((uint16_t)port);
+        if (n == 4) {
+            s6.sin6_addr.s6_addr[10] = 0xff;
+            s6.sin6_addr.s6_addr[11] = 0xff;
+            memcpy(&s6.sin6_addr.s6_addr[12], oct, 4);
+        } else {
+            memcpy(&s6.sin6_addr, oct, 16);
+        }
+        memcpy(&out->addr, &s6, sizeof s6);
+        out->len = sizeof s6;
+        return 0;
+    }
+    if (n != 4) return -1; /* IPv6 address on an IPv4 socket */
+    struct sockaddr_in s4;
+    memset(&s4, 0, sizeof s4);
+    s4.sin_family = AF_INET;
+    s4.sin_port = htons((uint16_t)port);
+    memcpy(&s4.sin_addr, oct, 4);
+    memcpy(&out->addr, &s4, sizeof s4);
+    out->len = sizeof s4;
+    return 0;
+}
+
+static int prefix_match(const uint8_t *a, const uint8_t *p, int plen)
+{
+    int full = plen / 8, rest = plen % 8;
+    if (memcmp(a, p, (size_t)full) != 0) return 0;
+    if (rest == 0) return 1;
+    uint8_t m = (uint8_t)(0xff << (8 - rest));
+    return (a[full] & m) == (p[full] & m);
+}
+
+/* Is `oct` (n octets) one of this host's addresses? */
+static int is_local_addr(const uint8_t *oct, int n)
+{
+    struct ifaddrs *ifa = NULL;
+    int found = 0;
+    if (getifaddrs(&ifa) != 0) return 0;
+    for (struct ifaddrs *i = ifa; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr) continue;
+        if (n == 4 && i->ifa_addr->sa_family == AF_INET)
+            found = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, oct, 4) == 0;
+        else if (n == 16 && i->ifa_addr->sa_family == AF_INET6)
+            found = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, oct, 16) == 0;
+    }
+    freeifaddrs(ifa);
+    /* the whole of 127.0.0.0/8 is local on Linux */
+    if (!found && n == 4 && oct[0] == 127) found = 1;
+    return found;
+}
+
+/* ------------------------------------------------------------------ */
+/* fields and sub-TLVs of each type                                    */
+/* ------------------------------------------------------------------ */
+
+#define END_FIELDS {NULL, 0, 0, 0}
+#define END_SUBS {0, NULL, 0, 0}
+
+static const stamp_tlv_field_t F_PADDING[] = {END_FIELDS};
+static const stamp_tlv_field_t F_LOCATION[] = {
+    {"dst_port", STAMP_F_UINT, 0, 16}, {"src_port", STAMP_F_UINT, 16, 16}, END_FIELDS};
+static const stamp_subtlv_def_t S_LOCATION[] = {
+    {1, "src_mac_request", STAMP_F_BYTES, 0}, {2, "src_mac", STAMP_F_BYTES, 0}, {3, "src_eui64", STAMP_F_BYTES, 0},
+    {4, "dst_addr_request", STAMP_F_BYTES, 0}, {5, "dst_addr", STAMP_F_ADDR, 4}, {6, "dst_addr", STAMP_F_ADDR, 16},
+    {7, "src_addr_request", STAMP_F_BYTES, 0}, {8, "src_addr", STAMP_F_ADDR, 4}, {9, "src_addr", STAMP_F_ADDR, 16},
+    END_SUBS};
+static const stamp_tlv_field_t F_TSINFO[] = {{"sync_in", STAMP_F_UINT, 0, 8},
+                                             {"method_in", STAMP_F_UINT, 8, 8},
+                                             {"sync_out", STAMP_F_UINT, 16, 8},
+                                             {"method_out", STAMP_F_UINT, 24, 8},
+                                             END_FIELDS};
+static const stamp_subtlv_def_t S_NONE[] = {END_SUBS};
+/* RFC 8972 4.4: DSCP1(6) DSCP2(6) ECN(2) RP(2) Reserved(16) */
+static const stamp_tlv_field_t F_COS[] = {{"dscp1", STAMP_F_UINT, 0, 6},
+                                          {"dscp2", STAMP_F_UINT, 6, 6},
+                                          {"ecn2", STAMP_F_UINT, 12, 2},
+                                          {"rp", STAMP_F_UINT, 14, 2},
+                                          END_FIELDS};
+static const stamp_tlv_field_t F_DM[] = {{"s_txc", STAMP_F_UINT, 0, 32},
+                                         {"r_rxc", STAMP_F_UINT, 32, 32},
+                                         {"r_txc", STAMP_F_UINT, 64, 32},
+                                         END_FIELDS};
+static const stamp_tlv_field_t F_ACCESS[] = {
+    {"id", STAMP_F_UINT, 0, 4}, {"return_code", STAMP_F_UINT, 8, 8}, END_FIELDS};
+static const stamp_tlv_field_t F_FOLLOWUP[] = {{"seq", STAMP_F_UINT, 0, 32},
+                                               {"timestamp", STAMP_F_TS, 32, 64},
+                                               {"mode", STAMP_F_UINT, 96, 8},
+                                               END_FIELDS};
+static const stamp_tlv_field_t F_HMAC[] = {{"hmac", STAMP_F_BYTES, 0, 16}, END_FIELDS};
+static const stamp_tlv_field_t F_DESTNODE[] = {{"addr", STAMP_F_ADDR, 0, 0}, END_FIELDS};
+static const stamp_subtlv_def_t S_RETURNPATH[] = {{1, "control_code", STAMP_F_UINT, 0},
+                                                  {2, "return_addr", STAMP_F_ADDR, 0},
+                                                  {3, "sr_mpls", STAMP_F_BYTES, 0},
+                                                  {4, "srv6", STAMP_F_BYTES, 0},
+                                                  END_SUBS};
+static const stamp_tlv_field_t F_MICRO[] = {
+    {"sender_id", STAMP_F_UINT, 0, 16}, {"reflector_id", STAMP_F_UINT, 16, 16}, END_FIELDS};
+static const stamp_tlv_field_t F_REFLCTRL[] = {{"length", STAMP_F_UINT, 0, 16},
+                                               {"count", STAMP_F_UINT, 16, 16},
+                                               {"interval", STAMP_F_UINT, 32, 32},
+                                               END_FIELDS};
+static const stamp_subtlv_def_t S_REFLCTRL[] = {
+    {10, "l2_group", STAMP_F_BYTES, 0}, {11, "l3_group", STAMP_F_BYTES, 0}, END_SUBS};
+
+static void put(uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name, uint64_t x)
+{
+    for (const stamp_tlv_field_t *f = fields; f->name; f++)
+        if (strcmp(f->name, name) == 0) stamp_field_set(v, len, f, x);
+}
+
+static uint64_t get(const uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name)
+{
+    for (const stamp_tlv_field_t *f = fields; f->name; f++)
+        if (strcmp(f->name, name) == 0) return stamp_field_get(v, len, f);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* reflector processing, one function per type                         */
+/* ------------------------------------------------------------------ */
+
+static int r_padding(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    (void)c, (void)v, (void)len;
+    return 0; /* returned as received */
+}
+
+/* Walk sub-TLVs of a value from `off`; calls fn per complete sub-TLV. Returns M on a bad layout. */
+typedef int (*sub_fn)(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len);
+static int walk_subs(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len, uint16_t off, sub_fn fn)
+{
+    size_t pos = off;
+    stamp_tlv_t t;
+    int acc = 0, r;
+    while ((r = stamp_tlv_next(v, len, &pos, &t)) == 1) {
+        uint8_t *sub = v + t.off;
+        int rr = fn(c, sub, t.type, t.len);
+        if (rr & STAMP_TLV_DROP) return rr;
+        acc |= rr & ~0xff; /* flags for the parent in the high byte */
+        sub[0] = (uint8_t)((sub[0] & ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I)) | (rr & 0xff));
+    }
+    if (r < 0) {
+        v[t.off] |= STAMP_TLV_M;
+        return STAMP_TLV_M;
+    }
+    return acc >> 8;
+}
+
+static int loc_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
+{
+    const stamp_addr_t *a;
+    uint8_t v4, v6;
+    if (type == 4) {
+        a = &c->meta->dst;
+        v4 = 5;
+        v6 = 6;
+    } else if (type == 7) {
+        a = &c->meta->src;
+        v4 = 8;
+        v6 = 9;
+    } else {
+        return STAMP_TLV_U; /* e.g. Source MAC: not visible to a UDP socket */
+    }
+    uint8_t oct[16];
+    int n = a->len ? addr_octets(a, oct) : 0;
+    if (n == 0) return STAMP_TLV_U;
+    if (len < n) return STAMP_TLV_M;
+    uint8_t *val = sub + STAMP_TLV_HDR;
+    memset(val, 0, len);
+    sub[1] = n == 4 ? v4 : v6;
+    if (!c->pol->location_hide) memcpy(val, oct, (size_t)n);
+    return 0;
+}
+
+static int r_location(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    if (!c->pol->location_hide) {
+        put(v, len, F_LOCATION, "dst_port", addr_port(&c->meta->dst));
+        put(v, len, F_LOCATION, "src_port", addr_port(&c->meta->src));
+    }
+    return walk_subs(c, v, len, 4, loc_sub);
+}
+
+static int r_tsinfo(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    unsigned sync = c->synced ? STAMP_SYNC_NTP : STAMP_SYNC_LOCAL;
+    /* kernel receive timestamps and user-space transmit stamps are both software */
+    put(v, len, F_TSINFO, "sync_in", sync);
+    put(v, len, F_TSINFO, "method_in", STAMP_TSM_SW);
+    put(v, len, F_TSINFO, "sync_out", sync);
+    put(v, len, F_TSINFO, "method_out", STAMP_TSM_SW);
+    return 0;
+}
+
+static int r_cos(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    unsigned dscp1 = (unsigned)get(v, len, F_COS, "dscp1");
+    int tos = c->meta->tos;
+    put(v, len, F_COS, "dscp2", tos >= 0 ? (unsigned)tos >> 2 : 0);
+    put(v, len, F_COS, "ecn2", tos >= 0 ? (unsigned)tos & 3u : 0);
+    v[2] = v[3] = 0; /* Reserved */
+    if (c->pol->cos_refuse) {
+        put(v, len, F_COS, "rp", 1);
+        c->tos = tos >= 0 ? (tos & 0xfc) : -1; /* reply with the DSCP we received */
+    } else {
+        put(v, len, F_COS, "rp", 0);
+        c->tos = (int)(dscp1 << 2);
+    }
+    return 0;
+}
+
+static int r_dm(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    put(v, len, F_DM, "r_rxc", c->sess_rx);
+    put(v, len, F_DM, "r_txc", c->sess_tx);
+    return 0;
+}
+
+static int r_access(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    (void)c;
+    uint64_t id = get(v, len, F_ACCESS, "id"), rc = get(v, len, F_ACCESS, "return_code");
+    /* Access ID: 1 3GPP, 2 non-3GPP; Return Code: 1 available, 2 unavailable. Echoed as received. */
+    if ((id != 1 && id != 2) || (rc != 1 && rc != 2)) return STAMP_TLV_M;
+    return 0;
+}
+
+static int r_followup(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    memset(v, 0, len);
+    if (c->has_prev) {
+        put(v, len, F_FOLLOWUP, "seq", c->prev_seq);
+        stamp_ts_encode(v + 4, c->prev_tx, c->clock, c->tai);
+        put(v, len, F_FOLLOWUP, "mode", STAMP_TSM_SW);
+    }
+    return 0;
+}
+
+static int r_destnode(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    uint8_t dst[16];
+    int n = c->meta->dst.len ? addr_octets(&c->meta->dst, dst) : 0;
+    if ((n == len && memcmp(dst, v, len) == 0) || is_local_addr(v, len)) {
+        if (make_addr(&c->source, v, len, addr_port(&c->meta->dst), &c->meta->src) != 0) return STAMP_TLV_U;
+        c->has_source = 1;
+        return 0;
+    }
+    return STAMP_TLV_U; /* not one of our addresses */
+}
+
+static int rp_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
+{
+    uint8_t *val = sub + STAMP_TLV_HDR;
+    if (type == 1) { /* Return Path Control Code: reply request flag in the last bit */
+        if (len != 4) return STAMP_TLV_M | (STAMP_TLV_M << 8);
+        if ((rd32(val) & 1u) == 0) c->no_reply = 1;
+        return 0;
+    }
+    if (type == 2) { /* Return Address */
+        if (len != 4 && len != 16) return STAMP_TLV_M | (STAMP_TLV_M << 8);
+        const stamp_tlv_policy_t *p = c->pol;
+        for (int i = 0; i < p->n_allow_return; i++) {
+            int fam_len = p->allow_return[i].family == AF_INET ? 4 : 16;
+            if (fam_len == len && prefix_match(val, p->allow_return[i].addr, p->allow_return[i].plen)) {
+                if (make_addr(&c->return_to, val, len, addr_port(&c->meta->src), &c->meta->src) != 0) break;
+                c->has_return_to = 1;
+                return 0;
+            }
+        }
+        return STAMP_TLV_U | (STAMP_TLV_U << 8); /* not allowed: reply to the source instead */
+    }
+    return STAMP_TLV_U | (STAMP_TLV_U << 8); /* SR-MPLS / SRv6 / unknown: not from user space */
+}
+
+static int r_returnpath(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    return walk_subs(c, v, len, 0, rp_sub);
+}
+
+static int r_micro(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    if (!c->pol->has_member_link) return STAMP_TLV_U;
+    unsigned want = (unsigned)get(v, len, F_MICRO, "reflector_id");
+    if (want != 0 && want != c->pol->member_link) return STAMP_TLV_DROP;
+    put(v, len, F_MICRO, "reflector_id", c->pol->member_link);
+    return 0;
+}
+
+/* Type 12 sub-TLVs: a Layer-3 Address Group we are not in means the request is not for us. */
+static int refl_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
+{
+    uint8_t *val = sub + STAMP_TLV_HDR;
+    if (type == 11) {
+        if (len != 8 && len != 20) return STAMP_TLV_M | (STAMP_TLV_M << 8);
+        int n = len - 4, plen = val[0];
+        uint8_t own[16];
+        if (plen > n * 8) return STAMP_TLV_M | (STAMP_TLV_M << 8);
+        if (!c->meta->dst.len || addr_octets(&c->meta->dst, own) != n || !prefix_match(own, val + 4, plen))
+            return STAMP_TLV_DROP;
+        return 0;
+    }
+    return STAMP_TLV_U; /* Layer-2 groups are not visible to a UDP socket */
+}
+
+static int r_reflctrl(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
+{
+    const stamp_tlv_policy_t *p = c->pol;
+    if (p->refl_max_count == 0) return STAMP_TLV_U; /* feature off */
+    int capped = 0;
+    unsigned count = (unsigned)get(v, len, F_REFLCTRL, "count");
+    size_t plen = (size_t)get(v, len, F_REFLCTRL, "length");
+    stamp_ns_t ival = (stamp_ns_t)get(v, len, F_REFLCTRL, "interval");
+    if (count > p->refl_max_count) {
+        count = p->refl_max_count;
+        capped = 1;
+    }
+    if (plen > p->refl_max_size) {
+        plen = p->refl_max_size;
+        capped = 1;
+    }
+    if (count > 1 && ival < p->refl_min_interval) {
+        ival = p->refl_min_interval;
+        capped = 1;
+    }
+    c->extra_count = count > 1 ? count - 1 : 0;
+    c->extra_interval = ival;
+    c->want_len = plen;
+    int sub = walk_subs(c, v, len, 8, refl_sub);
+    if (sub & STAMP_TLV_DROP) return sub;
+    return (capped ? STAMP_TLV_C : 0) | (sub & STAMP_TLV_M);
+}
+
+/* ------------------------------------------------------------------ */
+/* the registry                                                        */
+/* ------------------------------------------------------------------ */
+
+#define NOSUB 0xffff
+
+static const stamp_tlv_def_t REGISTRY[] = {
+    {STAMP_TLV_PADDING, "Extra Padding", "padding", 0, 0xffff, 0, 0, F_PADDING, NOSUB, S_NONE, 0, r_padding},
+    {STAMP_TLV_LOCATION, "Location", "location", 4, 0xffff, 0, 44, F_LOCATION, 4, S_LOCATION, 0, r_location},
+    {STAMP_TLV_TSINFO, "Timestamp Information", "timestamp_info", 4, 0xffff, 0, 4, F_TSINFO, 4, S_NONE, 0,
+     r_tsinfo},
+    {STAMP_TLV_COS, "Class of Service", "cos", 4, 4, 0, 4, F_COS, NOSUB, S_NONE, 0, r_cos},
+    {STAMP_TLV_DM, "Direct Measurement", "direct_measurement", 12, 12, 0, 12, F_DM, NOSUB, S_NONE, 1, r_dm},
+    {STAMP_TLV_ACCESS, "Access Report", "access_report", 4, 4, 0, 4, F_ACCESS, NOSUB, S_NONE, 0, r_access},
+    {STAMP_TLV_FOLLOWUP, "Follow-Up Telemetry", "follow_up", 16, 16, 0, 16, F_FOLLOWUP, NOSUB, S_NONE, 1,
+     r_followup},
+    {STAMP_TLV_HMAC, "HMAC", "hmac", 16, 16, 0, 16, F_HMAC, NOSUB, S_NONE, 0, NULL /* handled by the walker */},
+    {STAMP_TLV_DESTNODE, "Destination Node Address", "destination", 4, 16, 12, 4, F_DESTNODE, NOSUB, S_NONE, 0,
+     r_destnode},
+    {STAMP_TLV_RETURNPATH, "Return Path", "return_path", 4, 0xffff, 0, 8, F_PADDING, 0, S_RETURNPATH, 0,
+     r_returnpath},
+    {STAMP_TLV_MICRO, "Micro-session ID", "micro_session", 4, 4, 0, 4, F_MICRO, NOSUB, S_NONE, 0, r_micro},
+    {STAMP_TLV_REFLCTRL, "Reflected Test Packet Control", "reflected_control", 8, 0xffff, 0, 8, F_REFLCTRL, 8,
+     S_REFLCTRL, 0, r_reflctrl},
+};
+
+#define NREG (sizeof REGISTRY / sizeof REGISTRY[0])
+
+const stamp_tlv_def_t *stamp_tlv_registry(size_t *n)
+{
+    *n = NREG;
+    return REGISTRY;
+}
+
+const stamp_tlv_def_t *stamp_tlv_lookup(unsigned type)
+{
+    if (type >= 1 && type <= NREG) return &REGISTRY[type - 1]; /* dense: types 1..12 */
+    return NULL;
+}
+
+const stamp_tlv_def_t *stamp_tlv_by_key(const char *key)
+{
+    for (size_t i = 0; i < NREG; i++)
+        if (strcmp(REGISTRY[i].key, key) == 0) return &REGISTRY[i];
+    return NULL;
+}
+
+int stamp_tlv_len_ok(const stamp_tlv_def_t *d, size_t len)
+{
+    if (len < d->min_len || len > d->max_len) return 0;
+    if (d->len_step && (len - d->min_len) % d->len_step) return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* HMAC TLV                                                            */
+/* ------------------------------------------------------------------ */
+
+int stamp_tlv_sign(stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size_t off)
+{
+    return stamp_hmac_compute2(hmac, pkt, 4, pkt + base, off - base, pkt + off + STAMP_TLV_HDR);
+}
+
+int stamp_tlv_verify(stamp_hmac_t *hmac, const uint8_t *pkt, size_t base, size_t off)
+{
+    uint8_t calc[STAMP_HMAC_LEN];
+    int rc = stamp_hmac_compute2(hmac, pkt, 4, pkt + base, off - base, calc);
+    if (rc) return rc;
+    return CRYPTO_memcmp(calc, pkt + off + STAMP_TLV_HDR, STAMP_HMAC_LEN) == 0 ? STAMP_OK : STAMP_EAUTH;
+}
+
+/* ------------------------------------------------------------------ */
+/* the reflector's walk (RFC 8972 4)                                   */
+/* ------------------------------------------------------------------ */
+
+static void set_all(uint8_t *pkt, size_t base, size_t len, uint8_t flag)
+{
+    size_t pos = base;
+    stamp_tlv_t t;
+    int r;
+    while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1) pkt[t.off] |= flag;
+    if (r < 0) pkt[t.off] |= flag;
+}
+
+int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size_t len,
+                      int *hmac_tlv_off)
+{
+    *hmac_tlv_off = -1;
+    /* pass 1: where is the HMAC TLV, and is it the last but for Extra Padding? */
+    size_t pos = base;
+    stamp_tlv_t t;
+    long hoff = -1;
+    int misplaced = 0, r;
+    while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1) {
+        if (t.type == STAMP_TLV_HMAC) {
+            if (hoff >= 0) misplaced = 1;
+            hoff = (long)t.off;
+        } else if (hoff >= 0 && t.type != STAMP_TLV_PADDING) {
+            misplaced = 1;
+        }
+    }
+    if (hoff >= 0 && c->pol->verify_hmac) {
+        int ok = hmac && !misplaced && rd16(pkt + hoff + 2) == STAMP_HMAC_LEN &&
+                 stamp_tlv_verify(hmac, pkt, base, (size_t)hoff) == STAMP_OK;
+        if (!ok) { /* verify before using anything: I on every TLV, all copied unchanged */
+            set_all(pkt, base, len, STAMP_TLV_I);
+            return STAMP_TLV_I;
+        }
+    }
+    /* pass 2: process in order */
+    int acc = 0;
+    pos = base;
+    for (;;) {
+        r = stamp_tlv_next(pkt, len, &pos, &t);
+        if (r == 0) break;
+        uint8_t *flags = &pkt[t.off];
+        if (r < 0) { /* runs past the packet: M, stop; the rest stays as received */
+            *flags |= STAMP_TLV_M;
+            acc |= STAMP_TLV_M;
+            break;
+        }
+        const stamp_tlv_def_t *d = stamp_tlv_lookup(t.type);
+        if (!d) {
+            *flags |= STAMP_TLV_U;
+            acc |= STAMP_TLV_U;
+            continue;
+        }
+        if (!stamp_tlv_len_ok(d, t.len)) {
+            *flags |= STAMP_TLV_M;
+            acc |= STAMP_TLV_M;
+            break;
+        }
+        if (t.type == STAMP_TLV_HMAC) {
+            if (hmac && !misplaced) {
+                *flags &= (uint8_t) ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C);
+                *hmac_tlv_off = (int)t.off; /* signed when the reply is final */
+            } else {
+                *flags |= STAMP_TLV_U; /* no key: cannot sign */
+                acc |= STAMP_TLV_U;
+            }
+            continue;
+        }
+        *flags &= (uint8_t) ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C);
+        int rr = d->reflect(c, pkt + t.off + STAMP_TLV_HDR, t.len);
+        if (rr & STAMP_TLV_DROP) return STAMP_TLV_DROP;
+        *flags |= (uint8_t)(rr & 0xff);
+        acc |= rr & 0xff;
+    }
+    return acc;
+}
