@@ -192,7 +192,7 @@ static const stamp_subtlv_def_t S_RETURNPATH[] = {{1, "control_code", STAMP_F_UI
                                                   END_SUBS};
 static const stamp_tlv_field_t F_MICRO[] = {
     {"sender_id", STAMP_F_UINT, 0, 16}, {"reflector_id", STAMP_F_UINT, 16, 16}, END_FIELDS};
-static const stamp_tlv_field_t F_REFLCTRL[] = {{"length", STAMP_F_UINT, 0, 16},
+static const stamp_tlv_field_t F_REFLCTRL[] = {{"reflected_length", STAMP_F_UINT, 0, 16},
                                                {"count", STAMP_F_UINT, 16, 16},
                                                {"interval", STAMP_F_UINT, 32, 32},
                                                END_FIELDS};
@@ -405,7 +405,7 @@ static int r_reflctrl(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     if (p->refl_max_count == 0) return STAMP_TLV_U; /* feature off */
     int capped = 0;
     unsigned count = (unsigned)get(v, len, F_REFLCTRL, "count");
-    size_t plen = (size_t)get(v, len, F_REFLCTRL, "length");
+    size_t plen = (size_t)get(v, len, F_REFLCTRL, "reflected_length");
     stamp_ns_t ival = (stamp_ns_t)get(v, len, F_REFLCTRL, "interval");
     if (count > p->refl_max_count) {
         count = p->refl_max_count;

@@ -605,7 +605,17 @@ static void push_fields(lua_State *L, const stamp_tlv_def_t *d, const uint8_t *v
             }
             break;
         case STAMP_F_TS:
-            if (off + 8 <= len) push_ts(L, v + off, f->name, fmt);
+            if (off + 8 <= len) {
+                static const uint8_t zero[8] = {0};
+                if (memcmp(v + off, zero, 8) == 0) { /* "no timestamp": only the raw octets */
+                    char raw[64];
+                    snprintf(raw, sizeof raw, "%s_raw", f->name);
+                    lua_pushlstring(L, (const char *)zero, 8);
+                    lua_setfield(L, -2, raw);
+                } else {
+                    push_ts(L, v + off, f->name, fmt);
+                }
+            }
             break;
         case STAMP_F_ADDR:
             if (len - off == 4 || len - off == 16) {

@@ -15,6 +15,7 @@ local M = {
   core = core,
   codec = require "stamp.codec",
   stats = require "stamp.stats",
+  tlv = require "stamp.tlv",
 }
 
 local sender_methods = core.methods.sender

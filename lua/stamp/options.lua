@@ -129,6 +129,13 @@ function M.sender(cfg, level)
   end
   c.dscp, c.ecn = nil, nil
   if type(c.tlvs) == "table" then
+    for i, t in ipairs(c.tlvs) do
+      if type(t) ~= "table" then error(string.format("bad option 'tlvs' (TLV #%d is not a table)", i), (level or 2) + 1) end
+      if t.packet_tos and c.tos == nil then c.tos = t.packet_tos end -- the CoS TLV's DSCP/ECN
+      if (t.type == 8 or t.key == "hmac") and not c.key then
+        error("bad option 'tlvs' (the HMAC TLV needs 'key' or 'hmac_key')", (level or 2) + 1)
+      end
+    end
     local ok, bytes = pcall(core.tlv_encode, c.tlvs)
     if not ok then error("bad option 'tlvs' (" .. tostring(bytes):gsub("^.-: ", "") .. ")", (level or 2) + 1) end
     c.tlvs = bytes
