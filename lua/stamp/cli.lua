@@ -49,6 +49,33 @@ local OPTIONS = {
   { "hmac_key_file", nil, "--hmac-key-file", "PATH", nil, "Path to file containing HMAC key (hex, or raw octets)" },
   { "ssid", nil, "--ssid", "ID", nil, "Session-Sender Identifier (1-65535)", int_in(0, 65535) },
   { "ttl", nil, "--ttl", "TTL", "255", "TTL / Hop Limit of sent packets", int_in(1, 255) },
+  -- TLVs (RFC 8972, RFC 9503, RFC 9534, reflected packet control)
+  { "tlv_mode", nil, "--tlv-mode", "MODE", "echo", "Reflector TLV handling: echo (process, RFC 8972) or ignore (strip)",
+    one_of("echo", "ignore") },
+  { "dscp", nil, "--dscp", "VALUE", nil, "DSCP for the CoS TLV (DSCP1) and the test packets (0-63)", int_in(0, 63) },
+  { "ecn", nil, "--ecn", "VALUE", nil, "ECN of the test packets (0-3)", int_in(0, 3) },
+  { "packet_dscp", nil, "--packet-dscp", "VALUE", nil, "DSCP of the test packets when it differs from --dscp", int_in(0, 63) },
+  { "access_report", nil, "--access-report", "ID", nil, "Access Report TLV with this Access ID (1 3GPP, 2 non-3GPP)",
+    int_in(0, 15) },
+  { "access_return_code", nil, "--access-return-code", "CODE", "1", "Return Code for the Access Report TLV", int_in(0, 255) },
+  { "padding", nil, "--padding", "N", nil, "Extra Padding TLV of N octets (pseudo-random)", int_in(0, 9000) },
+  { "destination_address", nil, "--destination-address", "ADDR", nil, "Destination Node Address TLV (RFC 9503)" },
+  { "return_address", nil, "--return-address", "ADDR", nil, "Return Path TLV asking for replies to ADDR (RFC 9503)" },
+  { "micro_session_id", nil, "--micro-session-id", "S[:R]", nil,
+    "Micro-session ID TLV: our member link S, expected reflector link R (RFC 9534)" },
+  { "reflected_count", nil, "--reflected-count", "N", nil, "Reflected Test Packet Control TLV: ask for N replies", int_in(0, 65535) },
+  { "reflected_length", nil, "--reflected-length", "N", nil, "... and replies of N octets", int_in(0, 65535) },
+  { "reflected_interval_ns", nil, "--reflected-interval-ns", "NS", nil, "... sent NS nanoseconds apart", int_in(0, 4294967295) },
+  { "allow_return_address", nil, "--allow-return-address", "PREFIX", nil,
+    "Reflector: honour Return Address TLVs inside these prefixes (comma-separated; default none)" },
+  { "reflector_member_link_id", nil, "--reflector-member-link-id", "ID", nil, "Reflector: our member link ID (RFC 9534)",
+    int_in(1, 65535) },
+  { "reflected_control_max_count", nil, "--reflected-control-max-count", "N", "0",
+    "Reflector: most replies granted per request by a type 12 TLV (0 = off)", int_in(0, 1000) },
+  { "reflected_control_max_size", nil, "--reflected-control-max-size", "N", "1500",
+    "Reflector: largest reply granted by a type 12 TLV (octets)", int_in(0, 9216) },
+  { "reflected_control_min_interval_ns", nil, "--reflected-control-min-interval-ns", "NS", "1000000",
+    "Reflector: shortest interval between type 12 replies", int_in(0, 3600000000000) },
 }
 
 local FLAGS = {
@@ -56,6 +83,15 @@ local FLAGS = {
   { "is_reflector", "-i", "--is-reflector", "Run as Session Reflector instead of Sender" },
   { "stateful_reflector", nil, "--stateful-reflector", "Enable stateful reflector mode (RFC 8972 Section 4)" },
   { "strict_packets", nil, "--strict-packets", "Reflector: drop packets shorter than the STAMP base packet" },
+  { "cos", nil, "--cos", "Class of Service TLV (with --dscp/--ecn)" },
+  { "location", nil, "--location", "Location TLV" },
+  { "timestamp_info", nil, "--timestamp-info", "Timestamp Information TLV" },
+  { "direct_measurement", nil, "--direct-measurement", "Direct Measurement TLV" },
+  { "follow_up_telemetry", nil, "--follow-up-telemetry", "Follow-Up Telemetry TLV" },
+  { "tlv_hmac", nil, "--tlv-hmac", "HMAC TLV protecting the TLVs (needs --hmac-key)" },
+  { "no_reply", nil, "--no-reply", "Return Path TLV asking for no reply (one-way measurement)" },
+  { "verify_tlv_hmac", nil, "--verify-tlv-hmac", "Reflector: verify HMAC TLVs (needs --hmac-key)" },
+  { "cos_refuse", nil, "--cos-refuse", "Reflector: local policy refuses CoS DSCP1 (replies keep the received DSCP, RP=1)" },
 }
 
 local function build_parser()
@@ -143,6 +179,37 @@ function M.parse(argv)
   if args.auth and not args.hmac_key then
     return nil, fail("invalid value for --auth-mode: 'A' (authenticated mode needs --hmac-key or --hmac-key-file)")
   end
+  if (args.tlv_hmac or args.verify_tlv_hmac) and not args.hmac_key then
+    return nil, fail(string.format("invalid value for %s: HMAC TLVs need --hmac-key or --hmac-key-file",
+      args.tlv_hmac and "--tlv-hmac" or "--verify-tlv-hmac"))
+  end
+  if args.allow_return_address then
+    local list = {}
+    for pfx in args.allow_return_address:gmatch("[^,%s]+") do
+      local addr, plen = pfx:match("^([^/]+)/?(%d*)$")
+      local okaddr, oct = pcall(core.tlv_encode, { { type = 9, addr = addr or "" } })
+      plen = tonumber(plen)
+      if not okaddr or (plen and plen > (#oct - 4) * 8) then
+        return nil, fail(string.format("invalid value for --allow-return-address: '%s' (expected PREFIX/LEN)", pfx))
+      end
+      list[#list + 1] = pfx
+    end
+    args.allow_return_address = list
+  end
+  for _, k in ipairs { "destination_address", "return_address" } do
+    local v = args[k]
+    if v and not pcall(core.tlv_encode, { { type = 9, addr = v } }) then
+      return nil, fail(string.format("invalid value for --%s: '%s' (expected an IPv4 or IPv6 address)", k:gsub("_", "-"), v))
+    end
+  end
+  if args.micro_session_id then
+    local sid, rid = args.micro_session_id:match("^(%d+):?(%d*)$")
+    sid, rid = tonumber(sid), tonumber(rid) or 0
+    if not sid or sid > 65535 or rid > 65535 then
+      return nil, fail(string.format("invalid value for --micro-session-id: '%s' (expected S or S:R, 0-65535)", args.micro_session_id))
+    end
+    args.micro_session_id = { sender_id = sid, reflector_id = rid }
+  end
   if args.auth and #args.hmac_key < 16 then
     io.stderr:write("stamp: warning: HMAC key shorter than 16 octets\n")
   end
@@ -157,9 +224,13 @@ end
 local function run_reflector(a)
   local r, err = stamp.reflector{
     local_addr = a.local_addr, local_port = a.local_port, clock = a.clock_source,
-    auth = a.auth, key = a.auth and a.hmac_key or nil,
+    auth = a.auth,
     stateful = a.stateful_reflector or false, session_timeout = a.session_timeout,
     strict_packets = a.strict_packets or false, ttl = a.ttl,
+    tlv_mode = a.tlv_mode, verify_tlv_hmac = a.verify_tlv_hmac or false, cos_refuse = a.cos_refuse or false,
+    key = a.hmac_key, allow_return_address = a.allow_return_address, member_link_id = a.reflector_member_link_id,
+    reflected_max_count = a.reflected_control_max_count, reflected_max_size = a.reflected_control_max_size,
+    reflected_min_interval_ns = a.reflected_control_min_interval_ns,
   }
   if not r then
     io.stderr:write(string.format("stamp: cannot listen on %s port %d: %s\n", a.local_addr, a.local_port, err))
@@ -188,13 +259,40 @@ local function run_reflector(a)
   return 0
 end
 
+-- The TLV list the sender flags ask for, in a fixed order (HMAC last but for padding).
+local function sender_tlvs(a)
+  local tlv = stamp.tlv
+  local t = {}
+  if a.location then t[#t + 1] = tlv.location() end
+  if a.timestamp_info then t[#t + 1] = tlv.timestamp_info() end
+  if a.cos then t[#t + 1] = tlv.cos { dscp = a.dscp or 0, ecn = a.ecn or 0 } end
+  if a.direct_measurement then t[#t + 1] = tlv.direct_measurement() end
+  if a.access_report then t[#t + 1] = tlv.access_report { id = a.access_report, return_code = a.access_return_code } end
+  if a.follow_up_telemetry then t[#t + 1] = tlv.follow_up() end
+  if a.destination_address then t[#t + 1] = tlv.destination { addr = a.destination_address } end
+  if a.return_address or a.no_reply then
+    t[#t + 1] = tlv.return_path { return_addr = a.return_address, no_reply = a.no_reply }
+  end
+  if a.micro_session_id then t[#t + 1] = tlv.micro_session(a.micro_session_id) end
+  if a.reflected_count or a.reflected_length or a.reflected_interval_ns then
+    t[#t + 1] = tlv.reflected_control { count = a.reflected_count or 1, length = a.reflected_length or 0,
+      interval_ns = a.reflected_interval_ns or 0 }
+  end
+  if a.tlv_hmac then t[#t + 1] = tlv.hmac() end
+  if a.padding then t[#t + 1] = tlv.padding { length = a.padding } end
+  return t
+end
+
 local function run_sender(a)
+  local tos
+  if a.dscp or a.ecn or a.packet_dscp then tos = (a.packet_dscp or a.dscp or 0) * 4 + (a.ecn or 0) end
   local s, err = stamp.sender{
+    tlvs = sender_tlvs(a), tos = tos,
     remote_addr = a.remote_addr, remote_port = a.remote_port,
     local_addr = a.local_addr, local_port = a.local_port,
     count = a.count, send_delay = a.send_delay, timeout = a.timeout,
     ssid = a.ssid or 0, clock = a.clock_source,
-    auth = a.auth, key = a.auth and a.hmac_key or nil, ttl = a.ttl,
+    auth = a.auth, key = a.hmac_key, ttl = a.ttl,
   }
   if not s then
     io.stderr:write(string.format("stamp: cannot send to %s port %d: %s\n", a.remote_addr, a.remote_port, err))
