@@ -1,0 +1,128 @@
+-- TLVs end to end through the `stamp` command.
+local h = require "helper"
+
+local STAMP = h.STAMP
+
+local function with_reflector(args, fn)
+  local port = h.free_port()
+  local pid, out = h.spawn(STAMP .. " -i --local-port " .. port .. " " .. args)
+  assert(h.wait_for(out, "listening", 5), h.slurp(out))
+  local ok, err = pcall(fn, port)
+  h.stop(pid)
+  local rep = h.slurp(out)
+  os.remove(out)
+  assert(ok, err)
+  return rep
+end
+
+local function sender(port, args)
+  local code, out, err = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 3 -d 5 -L 0.5 -R %s", STAMP, port, h.free_port(), args))
+  assert.equal(0, code, err)
+  return out
+end
+
+describe("stamp command with TLVs", function()
+  it("--cos --dscp 46 from packets carrying DSCP 10: DSCP2 = 10 and the reply arrives with DSCP 46", function()
+    with_reflector("--local-addr 127.0.0.1", function(port)
+      local out = sender(port, "--cos --dscp 46 --packet-dscp 10 --ecn 1")
+      local n = 0
+      for line in out:gmatch("seq=[^\n]+") do
+        n = n + 1
+        assert.matches("cos: dscp1=46 dscp2=10 ecn2=1 rp=0 reply_dscp=46", line)
+      end
+      assert.equal(3, n)
+    end)
+  end)
+
+  it("--cos-refuse on the reflector: RP = 1 and the reply keeps DSCP 10", function()
+    with_reflector("--local-addr 127.0.0.1 --cos-refuse", function(port)
+      assert.matches("cos: dscp1=46 dscp2=10 ecn2=0 rp=1 reply_dscp=10", sender(port, "--cos --dscp 46 --packet-dscp 10"))
+    end)
+  end)
+
+  it("--location on a wildcard reflector reports the real destination address", function()
+    with_reflector("--local-addr 0.0.0.0", function(port)
+      local code, out = h.run(string.format("%s -r 127.0.0.3 -p %d -o %d -c 2 -d 5 -R --location", STAMP, port, h.free_port()))
+      assert.equal(0, code)
+      assert.matches("location: src=127%.0%.0%.1:%d+ dst=127%.0%.0%.3:" .. port, out)
+    end)
+  end)
+
+  it("--timestamp-info, --direct-measurement, --follow-up-telemetry, --access-report", function()
+    with_reflector("--local-addr 127.0.0.1", function(port)
+      local out = sender(port, "--timestamp-info --direct-measurement --follow-up-telemetry --access-report 1 --access-return-code 2")
+      assert.matches("timestamp_info: sync_in=%u+ ts_in=SW sync_out=%u+ ts_out=SW", out)
+      assert.matches("direct_measurement: s_txc=3 r_rxc=3 r_txc=3", out)
+      assert.matches("follow_up: fu_seq=1 fu_ts=%d+ fu_mode=SW", out)
+      assert.matches("access_report: access_id=1 return_code=2", out)
+    end)
+  end)
+
+  it("--tlv-hmac with --verify-tlv-hmac: verified; a wrong key sets I on every TLV", function()
+    local key = string.rep("ab", 32)
+    local rep = with_reflector("--local-addr 127.0.0.1 --verify-tlv-hmac --hmac-key " .. key, function(port)
+      assert.matches("hmac: tlv_hmac=ok", sender(port, "--cos --tlv-hmac --hmac-key " .. key))
+      local out = sender(port, "--cos --tlv-hmac --hmac-key " .. string.rep("cd", 32))
+      assert.matches("cos%[UI%]: type=4 | hmac%[UI%]: type=8", out)
+    end)
+    assert.matches("Packets failing the HMAC TLV %(I%): 3", rep)
+  end)
+
+  it("--no-reply: the reflector stays silent and counts it", function()
+    local rep = with_reflector("--local-addr 127.0.0.1", function(port)
+      assert.matches("Packets lost: 3 %(100%.0%%%)", sender(port, "--no-reply"))
+    end)
+    assert.matches("Not answered %(Return Path: no reply%): 3", rep)
+  end)
+
+  it("--micro-session-id against --reflector-member-link-id", function()
+    local rep = with_reflector("--local-addr 127.0.0.1 --reflector-member-link-id 9", function(port)
+      assert.matches("micro_session: micro=4:9", sender(port, "--micro-session-id 4"))
+      assert.matches("Packets lost: 3", sender(port, "--micro-session-id 4:5"))
+    end)
+    assert.matches("Dropped %(micro%-session ID mismatch%): 3", rep)
+  end)
+
+  it("type 12 asks for more than the caps: capped, C set, never more than allowed", function()
+    local rep = with_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 2 --reflected-control-max-size 300",
+      function(port)
+        local out = sender(port, "--reflected-count 5 --reflected-length 2000 --reflected-interval-ns 2000000")
+        assert.matches("reflected_control%[C%]: refl_ctrl=5/2000/2000000ns", out)
+        assert.matches("padding: padding=%d+", out)
+        h.sleep(0.2)
+      end)
+    assert.matches("Extra replies %(type 12%): 3\n", rep)
+  end)
+
+  it("--padding makes larger test packets that come back whole", function()
+    with_reflector("--local-addr 127.0.0.1", function(port)
+      assert.matches("padding: padding=1400", sender(port, "--padding 1400"))
+    end)
+  end)
+
+  it("--tlv-mode ignore strips TLVs", function()
+    with_reflector("--local-addr 127.0.0.1 --tlv-mode ignore", function(port)
+      local out = sender(port, "--cos")
+      assert.not_matches("cos:", out)
+      assert.matches("Packets received: 3", out)
+    end)
+  end)
+
+  describe("bad TLV flag values", function()
+    for _, c in ipairs {
+      { "--dscp 64", "--dscp" }, { "--ecn 4", "--ecn" }, { "--access-report 16", "--access-report" },
+      { "--tlv-mode bogus", "--tlv-mode" }, { "--tlv-hmac", "--tlv-hmac" }, { "--verify-tlv-hmac", "--verify-tlv-hmac" },
+      { "--destination-address nope", "--destination-address" }, { "--allow-return-address 10.0.0.0/99", "--allow-return-address" },
+      { "--micro-session-id x", "--micro-session-id" }, { "--padding -1", "--padding" },
+      { "--reflected-control-max-count 5000", "--reflected-control-max-count" },
+    } do
+      it("'" .. c[1] .. "' names " .. c[2] .. " and exits 2", function()
+        local code, out, err = h.run(STAMP .. " " .. c[1])
+        assert.equal(2, code)
+        assert.equal("", out)
+        assert.equal(1, select(2, err:gsub("\n", "")), err)
+        assert.truthy(err:find(c[2], 1, true), err)
+      end)
+    end
+  end)
+end)
