@@ -5,9 +5,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#if LUA_VERSION_NUM < 502
+#if LUA_VERSION_NUM < 502 && !defined(luaL_newlib) /* LuaJIT 2.1 has these */
 #define luaL_newlib(L, l) (lua_newtable(L), luaL_register(L, NULL, l))
-#define lua_rawlen(L, i) lua_objlen(L, i)
 static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
     (void)nup; /* we never use upvalues */
@@ -30,6 +29,10 @@ static inline void *luaL_testudata(lua_State *L, int i, const char *tname)
     lua_pop(L, 2);
     return ok ? p : NULL;
 }
+#endif
+
+#if LUA_VERSION_NUM < 502 && !defined(lua_rawlen)
+#define lua_rawlen(L, i) lua_objlen(L, i)
 #endif
 
 #if LUA_VERSION_NUM < 503
