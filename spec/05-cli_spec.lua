@@ -129,7 +129,6 @@ describe("stamp command", function()
       { "--ssid 70000", "--ssid" },
       { "--ttl 0", "--ttl" },
       { "--hmac-key-file /nonexistent/key", "--hmac-key-file" },
-      { "--cos", "--cos" },
       { "--metrics", "--metrics" },
       { "--count", "--count" },
     }

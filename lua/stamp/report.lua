@@ -79,7 +79,9 @@ function M.packet_line(r)
   return table.concat(t, " ")
 end
 
---- The summary block.
+local function fmt_ms(ns) return ns and ms(ns) or "n/a" end
+
+--- The summary block: stamp-suite's lines, then the IPPM figures.
 -- @tparam table s summary from `stamp.stats`
 -- @treturn string
 function M.text_summary(s)
@@ -89,14 +91,172 @@ function M.text_summary(s)
     "Packets received: " .. s.received,
     string.format("Packets lost: %d (%.1f%%)", s.lost, s.loss_pct),
   }
+  local function add(...) out[#out + 1] = string.format(...) end
   if s.rtt then
-    out[#out + 1] = "Min RTT: " .. ms(s.rtt.min) .. " ms"
-    out[#out + 1] = "Max RTT: " .. ms(s.rtt.max) .. " ms"
-    out[#out + 1] = "Avg RTT: " .. ms(s.rtt.avg) .. " ms"
+    add("Min RTT: %s ms", ms(s.rtt.min))
+    add("Max RTT: %s ms", ms(s.rtt.max))
+    add("Avg RTT: %s ms", ms(s.rtt.mean))
+    add("RTT median/p90/p95/p99: %s/%s/%s/%s ms, stddev %s ms", ms(s.rtt.median), ms(s.rtt.p90), ms(s.rtt.p95),
+      ms(s.rtt.p99), ms(s.rtt.stddev))
   end
-  if (s.duplicates or 0) > 0 then out[#out + 1] = "Duplicates: " .. s.duplicates end
-  if (s.late or 0) > 0 then out[#out + 1] = "Late replies: " .. s.late end
+  if s.ipdv and s.ipdv.rtt then
+    add("IPDV (RTT, RFC 3393): mean |ipdv| %s ms, min %s ms, max %s ms, p99 %s ms", ms(s.ipdv.rtt.mean_abs),
+      ms(s.ipdv.rtt.min), ms(s.ipdv.rtt.max), ms(s.ipdv.rtt.p99))
+  end
+  if s.pdv and s.pdv.rtt then
+    add("PDV (RTT, RFC 5481): median %s ms, p95 %s ms, p99 %s ms, max %s ms", ms(s.pdv.rtt.median), ms(s.pdv.rtt.p95),
+      ms(s.pdv.rtt.p99), ms(s.pdv.rtt.max))
+  end
+  for _, dir in ipairs { { "fwd", "Forward" }, { "bwd", "Backward" } } do
+    local d = s[dir[1]]
+    if d then
+      if s.owd and s.owd.valid then
+        add("%s delay: min %s ms, avg %s ms, max %s ms, p99 %s ms (error bound +/-%s ms)", dir[2], ms(d.min), ms(d.mean),
+          ms(d.max), ms(d.p99), ms(s.owd.error_bound))
+      else
+        add("%s delay: not reliable (%s); variation: PDV p99 %s ms", dir[2], s.owd and s.owd.reason or "unknown",
+          fmt_ms(s.pdv and s.pdv[dir[1]] and s.pdv[dir[1]].p99))
+      end
+    end
+  end
+  if s.loss then
+    if s.loss.episodes > 0 then
+      add("Loss episodes: %d, longest burst %d, mean burst %.1f", s.loss.episodes, s.loss.longest_burst, s.loss.mean_burst)
+    end
+    local d = s.loss.direction
+    if d and s.lost > 0 then
+      add("Loss direction (%s): forward %d, backward %d, undetermined %d", d.method, d.forward, d.backward, d.undetermined)
+    end
+  end
+  if s.reordering and s.reordering.reordered > 0 then
+    add("Reordered: %d (%.2f%%), max extent %d", s.reordering.reordered, 100 * s.reordering.ratio, s.reordering.max_extent)
+  end
+  if (s.duplicates or 0) > 0 then add("Duplicates: %d", s.duplicates) end
+  if (s.late or 0) > 0 then add("Late replies: %d", s.late) end
   return table.concat(out, "\n")
+end
+
+-- ------------------------------------------------------------------
+-- Machine-readable output
+-- ------------------------------------------------------------------
+
+local json = require "dkjson"
+
+--- Milliseconds with microsecond precision.
+-- @tparam number|nil ns
+-- @treturn number|nil
+function M.ms(ns)
+  if ns == nil then return nil end
+  return math.floor(ns / 1000 + 0.5) / 1000
+end
+local ms3 = M.ms
+
+local function dist_ms(d)
+  if not d then return nil end
+  local o = {}
+  for k, v in pairs(d) do o[k] = (k == "n") and v or ms3(v) end
+  return o
+end
+
+--- Per-packet record, the one shape used by JSON, JSON lines and CSV.
+-- Fields: `seq`, `lost`, `refl_seq`, `t1`..`t4` (ns since 1970 UTC), `rtt_ms`, `fwd_ms`, `bwd_ms`,
+-- `owd_valid`, `ttl`, `reply_ttl`, `reply_tos`, `ssid`, `tlvs` (decoded TLV fields by key).
+-- @tparam table r result
+-- @treturn table
+function M.packet_record(r)
+  local o = { type = "packet", seq = r.seq, lost = r.lost, t1 = r.t1 }
+  if r.lost then return o end
+  local ok = require("stamp.stats").owd_ok(r)
+  o.refl_seq, o.t2, o.t3, o.t4 = r.refl_seq, r.t2, r.t3, r.t4
+  o.rtt_ms, o.fwd_ms, o.bwd_ms, o.owd_valid = ms3(r.rtt), ms3(r.fwd), ms3(r.bwd), ok
+  o.ttl, o.reply_ttl, o.reply_tos, o.ssid = r.ttl, r.reply_ttl, r.reply_tos, r.ssid
+  if r.tlv_list then
+    o.tlvs = {}
+    for _, t in ipairs(r.tlv_list) do
+      local f = {}
+      for k, v in pairs(t) do
+        if type(v) ~= "table" and k ~= "value" and not tostring(k):match("_raw$") and k ~= "hmac" then f[k] = v end
+      end
+      o.tlvs[t.key] = o.tlvs[t.key] or f
+    end
+  end
+  return o
+end
+
+--- Summary record for JSON output; durations in milliseconds (`*_ms`), microsecond precision.
+-- @tparam table s summary from `stamp.stats`
+-- @treturn table
+function M.summary_record(s)
+  return {
+    type = "summary",
+    sent = s.sent, received = s.received, lost = s.lost, loss_pct = s.loss_pct,
+    duplicates = s.duplicates, late = s.late,
+    rtt_ms = dist_ms(s.rtt), fwd_ms = dist_ms(s.fwd), bwd_ms = dist_ms(s.bwd),
+    owd = s.owd and { valid = s.owd.valid, reason = s.owd.reason, error_bound_ms = ms3(s.owd.error_bound) },
+    ipdv_ms = s.ipdv and { rtt = dist_ms(s.ipdv.rtt), fwd = dist_ms(s.ipdv.fwd), bwd = dist_ms(s.ipdv.bwd) },
+    pdv_ms = s.pdv and { rtt = dist_ms(s.pdv.rtt), fwd = dist_ms(s.pdv.fwd), bwd = dist_ms(s.pdv.bwd) },
+    loss = s.loss, reordering = s.reordering, interrupted = s.interrupted,
+  }
+end
+
+local KEYORDER = { "type", "session", "seq", "lost", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
+  "owd_valid", "ttl", "reply_ttl", "reply_tos", "ssid", "sent", "received", "loss_pct", "n", "min", "max", "mean",
+  "median", "p90", "p95", "p99", "stddev" }
+
+--- Encode a value as JSON (dkjson, stable key order).
+-- @param v
+-- @treturn string
+function M.json(v, indent)
+  return json.encode(v, { keyorder = KEYORDER, indent = indent or false })
+end
+
+--- Decode JSON.
+-- @tparam string s
+-- @return value
+function M.json_decode(s)
+  return json.decode(s)
+end
+
+M.CSV_COLUMNS = { "seq", "lost", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms", "owd_valid", "ttl",
+  "reply_ttl" }
+
+--- The CSV header line.
+-- @treturn string
+function M.csv_header() return table.concat(M.CSV_COLUMNS, ",") end
+
+--- One CSV row for a result.
+-- @tparam table r
+-- @treturn string
+function M.csv_row(r)
+  local rec = M.packet_record(r)
+  local t = {}
+  for i, k in ipairs(M.CSV_COLUMNS) do
+    local v = rec[k]
+    if v == nil then t[i] = ""
+    elseif type(v) == "boolean" then t[i] = v and "1" or "0"
+    elseif math.type and math.type(v) == "integer" then t[i] = string.format("%d", v)
+    elseif type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then t[i] = string.format("%d", v)
+    else t[i] = tostring(v) end
+  end
+  return table.concat(t, ",")
+end
+
+--- The live status line (no newline).
+-- @tparam table p `sent`, `received`, `last_rtt`, `avg_rtt` (ns), `eta` (s)
+-- @treturn string
+function M.progress_line(p)
+  local loss = p.sent > 0 and 100 * (p.sent - p.received) / p.sent or 0
+  return string.format("sent %d  received %d  loss %.1f%%  last %s ms  avg %s ms%s", p.sent, p.received, loss,
+    fmt_ms(p.last_rtt), fmt_ms(p.avg_rtt), p.eta and string.format("  ETA %ds", math.ceil(p.eta)) or "")
+end
+
+--- One interval summary line.
+-- @tparam number t seconds since the start
+-- @tparam table s summary of the interval's packets
+-- @treturn string
+function M.interval_line(t, s)
+  return string.format("[%6.1fs] sent %d received %d lost %d (%.1f%%) rtt min/avg/max %s/%s/%s ms", t, s.sent, s.received,
+    s.lost, s.loss_pct, fmt_ms(s.rtt and s.rtt.min), fmt_ms(s.rtt and s.rtt.mean), fmt_ms(s.rtt and s.rtt.max))
 end
 
 local REFLECTOR_ROWS = {
