@@ -1,6 +1,7 @@
 /* sender.c - the Session-Sender engine (RFC 8762 4.2). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@ struct stamp_sender {
     uint64_t nsent;   /* sequence numbers used */
     uint64_t oldest;  /* lowest sequence number not yet resolved */
     int stopped;
+    uint64_t rng;         /* xorshift64* state for the Poisson schedule */
     slot_t *ring;
     size_t mask;
     stamp_sender_counters_t ctr;
@@ -153,6 +155,8 @@ int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
     s->last_housekeeping = stamp_mono() - 2 * STAMP_NS_PER_SEC;
     refresh_clock(s, stamp_mono());
     s->next_send = stamp_mono();
+    s->rng = cfg->seed ? cfg->seed : (uint64_t)stamp_now() ^ 0x9e3779b97f4a7c15ULL;
+    if (!s->rng) s->rng = 1;
     *out = s;
     return STAMP_OK;
 }
@@ -175,6 +179,18 @@ static int sending(const stamp_sender_t *s)
 }
 
 int stamp_sender_done(const stamp_sender_t *s) { return !sending(s) && s->oldest >= s->nsent; }
+
+/* The gap before the next packet: fixed, or exponential with the same mean (Poisson process). */
+static stamp_ns_t next_gap(stamp_sender_t *s)
+{
+    if (!s->cfg.poisson || s->cfg.interval == 0) return s->cfg.interval;
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    uint64_t x = s->rng * 2685821657736338717ULL;
+    double u = ((double)(x >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+    return (stamp_ns_t)(-log(u) * (double)s->cfg.interval);
+}
 
 static void emit_lost(stamp_result_t *r, const slot_t *sl)
 {
@@ -332,7 +348,7 @@ int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, in
     refresh_clock(s, now);
     for (int burst = 0; burst < STAMP_BATCH && sending(s) && now >= s->next_send; burst++) {
         send_one(s, now);
-        s->next_send += s->cfg.interval;
+        s->next_send += next_gap(s);
         if (now - s->next_send > STAMP_NS_PER_SEC) s->next_send = now; /* do not burst after a stall */
         if (s->cfg.interval > 0) break;
     }

@@ -464,6 +464,8 @@ typedef struct {
     size_t packet_len;     /* total test packet length, >= base + tlvs_len; extra octets zero */
     const uint8_t *tlvs;   /* TLVs to send after the base packet (flags as given, normally U) */
     size_t tlvs_len;
+    int poisson;           /* 1: exponential gaps with mean `interval` (RFC 2330 Poisson sampling) */
+    uint64_t seed;         /* for the Poisson schedule, 0 = from the clock */
 } stamp_sender_cfg_t;
 
 enum { STAMP_RES_OK = 0, STAMP_RES_LOST = 1 };

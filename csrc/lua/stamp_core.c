@@ -8,6 +8,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -927,6 +929,50 @@ static int l_tlv_registry(lua_State *L)
     return 1;
 }
 
+
+/***
+ * Wait until one of several file descriptors is readable.
+ * @function poll
+ * @tparam table fds array of file descriptors
+ * @tparam[opt=-1] integer timeout milliseconds (negative: forever)
+ * @treturn table|nil array of booleans (readable per fd), or nil, message, code (EINTR gives all false)
+ */
+static int l_poll(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int t = (int)luaL_optinteger(L, 2, -1);
+    size_t n = lua_rawlen(L, 1);
+    if (n > 1024) luaL_argerror(L, 1, "at most 1024 descriptors");
+    struct pollfd p[1024];
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 1, (int)i + 1);
+        p[i].fd = (int)luaL_checkinteger(L, -1);
+        p[i].events = POLLIN;
+        p[i].revents = 0;
+        lua_pop(L, 1);
+    }
+    int r = poll(p, (nfds_t)n, t);
+    if (r < 0 && errno != EINTR) return push_fail(L, -errno);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushboolean(L, r > 0 && (p[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+/***
+ * Is this file descriptor a terminal?
+ * @function isatty
+ * @tparam integer fd
+ * @treturn boolean
+ */
+static int l_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* signals (for the CLI's Ctrl-C summary)                              */
 /* ------------------------------------------------------------------ */
@@ -1193,6 +1239,14 @@ static int l_sender(lua_State *L)
     opt_auth(L, 1, &c.mode, &c.key, &c.keylen);
     c.clock = opt_clock(L, 1);
     c.packet_len = (size_t)opt_int(L, 1, "packet_len", 0, 0, STAMP_MAX_PKT);
+    {
+        const char *sched = opt_str(L, 1, "schedule", "periodic", NULL);
+        if (strcmp(sched, "poisson") == 0)
+            c.poisson = 1;
+        else if (strcmp(sched, "periodic") != 0)
+            luaL_error(L, "bad option 'schedule' (periodic or poisson expected, got '%s')", sched);
+        c.seed = (uint64_t)opt_int(L, 1, "seed", 0, 0, 0x7fffffffffffffffLL);
+    }
     c.tlvs = (const uint8_t *)opt_str(L, 1, "tlvs", NULL, &c.tlvs_len);
     if (c.tlvs_len > STAMP_MAX_PKT - stamp_base_len(c.mode)) luaL_error(L, "bad option 'tlvs' (too long)");
     if (c.packet_len && c.packet_len < stamp_base_len(c.mode) + c.tlvs_len)
@@ -1422,6 +1476,8 @@ int luaopen_stamp_core(lua_State *L)
                                      {"local_ee", l_local_ee},
                                      {"tai_offset", l_tai_offset},
                                      {"trap_signals", l_trap_signals},
+                                     {"poll", l_poll},
+                                     {"isatty", l_isatty},
                                      {"interrupted", l_interrupted},
                                      {NULL, NULL}};
     luaL_newlib(L, funcs);

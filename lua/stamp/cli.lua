@@ -29,6 +29,7 @@ local function one_of(...)
   return function(s) return set[s:upper()] end, "one of " .. table.concat(list, ", ")
 end
 
+
 local function hex_key(s)
   return core.hex_decode(s)
 end
@@ -49,6 +50,15 @@ local OPTIONS = {
   { "hmac_key_file", nil, "--hmac-key-file", "PATH", nil, "Path to file containing HMAC key (hex, or raw octets)" },
   { "ssid", nil, "--ssid", "ID", nil, "Session-Sender Identifier (1-65535)", int_in(0, 65535) },
   { "ttl", nil, "--ttl", "TTL", "255", "TTL / Hop Limit of sent packets", int_in(1, 255) },
+  -- output and campaigns
+  { "output_format", nil, "--output-format", "FORMAT", "text", "Sender output: text, json, csv or jsonl",
+    one_of("text", "json", "csv", "jsonl") },
+  { "report_interval", nil, "--report-interval", "SEC", nil, "Print a summary of each interval of SEC seconds",
+    num_in(0.1, 86400) },
+  { "plot", nil, "--plot", "FILE.svg", nil, "Write an SVG plot of the run (delays over time, losses, histogram)" },
+  { "campaign", nil, "--campaign", "FILE.lua", nil, "Run the campaign that FILE.lua returns (see README)" },
+  { "schedule", nil, "--schedule", "SCHEDULE", "periodic", "Sending schedule: periodic or poisson (mean --send-delay)",
+    one_of("periodic", "poisson") },
   -- TLVs (RFC 8972, RFC 9503, RFC 9534, reflected packet control)
   { "tlv_mode", nil, "--tlv-mode", "MODE", "echo", "Reflector TLV handling: echo (process, RFC 8972) or ignore (strip)",
     one_of("echo", "ignore") },
@@ -80,6 +90,7 @@ local OPTIONS = {
 
 local FLAGS = {
   { "R", "-R", nil, "Print individual statistics for each packet" },
+  { "quiet", "-q", "--quiet", "No live progress line on the terminal" },
   { "is_reflector", "-i", "--is-reflector", "Run as Session Reflector instead of Sender" },
   { "stateful_reflector", nil, "--stateful-reflector", "Enable stateful reflector mode (RFC 8972 Section 4)" },
   { "strict_packets", nil, "--strict-packets", "Reflector: drop packets shorter than the STAMP base packet" },
@@ -283,11 +294,91 @@ local function sender_tlvs(a)
   return t
 end
 
+-- Where results go: one object per output format, shared by single runs and campaigns.
+local function make_output(a, campaign)
+  local fmt = a.output_format
+  local o = { results = {} }
+  local keep = fmt == "json" or a.plot ~= nil
+  local interval_acc, interval_start = nil, core.mono()
+  local progress = not a.quiet and core.isatty(2)
+  local prog = { sent = 0, received = 0, sum = 0, last = nil, last_draw = 0 }
+
+  if fmt == "csv" then out((campaign and "session," or "") .. report.csv_header()) end
+
+  function o.packet(r, session)
+    if keep then o.results[#o.results + 1] = r end
+    if fmt == "text" then
+      if a.R then out((session and ("[" .. session .. "] ") or "") .. report.packet_line(r)) end
+    elseif fmt == "csv" then
+      out((session and (session .. ",") or "") .. report.csv_row(r))
+    elseif fmt == "jsonl" then
+      local rec = report.packet_record(r)
+      rec.session = session
+      out(report.json(rec))
+    end
+    if a.report_interval then
+      interval_acc = interval_acc or stamp.stats.new()
+      interval_acc:add(r)
+    end
+    prog.sent = prog.sent + 1
+    if not r.lost then
+      prog.received, prog.sum, prog.last = prog.received + 1, prog.sum + r.rtt, r.rtt
+    end
+  end
+
+  -- called often; throttles itself (`final`: flush the last, partial interval)
+  function o.tick(total, done_count, final)
+    local now = core.mono()
+    if a.report_interval and (now - interval_start >= a.report_interval * 1e9 or (final and interval_acc)) then
+      local sum = (interval_acc or stamp.stats.new()):summary()
+      local t = (now - (o.t0 or interval_start)) / 1e9
+      if fmt == "jsonl" then
+        local rec = report.summary_record(sum)
+        rec.type, rec.elapsed_s = "interval", t
+        out(report.json(rec))
+      elseif fmt == "text" then
+        out(report.interval_line(t, sum))
+      else
+        io.stderr:write(report.interval_line(t, sum), "\n")
+      end
+      interval_acc, interval_start = nil, now
+    end
+    if progress and now - prog.last_draw >= 1e9 then
+      prog.last_draw = now
+      local eta
+      if total and total > 0 and done_count and a.send_delay then
+        eta = (total - done_count) * a.send_delay / 1000
+      end
+      io.stderr:write("\r\27[K", report.progress_line { sent = prog.sent, received = prog.received, last_rtt = prog.last,
+        avg_rtt = prog.received > 0 and prog.sum / prog.received or nil, eta = eta })
+      io.stderr:flush()
+    end
+  end
+
+  function o.finish()
+    o.tick(nil, nil, true)
+    if progress and prog.last_draw > 0 then io.stderr:write("\r\27[K") io.stderr:flush() end
+  end
+
+  function o.write_plot(results, title)
+    if not a.plot then return true end
+    local ok, err = stamp.plot.write(a.plot, results, { title = title })
+    if not ok then
+      io.stderr:write("stamp: cannot write --plot file: ", tostring(err), "\n")
+      return false
+    end
+    return true
+  end
+
+  o.t0 = core.mono()
+  return o
+end
+
 local function run_sender(a)
   local tos
   if a.dscp or a.ecn or a.packet_dscp then tos = (a.packet_dscp or a.dscp or 0) * 4 + (a.ecn or 0) end
   local s, err = stamp.sender{
-    tlvs = sender_tlvs(a), tos = tos,
+    tlvs = sender_tlvs(a), tos = tos, schedule = a.schedule,
     remote_addr = a.remote_addr, remote_port = a.remote_port,
     local_addr = a.local_addr, local_port = a.local_port,
     count = a.count, send_delay = a.send_delay, timeout = a.timeout,
@@ -299,18 +390,97 @@ local function run_sender(a)
     return 1
   end
   core.trap_signals()
-  local results, summary = s:run{
+  local o = make_output(a)
+  local results, summary = s:run {
     keep = false,
-    on_result = a.R and function(r) out(report.packet_line(r)) end or nil,
+    on_result = o.packet,
+    tick = function(snd) o.tick(a.count, snd:counters().sent) end,
   }
+  o.finish()
   if not results then
     io.stderr:write("stamp: ", tostring(summary), "\n")
     s:close()
     return 1
   end
-  out("")
-  out(report.text_summary(summary))
   s:close()
+  local fmt = a.output_format
+  if fmt == "text" then
+    if a.R then out("") end
+    out(report.text_summary(summary))
+  elseif fmt == "json" then
+    local packets = {}
+    for i, r in ipairs(o.results) do packets[i] = report.packet_record(r) end
+    out(report.json({ summary = report.summary_record(summary), packets = packets }, true))
+  elseif fmt == "jsonl" then
+    out(report.json(report.summary_record(summary)))
+  end
+  if not o.write_plot(o.results, string.format("STAMP %s port %d", a.remote_addr, a.remote_port)) then return 1 end
+  return 0
+end
+
+local function run_campaign(a)
+  local chunk, err = loadfile(a.campaign)
+  if not chunk then
+    io.stderr:write("stamp: invalid value for --campaign: '", a.campaign, "' (", tostring(err), ")\n")
+    return 2
+  end
+  local ok, cfg = pcall(chunk, stamp)
+  if not ok or type(cfg) ~= "table" then
+    io.stderr:write("stamp: invalid value for --campaign: '", a.campaign, "' (",
+      ok and "it must return a campaign table" or tostring(cfg), ")\n")
+    return 2
+  end
+  core.trap_signals()
+  local o = make_output(a, true)
+  local user_result, user_tick = cfg.on_result, cfg.on_tick
+  cfg.on_result = function(name, r, sess)
+    o.packet(r, name)
+    if user_result then user_result(name, r, sess) end
+  end
+  cfg.on_tick = function(st)
+    o.tick()
+    if user_tick then user_tick(st) end
+  end
+  local rok, rep, rerr = pcall(stamp.campaign, cfg)
+  o.finish()
+  if not rok then
+    io.stderr:write("stamp: invalid value for --campaign: '", a.campaign, "' (", tostring(rep):gsub("^.-:%d+: ", ""), ")\n")
+    return 2
+  end
+  if not rep then
+    io.stderr:write("stamp: ", tostring(rerr), "\n")
+    return 1
+  end
+  local fmt = a.output_format
+  if fmt == "text" then
+    for _, sess in ipairs(rep.sessions) do
+      out(string.format("=== %s (%s) ===", sess.name, sess.remote))
+      out(report.text_summary(sess.summary))
+      out("")
+    end
+    out("=== overall ===")
+    out(report.text_summary(rep.overall))
+  else
+    local sessions = {}
+    for i, sess in ipairs(rep.sessions) do
+      local rec = report.summary_record(sess.summary)
+      rec.session, rec.remote = sess.name, sess.remote
+      sessions[i] = rec
+    end
+    local overall = report.summary_record(rep.overall)
+    overall.session = "overall"
+    if fmt == "json" then
+      out(report.json({ sessions = sessions, overall = overall }, true))
+    elseif fmt == "jsonl" then
+      for _, rec in ipairs(sessions) do out(report.json(rec)) end
+      out(report.json(overall))
+    end
+  end
+  if a.plot then
+    local all = {}
+    for _, sess in ipairs(rep.sessions) do for _, r in ipairs(sess.results or {}) do all[#all + 1] = r end end
+    if not o.write_plot(all, "STAMP campaign " .. a.campaign) then return 1 end
+  end
   return 0
 end
 
@@ -321,6 +491,7 @@ function M.main(argv)
   local a, code = M.parse(argv)
   if not a then return code end
   if a.is_reflector then return run_reflector(a) end
+  if a.campaign then return run_campaign(a) end
   return run_sender(a)
 end
 

@@ -16,7 +16,14 @@ local M = {
   codec = require "stamp.codec",
   stats = require "stamp.stats",
   tlv = require "stamp.tlv",
+  report = require "stamp.report",
+  plot = require "stamp.plot",
 }
+
+--- Run many sender sessions concurrently (see `stamp.campaign`).
+-- @function campaign
+-- @tparam table c
+M.campaign = function(c) return require("stamp.campaign").run(c) end
 
 local sender_methods = core.methods.sender
 local reflector_methods = core.methods.reflector
@@ -77,13 +84,13 @@ end
 -- @function sender:run
 -- @tparam[opt] table o `on_result` (function(result) per final packet), `keep` (keep results, default true),
 --   `stop` (function returning true to stop early), `pump` (function called between steps, e.g. to step an
---   in-process reflector)
+--   in-process reflector), `tick(sender)` (called after every step), `stateful_reflector` (hint for loss direction)
 -- @treturn table|nil results (array of per-packet tables, in completion order)
 -- @treturn table summary (see `stamp.stats.summary`)
 function sender_methods.run(self, o)
   o = o or {}
   local results = {}
-  local acc = M.stats.new()
+  local acc = M.stats.new { stateful_reflector = o.stateful_reflector }
   local keep = o.keep ~= false
   local interrupted = false
   while not self:done() do
@@ -95,6 +102,7 @@ function sender_methods.run(self, o)
     end
     local res, err, code = self:step(wait)
     if not res then return nil, err, code end
+    if o.tick then o.tick(self) end
     for i = 1, #res do
       local r = res[i]
       acc:add(r)

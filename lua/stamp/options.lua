@@ -32,6 +32,8 @@ local SENDER = {
   ssid = { kind = "integer", min = 0, max = 65535, default = 0 },
   packet_len = { kind = "integer", min = 0, max = core.MAX_PKT },
   tlvs = { kind = "tlvs" },
+  schedule = { kind = "enum", values = { periodic = "periodic", poisson = "poisson" }, default = "periodic" },
+  seed = { kind = "integer", min = 0, max = 2 ^ 53 },
   dscp = { kind = "integer", min = 0, max = 63 },
   ecn = { kind = "integer", min = 0, max = 3 },
 }

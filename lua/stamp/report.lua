@@ -199,7 +199,7 @@ function M.summary_record(s)
   }
 end
 
-local KEYORDER = { "type", "session", "seq", "lost", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
+local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "seq", "lost", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "ttl", "reply_ttl", "reply_tos", "ssid", "sent", "received", "loss_pct", "n", "min", "max", "mean",
   "median", "p90", "p95", "p99", "stddev" }
 

@@ -16,7 +16,7 @@
 -- @module stamp.stats
 local M = {}
 
-local floor, ceil, sqrt, huge = math.floor, math.ceil, math.sqrt, math.huge
+local ceil, sqrt, huge = math.ceil, math.sqrt, math.huge
 
 --- Nearest-rank percentile of a sorted array.
 -- @tparam table sorted ascending values
