@@ -127,9 +127,9 @@ function M.svg(results, o)
   end
   -- legend
   local lx = LEFT + pw - 330
-  add(string.format('<circle class="rtt" cx="%d" cy="%d" r="4"/><text x="%d" y="%d">round-trip delay</text>', lx, TOP1 + 10,
+  add(string.format('<circle class="rtt key" cx="%d" cy="%d" r="4"/><text x="%d" y="%d">round-trip delay</text>', lx, TOP1 + 10,
     lx + 10, TOP1 + 14))
-  add(string.format('<path class="lost" d="M%d %dL%d %dM%d %dL%d %d"/><text x="%d" y="%d">lost packet</text>', lx - 4,
+  add(string.format('<path class="lost key" d="M%d %dL%d %dM%d %dL%d %d"/><text x="%d" y="%d">lost packet</text>', lx - 4,
     TOP1 + 22, lx + 4, TOP1 + 30, lx - 4, TOP1 + 30, lx + 4, TOP1 + 22, lx + 10, TOP1 + 30))
   if owd then
     add(string.format('<line class="fwd" x1="%d" y1="%d" x2="%d" y2="%d"/><text x="%d" y="%d">forward one-way</text>',

@@ -199,9 +199,10 @@ function M.summary_record(s)
   }
 end
 
-local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "seq", "lost", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
-  "owd_valid", "ttl", "reply_ttl", "reply_tos", "ssid", "sent", "received", "loss_pct", "n", "min", "max", "mean",
-  "median", "p90", "p95", "p99", "stddev" }
+local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
+  "received", "lost", "loss_pct", "duplicates", "late", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
+  "owd_valid", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid", "n", "min", "max",
+  "mean", "median", "p90", "p95", "p99", "stddev" }
 
 --- Encode a value as JSON (dkjson, stable key order).
 -- @param v

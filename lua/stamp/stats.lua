@@ -25,7 +25,7 @@ local ceil, sqrt, huge = math.ceil, math.sqrt, math.huge
 function M.percentile(sorted, p)
   local n = #sorted
   if n == 0 then return nil end
-  local rank = ceil(p / 100 * n)
+  local rank = ceil(p * n / 100) -- p * n first: exact for whole percentiles
   if rank < 1 then rank = 1 end
   return sorted[rank]
 end

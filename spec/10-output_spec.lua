@@ -1,0 +1,178 @@
+-- Output formats, plots, progress and interval reports through the `stamp` command.
+local h = require "helper"
+local report = require "stamp.report"
+local stats = require "stamp.stats"
+
+local STAMP = h.STAMP
+
+local function reflector()
+  local port = h.free_port()
+  local pid, out = h.spawn(STAMP .. " -i --local-addr 127.0.0.1 --local-port " .. port)
+  assert(h.wait_for(out, "listening", 5))
+  return pid, out, port
+end
+
+local function lines(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+-- Recompute the RTT figures from per-packet records (rtt_ms, microsecond precision).
+local function recompute(packets)
+  local rtts, lost = {}, 0
+  for _, p in ipairs(packets) do
+    if p.lost then lost = lost + 1 else rtts[#rtts + 1] = p.rtt_ms end
+  end
+  return stats.describe(rtts), lost, #packets
+end
+
+local function close(a, b, what) assert(math.abs(a - b) <= 0.0011, string.format("%s: %s vs %s", what, a, b)) end
+
+local function check_summary(sum, packets)
+  local d, lost, n = recompute(packets)
+  assert.same({ n, n - lost, lost }, { sum.sent, sum.received, sum.lost })
+  for _, k in ipairs { "min", "max", "mean", "median", "p90", "p95", "p99", "stddev" } do
+    close(sum.rtt_ms[k], d[k], "rtt_ms." .. k)
+  end
+  assert.equal(d.n, sum.rtt_ms.n)
+end
+
+describe("output formats", function()
+  local pid, rlog, port
+  setup(function() pid, rlog, port = reflector() end)
+  teardown(function()
+    h.stop(pid)
+    os.remove(rlog)
+  end)
+
+  it("json: a 200-packet summary agrees with a recomputation from its packets", function()
+    local code, out, err = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 200 -d 2 --output-format json", STAMP, port,
+      h.free_port()))
+    assert.equal(0, code, err)
+    local doc = assert(report.json_decode(out))
+    assert.equal(200, #doc.packets)
+    check_summary(doc.summary, doc.packets)
+    assert.equal("summary", doc.summary.type)
+    assert.is_boolean(doc.summary.owd.valid)
+  end)
+
+  it("jsonl: one object per packet, then one summary that agrees with them", function()
+    local code, out = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 200 -d 2 --output-format jsonl", STAMP, port,
+      h.free_port()))
+    assert.equal(0, code)
+    local ls = lines(out)
+    assert.equal(201, #ls)
+    local packets = {}
+    for i = 1, 200 do
+      packets[i] = assert(report.json_decode(ls[i]))
+      assert.equal("packet", packets[i].type)
+    end
+    local sum = assert(report.json_decode(ls[201]))
+    assert.equal("summary", sum.type)
+    check_summary(sum, packets)
+  end)
+
+  it("csv: a header and one row per packet", function()
+    local code, out = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 50 -d 2 --output-format csv", STAMP, port,
+      h.free_port()))
+    assert.equal(0, code)
+    local ls = lines(out)
+    assert.equal(51, #ls)
+    assert.equal(table.concat(report.CSV_COLUMNS, ","), ls[1])
+    local seqs = {}
+    for i = 2, 51 do
+      local f = {}
+      for v in (ls[i] .. ","):gmatch("([^,]*),") do f[#f + 1] = v end
+      assert.equal(#report.CSV_COLUMNS, #f)
+      assert.equal("0", f[2])
+      assert.is_true(tonumber(f[8]) >= 0) -- rtt_ms
+      seqs[tonumber(f[1])] = true
+    end
+    for i = 0, 49 do assert.is_true(seqs[i]) end
+  end)
+
+  it("--report-interval prints interval summaries", function()
+    local code, out = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 40 -d 25 --report-interval 0.4", STAMP, port,
+      h.free_port()))
+    assert.equal(0, code)
+    local n, total = 0, 0
+    for sent in out:gmatch("%[%s*[%d.]+s%] sent (%d+) received") do
+      n = n + 1
+      total = total + tonumber(sent)
+    end
+    assert.is_true(n >= 2)
+    assert.equal(40, total)
+  end)
+
+  it("no progress line when stderr is not a terminal; one with a terminal unless --quiet", function()
+    local cmd = string.format("%s -r 127.0.0.1 -p %d -o %d -c 15 -d 100", STAMP, port, h.free_port())
+    local code, _, err = h.run(cmd)
+    assert.equal(0, code)
+    assert.equal("", err)
+    if (h.run("command -v script")) ~= 0 then pending("no script(1) to make a terminal") return end
+    local _, tty = h.run("script -qec '" .. cmd .. "' /dev/null")
+    assert.matches("\r\27%[Ksent %d+  received %d+  loss [%d.]+%%", tty)
+    local _, quiet = h.run("script -qec '" .. cmd .. " --quiet' /dev/null")
+    assert.not_matches("received %d+  loss", quiet)
+  end)
+end)
+
+describe("--plot", function()
+  it("writes an SVG that xmllint accepts, one point per received packet and a mark per lost one", function()
+    local rpid, rlog, port = reflector()
+    local svg = os.tmpname() .. ".svg"
+    -- the reflector goes away mid-run: the later packets are lost
+    local spid, sout = h.spawn(string.format("%s -r 127.0.0.1 -p %d -o %d -c 30 -d 30 -L 0.3 --output-format jsonl --plot %s",
+      STAMP, port, h.free_port(), svg))
+    h.sleep(0.45)
+    h.stop(rpid)
+    for _ = 1, 100 do
+      if not os.execute("kill -0 " .. spid .. " 2>/dev/null") then break end
+      h.sleep(0.1)
+    end
+    local out = h.slurp(sout)
+    os.remove(sout)
+    os.remove(rlog)
+    local recv, lost = 0, 0
+    for l in out:gmatch("[^\n]+") do
+      local p = report.json_decode(l)
+      if p.type == "packet" then if p.lost then lost = lost + 1 else recv = recv + 1 end end
+    end
+    assert.is_true(recv > 3 and lost > 3, recv .. "/" .. lost)
+    assert.equal(30, recv + lost)
+    if (h.run("command -v xmllint")) == 0 then
+      local code, _, err = h.run("xmllint --noout " .. svg)
+      assert.equal(0, code, err)
+    end
+    local doc = h.slurp(svg)
+    os.remove(svg)
+    assert.equal(recv, select(2, doc:gsub('<circle class="rtt" cx', "")))
+    assert.equal(lost, select(2, doc:gsub('<path class="lost" d="[^"]*"><title>', "")))
+    assert.matches("<svg ", doc)
+    assert.matches("round%-trip delay histogram", doc)
+  end)
+
+  it("an unwritable --plot path is a runtime error", function()
+    local rpid, rlog, port = reflector()
+    local code, _, err = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 2 -d 1 --plot /nonexistent/dir/x.svg", STAMP,
+      port, h.free_port()))
+    h.stop(rpid)
+    os.remove(rlog)
+    assert.equal(1, code)
+    assert.matches("cannot write %-%-plot", err)
+  end)
+end)
+
+describe("bad output flags", function()
+  for _, c in ipairs { { "--output-format xml", "--output-format" }, { "--report-interval 0", "--report-interval" },
+    { "--schedule random", "--schedule" }, { "--campaign /nonexistent.lua", "--campaign" } } do
+    it("'" .. c[1] .. "' names " .. c[2] .. " and exits 2", function()
+      local code, out, err = h.run(STAMP .. " " .. c[1])
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.equal(1, select(2, err:gsub("\n", "")), err)
+      assert.truthy(err:find(c[2], 1, true), err)
+    end)
+  end
+end)

@@ -1,0 +1,140 @@
+-- Campaigns: many sessions in one process; the examples, run as they are.
+local stamp = require "stamp"
+local h = require "helper"
+local report = require "stamp.report"
+
+describe("campaigns", function()
+  it("4 sessions at different rates to 2 reflectors run in one process, each reported separately", function()
+    local r1 = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0 })
+    local r2 = assert(stamp.reflector { local_addr = "::1", local_port = 0, stateful = true })
+    local _, p1 = r1:local_addr()
+    local _, p2 = r2:local_addr()
+    local per_session, summaries = {}, {}
+    local rep = assert(stamp.campaign {
+      reflectors = { r1, r2 },
+      sessions = {
+        { name = "a", remote_addr = "127.0.0.1", remote_port = p1, count = 40, send_delay = 2 },
+        { name = "b", remote_addr = "127.0.0.1", remote_port = p1, count = 10, send_delay = 8, ssid = 2 },
+        { name = "c", remote_addr = "::1", remote_port = p2, count = 25, send_delay = 3, schedule = "poisson" },
+        { name = "d", remote_addr = "::1", remote_port = p2, count = 5, send_delay = 15, padding = 200,
+          tlvs = { stamp.tlv.direct_measurement() } },
+      },
+      on_result = function(name, r) per_session[name] = (per_session[name] or 0) + (r.lost and 0 or 1) end,
+      on_summary = function(name, s) summaries[name] = s end,
+    })
+    local want = { a = 40, b = 10, c = 25, d = 5 }
+    assert.equal(4, #rep.sessions)
+    for _, s in ipairs(rep.sessions) do
+      assert.equal(want[s.name], s.summary.sent)
+      assert.equal(want[s.name], s.summary.received)
+      assert.equal(want[s.name], per_session[s.name])
+      assert.equal(want[s.name], #s.results)
+      assert.equal(s.summary, summaries[s.name])
+      assert.is_true(s.summary.rtt.min > 0)
+    end
+    assert.equal(264, rep.sessions[4].results[1].length) -- 44 + 16 (DM TLV) + 204 (padding TLV)
+    assert.equal(2, rep.sessions[2].results[1].ssid)
+    -- stateful reflector: each of its sessions numbered from 0
+    local c_seq = {}
+    for _, r in ipairs(rep.sessions[3].results) do c_seq[#c_seq + 1] = r.refl_seq end
+    table.sort(c_seq)
+    assert.same({ 0, 24 }, { c_seq[1], c_seq[#c_seq] })
+    assert.same({ 80, 80, 0 }, { rep.overall.sent, rep.overall.received, rep.overall.lost })
+    assert.equal(r1:counters().reflected + r2:counters().reflected, 80)
+    r1:close()
+    r2:close()
+  end)
+
+  it("duration stops sending in sessions without a count", function()
+    local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0 })
+    local _, p = r:local_addr()
+    local t0 = stamp.core.mono()
+    local rep = assert(stamp.campaign { reflectors = { r }, duration = 0.3,
+      sessions = { { remote_addr = "127.0.0.1", remote_port = p, send_delay = 10, timeout = 0.2 } } })
+    local dt = (stamp.core.mono() - t0) / 1e9
+    assert.is_true(dt >= 0.3 and dt < 2, dt)
+    assert.is_true(rep.sessions[1].summary.sent >= 20 and rep.sessions[1].summary.sent <= 40)
+    assert.equal(rep.sessions[1].summary.sent, rep.sessions[1].summary.received)
+    r:close()
+  end)
+
+  it("bad campaign options raise; a session that cannot start returns nil, message", function()
+    assert.has_error(function() stamp.campaign { sessions = {} } end)
+    assert.has_error(function() stamp.campaign { sessions = { { remote_addr = "127.0.0.1" } }, bogus = 1 } end)
+    assert.has_error(function() stamp.campaign { sessions = { { remote_addr = "127.0.0.1", count = -1 } } } end,
+      "bad session #1 ('session1'): bad option 'count' (integer 0..4294967295 expected, got -1)")
+    local rep, err = stamp.campaign { sessions = { { remote_addr = "no-such-host.invalid", remote_port = 9 } } }
+    assert.is_nil(rep)
+    assert.matches("session1", err)
+  end)
+end)
+
+describe("stamp --campaign", function()
+  it("runs examples/campaign.lua and reports each session and the total (text)", function()
+    local code, out, err = h.run(h.STAMP .. " --campaign " .. h.ROOT .. "/examples/campaign.lua")
+    assert.equal(0, code, err)
+    for _, name in ipairs { "fast%-v4", "slow%-v4", "fast%-v6", "padded%-v6", "overall" } do
+      assert.matches("=== " .. name, out)
+    end
+    assert.matches("=== overall ===\n%-%-%- STAMP Statistics %-%-%-\nPackets sent: 110\nPackets received: 110", out)
+  end)
+
+  it("json output: one summary per session and overall", function()
+    local code, out = h.run(h.STAMP .. " --campaign " .. h.ROOT .. "/examples/campaign.lua --output-format json")
+    assert.equal(0, code)
+    local doc = assert(report.json_decode(out))
+    assert.equal(4, #doc.sessions)
+    local total = 0
+    for _, s in ipairs(doc.sessions) do total = total + s.sent end
+    assert.equal(110, total)
+    assert.equal(110, doc.overall.sent)
+  end)
+
+  it("a campaign file that does not return a table is a one-line error", function()
+    local f = os.tmpname()
+    io.open(f, "w"):write("return 42\n"):close()
+    local code, _, err = h.run(h.STAMP .. " --campaign " .. f)
+    os.remove(f)
+    assert.equal(2, code)
+    assert.matches("^stamp: invalid value for %-%-campaign: .*must return a campaign table", err)
+  end)
+end)
+
+describe("examples run as they are", function()
+  local function run(e)
+    local code, out, err = h.run("cd " .. h.ROOT .. " && lua5.4 examples/" .. e)
+    assert.equal(0, code, err)
+    return out
+  end
+
+  it("mesh.lua", function()
+    local out = run("mesh.lua 10")
+    for _, t in ipairs { "to%-127%.0%.0%.1", "to%-127%.0%.0%.2", "to%-::1" } do assert.matches(t .. "%s+10%s+10%s+0%.0", out) end
+    assert.matches("overall%s+30%s+30", out)
+  end)
+
+  it("dscp_sweep.lua: the reflector saw each DSCP and answered with it", function()
+    local out = run("dscp_sweep.lua 3")
+    for _, d in ipairs { 0, 10, 18, 26, 34, 46, 48 } do
+      assert.matches("dscp" .. d .. "%s+" .. d .. "%s+" .. d .. "%s+" .. d .. "%s+0", out)
+    end
+  end)
+
+  it("padding_sweep.lua: every size comes back whole", function()
+    local out = run("padding_sweep.lua 3")
+    for _, sz in ipairs { 44, 128, 512, 1024, 1472, 4000, 8972 } do
+      assert.matches("%s" .. sz .. "%s+" .. sz .. "%s+0%.0", out)
+    end
+  end)
+
+  it("poisson_jsonl.lua: JSON lines, then a summary", function()
+    local out = run("poisson_jsonl.lua 30")
+    local n, last = 0, nil
+    for l in out:gmatch("[^\n]+") do
+      last = assert(report.json_decode(l))
+      n = n + 1
+    end
+    assert.equal(31, n)
+    assert.same({ "summary", 30, 30 }, { last.type, last.sent, last.received })
+  end)
+end)
