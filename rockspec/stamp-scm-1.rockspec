@@ -15,6 +15,7 @@ with the Simple Two-Way Active Measurement Protocol, from the `stamp` command or
 dependencies = {
   "lua >= 5.1",
   "argparse >= 0.6",
+  "dkjson >= 2.5",
 }
 external_dependencies = {
   CRYPTO = { header = "openssl/evp.h", library = "crypto" },
