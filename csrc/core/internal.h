@@ -11,6 +11,16 @@
 #define STAMP_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define STAMP_HIDDEN
+/* The local clock as both engines describe it, refreshed about once a second. */
+typedef struct {
+    uint16_t ee;  /* packed Error Estimate */
+    int synced;   /* S bit */
+    int tai;      /* TAI - UTC seconds (PTP only) */
+    stamp_ns_t last;
+} stamp_clockstate_t;
+
+STAMP_HIDDEN void stamp_clock_refresh(stamp_clockstate_t *cs, stamp_clock_t clock, stamp_ns_t mono, int force);
+
 #endif
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
@@ -30,5 +40,15 @@ static inline void wr32(uint8_t *p, uint32_t v)
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
 }
+
+/* The local clock as both engines describe it, refreshed about once a second. */
+typedef struct {
+    uint16_t ee;  /* packed Error Estimate */
+    int synced;   /* S bit */
+    int tai;      /* TAI - UTC seconds (PTP only) */
+    stamp_ns_t last;
+} stamp_clockstate_t;
+
+STAMP_HIDDEN void stamp_clock_refresh(stamp_clockstate_t *cs, stamp_clock_t clock, stamp_ns_t mono, int force);
 
 #endif

@@ -47,8 +47,7 @@ struct stamp_reflector {
     int fd;
     stamp_addr_t local;
     stamp_hmac_t *hmac;
-    uint16_t ee; /* our packed Error Estimate, refreshed once a second */
-    int tai;     /* TAI - UTC seconds */
+    stamp_clockstate_t clk; /* our Error Estimate and TAI offset */
     stamp_ns_t last_housekeeping;
     session_t **buckets;
     size_t nbuckets;
@@ -63,7 +62,6 @@ struct stamp_reflector {
     pending_t *pending; /* type 12 queue, allocated only when the feature is on */
     int npending;
     uint8_t *pendmem;
-    int synced;
     uint8_t mem[]; /* 2 * STAMP_BATCH * STAMP_MAX_PKT octets */
 };
 
@@ -122,11 +120,7 @@ static void housekeeping(stamp_reflector_t *r, stamp_ns_t now)
 {
     if (now - r->last_housekeeping < STAMP_NS_PER_SEC) return;
     r->last_housekeeping = now;
-    stamp_ee_t ee;
-    stamp_ee_local(&ee, r->cfg.clock);
-    r->ee = stamp_ee_pack(&ee);
-    r->synced = ee.s != 0;
-    r->tai = r->cfg.clock == STAMP_CLOCK_PTP ? stamp_tai_offset() : 0;
+    stamp_clock_refresh(&r->clk, r->cfg.clock, now, 1);
     stamp_ns_t idle = (stamp_ns_t)(r->cfg.session_timeout * 1e9);
     for (size_t i = 0; i < r->nbuckets; i++) {
         session_t **pp = &r->buckets[i];
@@ -284,9 +278,9 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
     stamp_reflected_t o;
     memset(&o, 0, sizeof o);
     o.seq = r->cfg.stateful ? s->next_seq : t.seq;
-    o.ee = r->ee;
+    o.ee = r->clk.ee;
     o.ssid = t.ssid;
-    stamp_ts_encode(o.rx_ts, m->rx_time, r->cfg.clock, r->tai);
+    stamp_ts_encode(o.rx_ts, m->rx_time, r->cfg.clock, r->clk.tai);
     o.sender_seq = t.seq;
     memcpy(o.sender_ts, t.ts, 8);
     o.sender_ee = t.ee;
@@ -302,8 +296,8 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
         memset(&c, 0, sizeof c);
         c.meta = m;
         c.clock = r->cfg.clock;
-        c.tai = r->tai;
-        c.synced = r->synced;
+        c.tai = r->clk.tai;
+        c.synced = r->clk.synced;
         c.pol = &r->cfg.tlv;
         c.tos = -1;
         if (s) {
@@ -366,7 +360,7 @@ static void finalize(stamp_reflector_t *r, uint8_t *b, size_t len, txinfo_t *ti,
 {
     size_t tsoff = r->cfg.mode == STAMP_MODE_AUTH ? 16 : 4;
     size_t base = stamp_base_len(r->cfg.mode);
-    stamp_ts_encode(b + tsoff, now, r->cfg.clock, r->tai);
+    stamp_ts_encode(b + tsoff, now, r->cfg.clock, r->clk.tai);
     if (ti->hmac_off >= 0 && r->hmac) stamp_tlv_sign(r->hmac, b, base, (size_t)ti->hmac_off);
     if (r->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(r->hmac, b, len);
     if (ti->sess) {

@@ -26,10 +26,8 @@ struct stamp_sender {
     int fd;
     stamp_addr_t local, remote;
     stamp_hmac_t *hmac;
-    uint16_t ee;
-    int tai;
+    stamp_clockstate_t clk;
     stamp_ns_t next_send; /* monotonic */
-    stamp_ns_t last_housekeeping;
     uint64_t nsent;   /* sequence numbers used */
     uint64_t oldest;  /* lowest sequence number not yet resolved */
     int stopped;
@@ -56,16 +54,6 @@ void stamp_sender_free(stamp_sender_t *s)
     free(s->tlvs);
     stamp_hmac_free(s->hmac);
     free(s);
-}
-
-static void refresh_clock(stamp_sender_t *s, stamp_ns_t mono)
-{
-    if (mono - s->last_housekeeping < STAMP_NS_PER_SEC) return;
-    s->last_housekeeping = mono;
-    stamp_ee_t ee;
-    stamp_ee_local(&ee, s->cfg.clock);
-    s->ee = stamp_ee_pack(&ee);
-    s->tai = s->cfg.clock == STAMP_CLOCK_PTP ? stamp_tai_offset() : 0;
 }
 
 int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
@@ -152,8 +140,7 @@ int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
         stamp_sender_free(s);
         return STAMP_EADDR; /* IPv4 local address, IPv6 remote */
     }
-    s->last_housekeeping = stamp_mono() - 2 * STAMP_NS_PER_SEC;
-    refresh_clock(s, stamp_mono());
+    stamp_clock_refresh(&s->clk, s->cfg.clock, stamp_mono(), 1);
     s->next_send = stamp_mono();
     s->rng = cfg->seed ? cfg->seed : (uint64_t)stamp_now() ^ 0x9e3779b97f4a7c15ULL;
     if (!s->rng) s->rng = 1;
@@ -215,13 +202,13 @@ static void send_one(stamp_sender_t *s, stamp_ns_t mono)
     stamp_test_t t;
     memset(&t, 0, sizeof t);
     t.seq = (uint32_t)s->nsent;
-    t.ee = s->ee;
+    t.ee = s->clk.ee;
     t.ssid = s->cfg.ssid;
     memset(s->txbuf + base, 0, s->cfg.packet_len - base);
     if (s->cfg.tlvs_len) memcpy(s->txbuf + base, s->tlvs, s->cfg.tlvs_len);
     for (int k = 0; k < s->ndm; k++) wr32(s->txbuf + s->dm_off[k], (uint32_t)(s->nsent + 1)); /* S_TxC */
     stamp_ns_t t1 = stamp_now();
-    stamp_ts_encode(t.ts, t1, s->cfg.clock, s->tai);
+    stamp_ts_encode(t.ts, t1, s->cfg.clock, s->clk.tai);
     stamp_test_encode(s->txbuf, STAMP_MAX_PKT, s->cfg.mode, &t);
     if (s->hmac_off >= 0) stamp_tlv_sign(s->hmac, s->txbuf, base, (size_t)s->hmac_off);
     if (s->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(s->hmac, s->txbuf, s->cfg.packet_len);
@@ -345,7 +332,7 @@ int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, in
     if (s->fd < 0) return STAMP_ECLOSED;
     if (max <= 0) return STAMP_EINVAL;
     stamp_ns_t now = stamp_mono();
-    refresh_clock(s, now);
+    stamp_clock_refresh(&s->clk, s->cfg.clock, now, 0);
     for (int burst = 0; burst < STAMP_BATCH && sending(s) && now >= s->next_send; burst++) {
         send_one(s, now);
         s->next_send += next_gap(s);

@@ -129,3 +129,14 @@ void stamp_ee_local(stamp_ee_t *ee, stamp_clock_t fmt)
     double err = synced && tx.esterror > 0 ? (double)tx.esterror * 1e3 : (synced ? 1e3 : 1e9);
     stamp_ee_from_ns(ee, err);
 }
+
+void stamp_clock_refresh(stamp_clockstate_t *cs, stamp_clock_t clock, stamp_ns_t mono, int force)
+{
+    if (!force && mono - cs->last < STAMP_NS_PER_SEC) return;
+    cs->last = mono;
+    stamp_ee_t ee;
+    stamp_ee_local(&ee, clock);
+    cs->ee = stamp_ee_pack(&ee);
+    cs->synced = ee.s != 0;
+    cs->tai = clock == STAMP_CLOCK_PTP ? stamp_tai_offset() : 0;
+}

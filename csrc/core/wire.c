@@ -1,13 +1,24 @@
 /* wire.c - RFC 8762 base packets (with the RFC 8972 SSID), both modes. */
 #include "internal.h"
 
-/* Offsets (from the start of the UDP payload). */
-enum { SU_SEQ = 0, SU_TS = 4, SU_EE = 12, SU_SSID = 14 };
-enum { SA_SEQ = 0, SA_TS = 16, SA_EE = 24, SA_SSID = 26, SA_HMAC = 96 };
-enum { RU_SEQ = 0, RU_TS = 4, RU_EE = 12, RU_SSID = 14, RU_RXTS = 16, RU_SSEQ = 24, RU_STS = 28,
-       RU_SEE = 36, RU_TTL = 40 };
-enum { RA_SEQ = 0, RA_TS = 16, RA_EE = 24, RA_SSID = 26, RA_RXTS = 32, RA_SSEQ = 48, RA_STS = 64,
-       RA_SEE = 72, RA_TTL = 80, RA_HMAC = 96 };
+/* Field offsets from the start of the UDP payload, per mode (RFC 8762 4.2/4.3, RFC 8972 3). */
+typedef struct {
+    uint8_t seq, ts, ee, ssid, hmac;
+} test_layout_t;
+
+typedef struct {
+    uint8_t seq, ts, ee, ssid, rx_ts, sender_seq, sender_ts, sender_ee, sender_ttl, hmac;
+} reflected_layout_t;
+
+static const test_layout_t TEST[2] = {
+    [STAMP_MODE_OPEN] = {0, 4, 12, 14, 0},
+    [STAMP_MODE_AUTH] = {0, 16, 24, 26, 96},
+};
+
+static const reflected_layout_t REFLECTED[2] = {
+    [STAMP_MODE_OPEN] = {0, 4, 12, 14, 16, 24, 28, 36, 40, 0},
+    [STAMP_MODE_AUTH] = {0, 16, 24, 26, 32, 48, 64, 72, 80, 96},
+};
 
 size_t stamp_base_len(stamp_mode_t mode)
 {
@@ -18,19 +29,13 @@ int stamp_test_encode(uint8_t *buf, size_t len, stamp_mode_t mode, const stamp_t
 {
     size_t n = stamp_base_len(mode);
     if (len < n) return STAMP_ESHORT;
-    memset(buf, 0, n);
-    if (mode == STAMP_MODE_AUTH) {
-        wr32(buf + SA_SEQ, p->seq);
-        memcpy(buf + SA_TS, p->ts, 8);
-        wr16(buf + SA_EE, p->ee);
-        wr16(buf + SA_SSID, p->ssid);
-        memcpy(buf + SA_HMAC, p->hmac, STAMP_HMAC_LEN);
-    } else {
-        wr32(buf + SU_SEQ, p->seq);
-        memcpy(buf + SU_TS, p->ts, 8);
-        wr16(buf + SU_EE, p->ee);
-        wr16(buf + SU_SSID, p->ssid);
-    }
+    const test_layout_t *o = &TEST[mode == STAMP_MODE_AUTH];
+    memset(buf, 0, n); /* every MBZ octet */
+    wr32(buf + o->seq, p->seq);
+    memcpy(buf + o->ts, p->ts, 8);
+    wr16(buf + o->ee, p->ee);
+    wr16(buf + o->ssid, p->ssid);
+    if (mode == STAMP_MODE_AUTH) memcpy(buf + o->hmac, p->hmac, STAMP_HMAC_LEN);
     return (int)n;
 }
 
@@ -38,19 +43,13 @@ int stamp_test_decode(const uint8_t *buf, size_t len, stamp_mode_t mode, stamp_t
 {
     size_t n = stamp_base_len(mode);
     if (len < n) return STAMP_ESHORT;
-    memset(p, 0, sizeof *p);
-    if (mode == STAMP_MODE_AUTH) {
-        p->seq = rd32(buf + SA_SEQ);
-        memcpy(p->ts, buf + SA_TS, 8);
-        p->ee = rd16(buf + SA_EE);
-        p->ssid = rd16(buf + SA_SSID);
-        memcpy(p->hmac, buf + SA_HMAC, STAMP_HMAC_LEN);
-    } else {
-        p->seq = rd32(buf + SU_SEQ);
-        memcpy(p->ts, buf + SU_TS, 8);
-        p->ee = rd16(buf + SU_EE);
-        p->ssid = rd16(buf + SU_SSID);
-    }
+    const test_layout_t *o = &TEST[mode == STAMP_MODE_AUTH];
+    memset(p, 0, sizeof *p); /* MBZ content is ignored */
+    p->seq = rd32(buf + o->seq);
+    memcpy(p->ts, buf + o->ts, 8);
+    p->ee = rd16(buf + o->ee);
+    p->ssid = rd16(buf + o->ssid);
+    if (mode == STAMP_MODE_AUTH) memcpy(p->hmac, buf + o->hmac, STAMP_HMAC_LEN);
     return (int)n;
 }
 
@@ -58,29 +57,18 @@ int stamp_reflected_encode(uint8_t *buf, size_t len, stamp_mode_t mode, const st
 {
     size_t n = stamp_base_len(mode);
     if (len < n) return STAMP_ESHORT;
+    const reflected_layout_t *o = &REFLECTED[mode == STAMP_MODE_AUTH];
     memset(buf, 0, n);
-    if (mode == STAMP_MODE_AUTH) {
-        wr32(buf + RA_SEQ, p->seq);
-        memcpy(buf + RA_TS, p->ts, 8);
-        wr16(buf + RA_EE, p->ee);
-        wr16(buf + RA_SSID, p->ssid);
-        memcpy(buf + RA_RXTS, p->rx_ts, 8);
-        wr32(buf + RA_SSEQ, p->sender_seq);
-        memcpy(buf + RA_STS, p->sender_ts, 8);
-        wr16(buf + RA_SEE, p->sender_ee);
-        buf[RA_TTL] = p->sender_ttl;
-        memcpy(buf + RA_HMAC, p->hmac, STAMP_HMAC_LEN);
-    } else {
-        wr32(buf + RU_SEQ, p->seq);
-        memcpy(buf + RU_TS, p->ts, 8);
-        wr16(buf + RU_EE, p->ee);
-        wr16(buf + RU_SSID, p->ssid);
-        memcpy(buf + RU_RXTS, p->rx_ts, 8);
-        wr32(buf + RU_SSEQ, p->sender_seq);
-        memcpy(buf + RU_STS, p->sender_ts, 8);
-        wr16(buf + RU_SEE, p->sender_ee);
-        buf[RU_TTL] = p->sender_ttl;
-    }
+    wr32(buf + o->seq, p->seq);
+    memcpy(buf + o->ts, p->ts, 8);
+    wr16(buf + o->ee, p->ee);
+    wr16(buf + o->ssid, p->ssid);
+    memcpy(buf + o->rx_ts, p->rx_ts, 8);
+    wr32(buf + o->sender_seq, p->sender_seq);
+    memcpy(buf + o->sender_ts, p->sender_ts, 8);
+    wr16(buf + o->sender_ee, p->sender_ee);
+    buf[o->sender_ttl] = p->sender_ttl;
+    if (mode == STAMP_MODE_AUTH) memcpy(buf + o->hmac, p->hmac, STAMP_HMAC_LEN);
     return (int)n;
 }
 
@@ -88,29 +76,18 @@ int stamp_reflected_decode(const uint8_t *buf, size_t len, stamp_mode_t mode, st
 {
     size_t n = stamp_base_len(mode);
     if (len < n) return STAMP_ESHORT;
+    const reflected_layout_t *o = &REFLECTED[mode == STAMP_MODE_AUTH];
     memset(p, 0, sizeof *p);
-    if (mode == STAMP_MODE_AUTH) {
-        p->seq = rd32(buf + RA_SEQ);
-        memcpy(p->ts, buf + RA_TS, 8);
-        p->ee = rd16(buf + RA_EE);
-        p->ssid = rd16(buf + RA_SSID);
-        memcpy(p->rx_ts, buf + RA_RXTS, 8);
-        p->sender_seq = rd32(buf + RA_SSEQ);
-        memcpy(p->sender_ts, buf + RA_STS, 8);
-        p->sender_ee = rd16(buf + RA_SEE);
-        p->sender_ttl = buf[RA_TTL];
-        memcpy(p->hmac, buf + RA_HMAC, STAMP_HMAC_LEN);
-    } else {
-        p->seq = rd32(buf + RU_SEQ);
-        memcpy(p->ts, buf + RU_TS, 8);
-        p->ee = rd16(buf + RU_EE);
-        p->ssid = rd16(buf + RU_SSID);
-        memcpy(p->rx_ts, buf + RU_RXTS, 8);
-        p->sender_seq = rd32(buf + RU_SSEQ);
-        memcpy(p->sender_ts, buf + RU_STS, 8);
-        p->sender_ee = rd16(buf + RU_SEE);
-        p->sender_ttl = buf[RU_TTL];
-    }
+    p->seq = rd32(buf + o->seq);
+    memcpy(p->ts, buf + o->ts, 8);
+    p->ee = rd16(buf + o->ee);
+    p->ssid = rd16(buf + o->ssid);
+    memcpy(p->rx_ts, buf + o->rx_ts, 8);
+    p->sender_seq = rd32(buf + o->sender_seq);
+    memcpy(p->sender_ts, buf + o->sender_ts, 8);
+    p->sender_ee = rd16(buf + o->sender_ee);
+    p->sender_ttl = buf[o->sender_ttl];
+    if (mode == STAMP_MODE_AUTH) memcpy(p->hmac, buf + o->hmac, STAMP_HMAC_LEN);
     return (int)n;
 }
 

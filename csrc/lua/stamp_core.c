@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1064,6 +1065,33 @@ static void opt_policy(lua_State *L, int t, stamp_tlv_policy_t *p)
     lua_pop(L, 1);
 }
 
+
+/* Counters are pushed from tables: name and offset of each uint64_t field. */
+typedef struct {
+    const char *name;
+    size_t off;
+} counter_t;
+
+#define RC(f) {#f, offsetof(stamp_reflector_counters_t, f)}
+static const counter_t REFLECTOR_COUNTERS[] = {
+    RC(rx),           RC(reflected),     RC(short_padded),  RC(drop_short),       RC(drop_truncated),
+    RC(drop_hmac),    RC(drop_sessions), RC(drop_tx),       RC(drop_micro),       RC(no_reply),
+    RC(extra_replies), RC(tlv_unknown),  RC(tlv_malformed), RC(tlv_integrity),    RC(sessions_active),
+    RC(sessions_created), RC(sessions_reaped), {NULL, 0}};
+#define SC(f) {#f, offsetof(stamp_sender_counters_t, f)}
+static const counter_t SENDER_COUNTERS[] = {SC(sent),      SC(received),     SC(lost),      SC(duplicates), SC(late),
+                                            SC(drop_hmac), SC(drop_invalid), SC(tx_errors), {NULL, 0}};
+
+static void push_counters(lua_State *L, const void *c, const counter_t *t)
+{
+    lua_newtable(L);
+    for (; t->name; t++) {
+        uint64_t v;
+        memcpy(&v, (const char *)c + t->off, sizeof v);
+        set_int(L, t->name, (long long)v);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* reflector                                                           */
 /* ------------------------------------------------------------------ */
@@ -1149,7 +1177,9 @@ static int r_local(lua_State *L)
 }
 
 /***
- * Counters: rx, reflected, short_padded, drop_short, drop_truncated, drop_hmac, drop_sessions, drop_tx, sessions_active, sessions_created, sessions_reaped.
+ * Counters: rx, reflected, short_padded, drop_short, drop_truncated, drop_hmac, drop_sessions, drop_tx,
+ * drop_micro, no_reply, extra_replies, tlv_unknown, tlv_malformed, tlv_integrity, sessions_active,
+ * sessions_created, sessions_reaped.
  * @function reflector:counters
  * @treturn table
  */
@@ -1157,24 +1187,7 @@ static int r_counters(lua_State *L)
 {
     stamp_reflector_counters_t c;
     stamp_reflector_counters(check_reflector(L)->r, &c);
-    lua_createtable(L, 0, 11);
-    set_int(L, "rx", (long long)c.rx);
-    set_int(L, "reflected", (long long)c.reflected);
-    set_int(L, "short_padded", (long long)c.short_padded);
-    set_int(L, "drop_short", (long long)c.drop_short);
-    set_int(L, "drop_truncated", (long long)c.drop_truncated);
-    set_int(L, "drop_hmac", (long long)c.drop_hmac);
-    set_int(L, "drop_sessions", (long long)c.drop_sessions);
-    set_int(L, "drop_tx", (long long)c.drop_tx);
-    set_int(L, "drop_micro", (long long)c.drop_micro);
-    set_int(L, "no_reply", (long long)c.no_reply);
-    set_int(L, "extra_replies", (long long)c.extra_replies);
-    set_int(L, "tlv_unknown", (long long)c.tlv_unknown);
-    set_int(L, "tlv_malformed", (long long)c.tlv_malformed);
-    set_int(L, "tlv_integrity", (long long)c.tlv_integrity);
-    set_int(L, "sessions_active", (long long)c.sessions_active);
-    set_int(L, "sessions_created", (long long)c.sessions_created);
-    set_int(L, "sessions_reaped", (long long)c.sessions_reaped);
+    push_counters(L, &c, REFLECTOR_COUNTERS);
     return 1;
 }
 
@@ -1388,15 +1401,7 @@ static int s_counters(lua_State *L)
 {
     stamp_sender_counters_t c;
     stamp_sender_counters(check_sender(L)->s, &c);
-    lua_createtable(L, 0, 8);
-    set_int(L, "sent", (long long)c.sent);
-    set_int(L, "received", (long long)c.received);
-    set_int(L, "lost", (long long)c.lost);
-    set_int(L, "duplicates", (long long)c.duplicates);
-    set_int(L, "late", (long long)c.late);
-    set_int(L, "drop_hmac", (long long)c.drop_hmac);
-    set_int(L, "drop_invalid", (long long)c.drop_invalid);
-    set_int(L, "tx_errors", (long long)c.tx_errors);
+    push_counters(L, &c, SENDER_COUNTERS);
     return 1;
 }
 
