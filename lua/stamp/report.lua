@@ -206,6 +206,7 @@ local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session
 
 --- Encode a value as JSON (dkjson, stable key order).
 -- @param v
+-- @tparam[opt] boolean indent pretty-print
 -- @treturn string
 function M.json(v, indent)
   return json.encode(v, { keyorder = KEYORDER, indent = indent or false })

@@ -16,8 +16,14 @@ M.registry = core.tlv_registry()
 M.types = {}
 for _, d in ipairs(M.registry) do M.types[d.key] = d.type end
 
---- Flag bits of the TLV flags octet.
-M.U, M.M, M.I, M.C = 0x80, 0x40, 0x20, 0x10
+--- Flag bit U (Unrecognized) of the TLV flags octet.
+M.U = 0x80
+--- Flag bit M (Malformed).
+M.M = 0x40
+--- Flag bit I (Integrity check failed).
+M.I = 0x20
+--- Flag bit C (Conformant reflected packet, type 12).
+M.C = 0x10
 
 local function opt(o, fname)
   if o == nil then return {} end
