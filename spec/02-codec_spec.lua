@@ -78,6 +78,21 @@ describe("codec: Session-Reflector packets", function()
     assert.equal(mac:sub(1, 32), h.tohex(codec.hmac(KEY, "hello")))
   end)
 
+  it("encodes and decodes TLV lists with the packets", function()
+    local tlv = require "stamp.tlv"
+    local pkt = codec.encode_test { seq = 4, tlvs = { tlv.cos { dscp = 46 }, tlv.raw { type = 200, value = "ab" } } }
+    assert.equal(44 + 8 + 6, #pkt)
+    assert.equal("80040004b8000000" .. "80c800026162", h.tohex(pkt:sub(45)))
+    local p = codec.decode_test(pkt)
+    assert.same({ 4, 200 }, { p.tlvs[1].type, p.tlvs[2].type })
+    assert.equal(46, p.tlv_map.cos.dscp1)
+    assert.is_true(p.tlv_map.type200.u)
+    local list, map = codec.decode_tlvs(codec.encode_tlvs { tlv.direct_measurement() })
+    assert.same({ 5, 12 }, { list[1].type, map.direct_measurement.length })
+    local r = codec.decode_reflected(codec.encode_reflected { seq = 1, tlvs = h.hex("00010002ffff") })
+    assert.same({ 1, 2, false }, { r.tlvs[1].type, r.tlvs[1].length, r.tlvs[1].u })
+  end)
+
   it("raises on bad arguments", function()
     assert.has_error(function() codec.encode_test({ seq = -1 }) end)
     assert.has_error(function() codec.encode_test({ seq = 1 }, "bogus") end)

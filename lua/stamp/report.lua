@@ -160,7 +160,7 @@ end
 
 --- Per-packet record, the one shape used by JSON, JSON lines and CSV.
 -- Fields: `seq`, `lost`, `refl_seq`, `t1`..`t4` (ns since 1970 UTC), `rtt_ms`, `fwd_ms`, `bwd_ms`,
--- `owd_valid`, `ttl`, `reply_ttl`, `reply_tos`, `ssid`, `tlvs` (decoded TLV fields by key).
+-- `owd_valid`, `owd_error_ms`, `ttl`, `reply_ttl`, `reply_tos`, `ssid`, `tlvs` (decoded TLV fields by key).
 -- @tparam table r result
 -- @treturn table
 function M.packet_record(r)
@@ -170,6 +170,7 @@ function M.packet_record(r)
   o.refl_seq, o.t2, o.t3, o.t4 = r.refl_seq, r.t2, r.t3, r.t4
   o.rtt_ms, o.fwd_ms, o.bwd_ms, o.owd_valid = ms3(r.rtt), ms3(r.fwd), ms3(r.bwd), ok
   o.ttl, o.reply_ttl, o.reply_tos, o.ssid = r.ttl, r.reply_ttl, r.reply_tos, r.ssid
+  if r.sender_ee and r.refl_ee then o.owd_error_ms = ms3(r.sender_ee.error_ns + r.refl_ee.error_ns) end
   if r.tlv_list then
     o.tlvs = {}
     for _, t in ipairs(r.tlv_list) do
@@ -201,7 +202,7 @@ end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
   "received", "lost", "loss_pct", "duplicates", "late", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
-  "owd_valid", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid", "n", "min", "max",
+  "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid", "n", "min", "max",
   "mean", "median", "p90", "p95", "p99", "stddev" }
 
 --- Encode a value as JSON (dkjson, stable key order).
