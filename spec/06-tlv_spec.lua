@@ -148,13 +148,19 @@ describe("TLV reflector fill (hand-built vectors through real sockets)", functio
     assert.equal("4006000430010000", reply_tlvs(res[1])) -- understood (U cleared) but invalid (M)
   end)
 
-  it("Follow-Up Telemetry: the previous reply's sequence number and real transmit time", function()
+  it("Follow-Up Telemetry: the previous reply's sequence number and its kernel transmit time", function()
     local res = exchange({ stateful = true }, { count = 3, tlvs = { tlv.follow_up() } })
     assert.equal("00070010" .. string.rep("00", 16), reply_tlvs(res[1]))
     for i = 2, 3 do
       local prev = res[i - 1].packet
-      local want = "00070010" .. h.tohex(prev:sub(1, 4)) .. h.tohex(prev:sub(5, 12)) .. "02000000"
-      assert.equal(want, reply_tlvs(res[i]))
+      local tl = res[i].packet:sub(45)
+      assert.equal("00070010" .. h.tohex(prev:sub(1, 4)), h.tohex(tl:sub(1, 8))) -- previous reflector seq
+      assert.equal("02000000", h.tohex(tl:sub(17, 20)))                        -- method 2 (software), reserved 0
+      -- the real transmit time: the kernel's, a little after the T3 the reflector wrote into that reply
+      local fu = stamp.core.ts_decode(tl:sub(9, 16))
+      local t3 = stamp.core.ts_decode(prev:sub(5, 12))
+      assert.is_true(fu > t3 and fu - t3 < 5e8, string.format("follow-up %d vs T3 %d", fu, t3))
+      assert.equal(fu, res[i].tlvs.follow_up.timestamp)
     end
   end)
 

@@ -18,7 +18,17 @@ typedef struct session {
     uint32_t last_seq;    /* Follow-Up Telemetry: the previous reply */
     stamp_ns_t last_tx;
     int has_last;
+    uint32_t gen;         /* bumped each time this memory holds a new session */
 } session_t;
+
+/* Which session each kernel-timestamped reply belongs to, by timestamp number. */
+typedef struct {
+    session_t *s;
+    uint32_t gen, seq;
+    stamp_ns_t t3;
+} txrec_t;
+
+#define TXREC 1024
 
 /* What we know about each reply of a batch until it leaves. */
 typedef struct {
@@ -59,6 +69,10 @@ struct stamp_reflector {
     stamp_rxmeta_t meta[STAMP_BATCH];
     stamp_txmsg_t tx[STAMP_BATCH];
     txinfo_t txi[STAMP_BATCH];
+    session_t *free_sessions; /* reaped sessions are kept for reuse, never freed while running */
+    uint32_t gen;
+    txrec_t txrec[TXREC];
+    uint32_t txts_next;       /* number of the next timestamped reply */
     pending_t *pending; /* type 12 queue, allocated only when the feature is on */
     int npending;
     uint8_t *pendmem;
@@ -103,8 +117,15 @@ static session_t *session_get(stamp_reflector_t *r, const stamp_rxmeta_t *m, uin
         }
     }
     if (r->ctr.sessions_active >= r->cfg.max_sessions) return NULL;
-    session_t *s = calloc(1, sizeof *s); /* once per new session, never per packet */
-    if (!s) return NULL;
+    session_t *s = r->free_sessions;
+    if (s) {
+        r->free_sessions = s->next;
+        memset(s, 0, sizeof *s);
+    } else {
+        s = calloc(1, sizeof *s); /* once per new session, never per packet */
+        if (!s) return NULL;
+    }
+    s->gen = ++r->gen;
     s->src = m->src;
     s->dst = m->dst;
     s->ssid = ssid;
@@ -128,7 +149,9 @@ static void housekeeping(stamp_reflector_t *r, stamp_ns_t now)
             session_t *s = *pp;
             if (now - s->last_seen > idle) {
                 *pp = s->next;
-                free(s);
+                s->gen = 0;
+                s->next = r->free_sessions;
+                r->free_sessions = s;
                 r->ctr.sessions_active--;
                 r->ctr.sessions_reaped++;
             } else {
@@ -152,6 +175,11 @@ void stamp_reflector_free(stamp_reflector_t *r)
             }
         }
         free(r->buckets);
+    }
+    while (r->free_sessions) {
+        session_t *n = r->free_sessions->next;
+        free(r->free_sessions);
+        r->free_sessions = n;
     }
     stamp_hmac_free(r->hmac);
     free(r->pending);
@@ -398,7 +426,8 @@ static void send_pending(stamp_reflector_t *r)
         }
         finalize(r, p->buf, p->len, &p->info, now);
         stamp_txmsg_t t = {.buf = p->buf, .len = p->len, .to = &p->info.to,
-                           .from = p->info.has_from ? &p->info.from : NULL, .ifindex = 0, .tos = p->info.tos};
+                           .from = p->info.has_from ? &p->info.from : NULL, .ifindex = 0, .tos = p->info.tos,
+                           .want_txts = 0, .ok = 0};
         if (stamp_sock_send(r->fd, &t, 1) == 1)
             r->ctr.extra_replies++;
         else
@@ -407,6 +436,26 @@ static void send_pending(stamp_reflector_t *r)
         pending_t tmp = r->pending[i];
         r->pending[i] = r->pending[--r->npending];
         r->pending[r->npending] = tmp;
+    }
+}
+
+/* Kernel transmit timestamps: the real transmit time of each session's last reply (Follow-Up Telemetry). */
+static void read_txts(stamp_reflector_t *r)
+{
+    uint32_t ids[64];
+    stamp_ns_t times[64];
+    int n;
+    while ((n = stamp_sock_txts(r->fd, ids, times, 64)) > 0) {
+        for (int i = 0; i < n; i++) {
+            txrec_t *x = &r->txrec[ids[i] % TXREC];
+            session_t *s = x->s;
+            stamp_ns_t d = times[i] - x->t3;
+            /* the same session, still on that reply, and a plausible time: after our stamp, within a second */
+            if (s && s->gen == x->gen && s->has_last && s->last_seq == x->seq && d >= 0 && d < STAMP_NS_PER_SEC)
+                s->last_tx = times[i];
+            x->s = NULL;
+        }
+        if (n < 64) break;
     }
 }
 
@@ -432,6 +481,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         }
     }
     int total = 0;
+    read_txts(r);
     for (int round = 0; round < 64; round++) {
         int n = stamp_sock_recv(r->fd, r->rxbuf, STAMP_MAX_PKT, r->rxlen, r->meta, STAMP_BATCH);
         if (n < 0) return total ? total : n;
@@ -457,12 +507,21 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
             t->to = &ti->to;
             t->from = ti->has_from ? &ti->from : NULL;
             t->tos = ti->tos;
+            t->want_txts = ti->sess != NULL; /* only sessions report a previous reply */
             finalize(r, (uint8_t *)t->buf, t->len, ti, now);
             if (ti->extra && r->pending) queue_extra(r, t->buf, t->len, ti, mono);
         }
         if (ntx) {
             int sent = stamp_sock_send(r->fd, r->tx, ntx);
             if (sent < 0) sent = 0;
+            for (int k = 0; k < ntx; k++) {
+                if (!r->tx[k].want_txts || !r->tx[k].ok) continue;
+                txrec_t *x = &r->txrec[r->txts_next++ % TXREC];
+                x->s = r->txi[k].sess;
+                x->gen = x->s->gen;
+                x->seq = r->txi[k].seq;
+                x->t3 = now;
+            }
             r->ctr.reflected += (uint64_t)sent;
             r->ctr.drop_tx += (uint64_t)(ntx - sent);
         }

@@ -213,7 +213,7 @@ static void send_one(stamp_sender_t *s, stamp_ns_t mono)
     if (s->hmac_off >= 0) stamp_tlv_sign(s->hmac, s->txbuf, base, (size_t)s->hmac_off);
     if (s->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(s->hmac, s->txbuf, s->cfg.packet_len);
     stamp_txmsg_t m = {.buf = s->txbuf, .len = s->cfg.packet_len, .to = &s->remote, .from = NULL,
-                       .ifindex = 0, .tos = -1};
+                       .ifindex = 0, .tos = -1, .want_txts = 0, .ok = 0};
     int r = stamp_sock_send(s->fd, &m, 1);
     if (r != 1) s->ctr.tx_errors++;
     sl->seq = t.seq;

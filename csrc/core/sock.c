@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -141,6 +143,9 @@ int stamp_sock_open(const stamp_sock_opts_t *o, stamp_addr_t *bound)
     setint(fd, IPPROTO_IP, IP_TTL, o->ttl);
     if (o->tos >= 0) setint(fd, IPPROTO_IP, IP_TOS, o->tos);
     setint(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1);
+    /* report software transmit timestamps, numbered, without the packet; requested per datagram */
+    setint(fd, SOL_SOCKET, SO_TIMESTAMPING,
+           SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY);
     if (o->rcvbuf > 0) setint(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf);
     if (bind(fd, (struct sockaddr *)&local.addr, local.len) != 0) {
         int e = errno;
@@ -260,7 +265,7 @@ int stamp_sock_recv(int fd, uint8_t *const *bufs, size_t cap, size_t *lens, stam
     return r;
 }
 
-int stamp_sock_send(int fd, const stamp_txmsg_t *m, int n)
+int stamp_sock_send(int fd, stamp_txmsg_t *m, int n)
 {
     struct mmsghdr mm[STAMP_BATCH];
     struct iovec iov[STAMP_BATCH];
@@ -318,7 +323,17 @@ int stamp_sock_send(int fd, const stamp_txmsg_t *m, int n)
                 c->cmsg_len = CMSG_LEN(sizeof v);
                 memcpy(CMSG_DATA(c), &v, sizeof v);
                 used += CMSG_SPACE(sizeof v);
+                c = CMSG_NXTHDR(h, c);
             }
+            if (t->want_txts && c) {
+                int v = SOF_TIMESTAMPING_TX_SOFTWARE;
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SO_TIMESTAMPING;
+                c->cmsg_len = CMSG_LEN(sizeof v);
+                memcpy(CMSG_DATA(c), &v, sizeof v);
+                used += CMSG_SPACE(sizeof v);
+            }
+            m[i].ok = 0;
             h->msg_controllen = used;
             if (!used) h->msg_control = NULL;
         }
@@ -327,12 +342,54 @@ int stamp_sock_send(int fd, const stamp_txmsg_t *m, int n)
             if (sent == 0 && k == n && r < 0 && errno != EAGAIN && n == 1) return -errno;
             r = 1; /* skip the failing message, go on with the rest */
         } else {
+            for (int i = 0; i < r; i++) m[i].ok = 1;
             sent += r;
         }
         m += r;
         n -= r;
     }
     return sent;
+}
+
+int stamp_sock_txts(int fd, uint32_t *ids, stamp_ns_t *times, int max)
+{
+    int n = 0;
+    while (n < max) {
+        union {
+            char buf[CTRL_LEN];
+            struct cmsghdr align;
+        } ctrl;
+        char data[64];
+        struct iovec iov = {data, sizeof data};
+        struct msghdr mh;
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = ctrl.buf;
+        mh.msg_controllen = sizeof ctrl.buf;
+        if (recvmsg(fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
+        int have_ts = 0, have_id = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+            size_t dl = c->cmsg_len - CMSG_LEN(0);
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING && dl >= sizeof(struct scm_timestamping)) {
+                struct scm_timestamping ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                times[n] = (stamp_ns_t)ts.ts[0].tv_sec * STAMP_NS_PER_SEC + ts.ts[0].tv_nsec;
+                have_ts = times[n] != 0;
+            } else if (((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+                        (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) &&
+                       dl >= sizeof(struct sock_extended_err)) {
+                struct sock_extended_err e;
+                memcpy(&e, CMSG_DATA(c), sizeof e);
+                if (e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING) {
+                    ids[n] = e.ee_data;
+                    have_id = 1;
+                }
+            }
+        }
+        if (have_ts && have_id) n++;
+    }
+    return n;
 }
 
 int stamp_wait_readable(int fd, int timeout_ms)

@@ -239,10 +239,19 @@ typedef struct {
     const stamp_addr_t *from; /* NULL = kernel's choice */
     int ifindex;              /* with `from`: 0 = any */
     int tos;                  /* -1 = socket default */
+    int want_txts;            /* ask the kernel for a transmit timestamp (see stamp_sock_txts) */
+    int ok;                   /* out: 1 when this datagram was sent */
 } stamp_txmsg_t;
 
-/** Send `n` datagrams (sendmmsg). Returns the number sent or a negative code. */
-STAMP_API int stamp_sock_send(int fd, const stamp_txmsg_t *m, int n);
+/** Send `n` datagrams (sendmmsg). Sets m[i].ok; returns the number sent or a negative code. */
+STAMP_API int stamp_sock_send(int fd, stamp_txmsg_t *m, int n);
+
+/**
+ * Read kernel transmit timestamps of datagrams sent with want_txts (from the
+ * socket's error queue). Each has the number of the timestamped datagram,
+ * counting from 0 in sending order. Returns how many were read (0: none).
+ */
+STAMP_API int stamp_sock_txts(int fd, uint32_t *ids, stamp_ns_t *times, int max);
 
 /** Wait for readability up to timeout_ms (<0: forever). Returns 1 readable, 0 timeout, <0 error/EINTR. */
 STAMP_API int stamp_wait_readable(int fd, int timeout_ms);
