@@ -1,52 +1,76 @@
 #!/usr/bin/env lua5.4
--- Reflector throughput on loopback: the C engine (recvmmsg/sendmmsg batches)
--- against a one-packet-at-a-time luasocket reflector written in Lua, both
--- answering the same flood from the C sender engine.
--- Run by hand from the repository root:  lua5.4 bench/reflector_bench.lua [packets]
+-- Reflector throughput on loopback, the reflector in its own process:
+--   * the C engine with recvmmsg/sendmmsg batches of 32,
+--   * the same engine with batches of 1 (one system call per datagram),
+--   * a one-packet-at-a-time reflector written in Lua over luasocket.
+-- A C sender engine floods each one (no gap between packets) and counts replies.
+-- Run by hand from the repository root after building:  lua5.4 bench/reflector_bench.lua [packets]
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 local stamp = require "stamp"
-local codec = stamp.codec
 local core = stamp.core
+
+local N = tonumber(arg[1]) or 100000
+
+local PRELUDE = [[package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = "build/?.so;" .. package.cpath
+local stamp = require "stamp"
+]]
+
+local REFLECTORS = {
+  { "C engine, batches of 32", [[
+local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = PORT, rcvbuf = 8388608, batch = 32 })
+stamp.core.trap_signals()
+r:run()]] },
+  { "C engine, batches of 1", [[
+local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = PORT, rcvbuf = 8388608, batch = 1 })
+stamp.core.trap_signals()
+r:run()]] },
+  { "Lua over luasocket", [[
 local socket = require "socket"
-
-local N = tonumber(arg[1]) or 50000
-
--- Flood N packets through `pump` and return packets/second and the received count.
-local function flood(port, pump)
-  local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = N, send_delay = 0,
-    timeout = 2, rcvbuf = 8 * 1024 * 1024 })
-  local t0 = core.mono()
-  local _, sum = s:run { keep = false, pump = pump }
-  local dt = (core.mono() - t0) / 1e9 - (sum.lost > 0 and 2 or 0)
-  s:close()
-  return sum.received / dt, sum
-end
-
-local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0, rcvbuf = 8 * 1024 * 1024 })
-local _, port = r:local_addr()
-local c_pps, c_sum = flood(port, function() r:step(0) end)
-r:close()
-
+local codec = stamp.codec
 local u = socket.udp()
-u:setsockname("127.0.0.1", 0)
-u:settimeout(0)
-local _, lport = u:getsockname()
-local lua_pps, lua_sum = flood(tonumber(lport), function()
-  for _ = 1, 64 do
-    local data, ip, p = u:receivefrom()
-    if not data then return end
+assert(u:setsockname("127.0.0.1", PORT))
+u:settimeout(0.2)
+stamp.core.trap_signals()
+while not stamp.core.interrupted() do
+  local data, ip, p = u:receivefrom()
+  if data then
     local t = codec.decode_test(data)
     if t then
-      local now = core.now()
+      local now = stamp.core.now()
       u:sendto(codec.encode_reflected { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw,
-        timestamp = now, rx_timestamp = now }, ip, p)
+        timestamp = now, rx_timestamp = now, sender_ttl = 64 }, ip, p)
     end
   end
-end)
-u:close()
+end]] },
+}
 
-print(string.format("packets per run:            %d", N))
-print(string.format("C reflector (batched):      %10.0f replies/s  (%d received, %d lost)", c_pps, c_sum.received, c_sum.lost))
-print(string.format("Lua/luasocket reflector:    %10.0f replies/s  (%d received, %d lost)", lua_pps, lua_sum.received, lua_sum.lost))
-print(string.format("ratio C / Lua:              %10.2f", c_pps / lua_pps))
+local function run_one(body, port)
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(PRELUDE, (body:gsub("PORT", tostring(port))))
+  f:close()
+  local p = io.popen("lua5.4 " .. script .. " >/dev/null 2>&1 & echo $!")
+  local pid = p:read("*l")
+  p:close()
+  require("socket").sleep(0.5)
+  local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = N, send_delay = 0, timeout = 1,
+    rcvbuf = 8388608 })
+  local t0 = core.mono()
+  local last = t0
+  local _, sum = s:run { keep = false, on_result = function(r) if not r.lost then last = core.mono() end end }
+  s:close()
+  os.execute("kill -INT " .. pid .. " 2>/dev/null; sleep 0.3; kill -9 " .. pid .. " 2>/dev/null")
+  os.remove(script)
+  return sum.received / ((last - t0) / 1e9), sum
+end
+
+print(string.format("%d test packets per run, sender flooding from this process\n", N))
+local base
+for i, r in ipairs(REFLECTORS) do
+  local pps, sum = run_one(r[2], 28600 + i)
+  base = base or pps
+  print(string.format("%-26s %10.0f replies/s  received %d/%d  ratio to batched C %.2f", r[1], pps, sum.received, sum.sent,
+    pps / base))
+end

@@ -201,6 +201,7 @@ int stamp_reflector_new(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **ou
     r->cfg = *cfg;
     r->cfg.key = NULL; /* the key lives only inside the HMAC context */
     if (!r->cfg.max_sessions) r->cfg.max_sessions = 65536;
+    if (r->cfg.batch <= 0 || r->cfg.batch > STAMP_BATCH) r->cfg.batch = STAMP_BATCH;
     for (int i = 0; i < STAMP_BATCH; i++) {
         r->rxbuf[i] = r->mem + (size_t)i * STAMP_MAX_PKT;
         r->txbuf[i] = r->mem + (size_t)(STAMP_BATCH + i) * STAMP_MAX_PKT;
@@ -483,7 +484,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
     int total = 0;
     read_txts(r);
     for (int round = 0; round < 64; round++) {
-        int n = stamp_sock_recv(r->fd, r->rxbuf, STAMP_MAX_PKT, r->rxlen, r->meta, STAMP_BATCH);
+        int n = stamp_sock_recv(r->fd, r->rxbuf, STAMP_MAX_PKT, r->rxlen, r->meta, r->cfg.batch);
         if (n < 0) return total ? total : n;
         if (n == 0) break;
         stamp_ns_t mono = stamp_mono();
@@ -526,7 +527,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
             r->ctr.drop_tx += (uint64_t)(ntx - sent);
         }
         total += n;
-        if (n < STAMP_BATCH) break;
+        if (n < r->cfg.batch) break;
     }
     send_pending(r);
     housekeeping(r, stamp_mono());

@@ -39,7 +39,8 @@ struct stamp_sender {
     size_t dm_off[8];   /* Direct Measurement TLVs to count in */
     int ndm;
     long hmac_off;      /* HMAC TLV to sign, -1 none */
-    uint8_t *txbuf;
+    uint8_t *txmem;     /* STAMP_BATCH test packets of packet_len octets */
+    stamp_txmsg_t tx[STAMP_BATCH];
     uint8_t *rxbuf[STAMP_BATCH];
     size_t rxlen[STAMP_BATCH];
     stamp_rxmeta_t meta[STAMP_BATCH];
@@ -52,6 +53,7 @@ void stamp_sender_free(stamp_sender_t *s)
     if (s->fd >= 0) close(s->fd);
     free(s->ring);
     free(s->tlvs);
+    free(s->txmem);
     stamp_hmac_free(s->hmac);
     free(s);
 }
@@ -72,7 +74,7 @@ int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
     int rc = stamp_addr_parse(&remote, cfg->remote_addr, cfg->remote_port);
     if (rc) return rc;
 
-    size_t memsz = (size_t)(STAMP_BATCH + 1) * STAMP_MAX_PKT;
+    size_t memsz = (size_t)STAMP_BATCH * STAMP_MAX_PKT;
     stamp_sender_t *s = calloc(1, sizeof *s + memsz);
     if (!s) return STAMP_ENOMEM;
     s->fd = -1;
@@ -81,8 +83,12 @@ int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
     s->cfg.remote_addr = NULL;
     s->cfg.packet_len = plen;
     s->remote = remote;
-    s->txbuf = s->mem;
-    for (int i = 0; i < STAMP_BATCH; i++) s->rxbuf[i] = s->mem + (size_t)(i + 1) * STAMP_MAX_PKT;
+    for (int i = 0; i < STAMP_BATCH; i++) s->rxbuf[i] = s->mem + (size_t)i * STAMP_MAX_PKT;
+    s->txmem = calloc(STAMP_BATCH, plen);
+    if (!s->txmem) {
+        stamp_sender_free(s);
+        return STAMP_ENOMEM;
+    }
 
     /* ring of outstanding packets, big enough for every packet in flight */
     double inflight = cfg->interval > 0 ? (double)cfg->timeout / (double)cfg->interval + 2 : RING_MAX;
@@ -189,8 +195,8 @@ static void emit_lost(stamp_result_t *r, const slot_t *sl)
     r->tlv_hmac = -1;
 }
 
-/* Send test packet number nsent. */
-static void send_one(stamp_sender_t *s, stamp_ns_t mono)
+/* Build test packet number nsent into buf with send time t1, and remember it. */
+static void build_one(stamp_sender_t *s, uint8_t *buf, stamp_ns_t mono, stamp_ns_t t1)
 {
     slot_t *sl = &s->ring[s->nsent & s->mask];
     if (sl->state == SLOT_OUT) {
@@ -204,24 +210,39 @@ static void send_one(stamp_sender_t *s, stamp_ns_t mono)
     t.seq = (uint32_t)s->nsent;
     t.ee = s->clk.ee;
     t.ssid = s->cfg.ssid;
-    memset(s->txbuf + base, 0, s->cfg.packet_len - base);
-    if (s->cfg.tlvs_len) memcpy(s->txbuf + base, s->tlvs, s->cfg.tlvs_len);
-    for (int k = 0; k < s->ndm; k++) wr32(s->txbuf + s->dm_off[k], (uint32_t)(s->nsent + 1)); /* S_TxC */
-    stamp_ns_t t1 = stamp_now();
+    memset(buf + base, 0, s->cfg.packet_len - base);
+    if (s->cfg.tlvs_len) memcpy(buf + base, s->tlvs, s->cfg.tlvs_len);
+    for (int k = 0; k < s->ndm; k++) wr32(buf + s->dm_off[k], (uint32_t)(s->nsent + 1)); /* S_TxC */
     stamp_ts_encode(t.ts, t1, s->cfg.clock, s->clk.tai);
-    stamp_test_encode(s->txbuf, STAMP_MAX_PKT, s->cfg.mode, &t);
-    if (s->hmac_off >= 0) stamp_tlv_sign(s->hmac, s->txbuf, base, (size_t)s->hmac_off);
-    if (s->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(s->hmac, s->txbuf, s->cfg.packet_len);
-    stamp_txmsg_t m = {.buf = s->txbuf, .len = s->cfg.packet_len, .to = &s->remote, .from = NULL,
-                       .ifindex = 0, .tos = -1, .want_txts = 0, .ok = 0};
-    int r = stamp_sock_send(s->fd, &m, 1);
-    if (r != 1) s->ctr.tx_errors++;
+    stamp_test_encode(buf, s->cfg.packet_len, s->cfg.mode, &t);
+    if (s->hmac_off >= 0) stamp_tlv_sign(s->hmac, buf, base, (size_t)s->hmac_off);
+    if (s->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(s->hmac, buf, s->cfg.packet_len);
     sl->seq = t.seq;
     sl->state = SLOT_OUT;
     sl->t1 = t1;
     sl->deadline = mono + s->cfg.timeout;
     s->nsent++;
     s->ctr.sent++;
+}
+
+/* Send what is due: one packet per step on a schedule, up to a batch when flooding (interval 0). */
+static void send_due(stamp_sender_t *s, stamp_ns_t now)
+{
+    int max = s->cfg.interval > 0 ? 1 : STAMP_BATCH, k = 0;
+    stamp_ns_t t1 = stamp_now(); /* as late as possible: the batch leaves right after */
+    while (k < max && sending(s) && now >= s->next_send) {
+        uint8_t *buf = s->txmem + (size_t)k * s->cfg.packet_len;
+        build_one(s, buf, now, t1);
+        s->tx[k] = (stamp_txmsg_t){.buf = buf, .len = s->cfg.packet_len, .to = &s->remote, .from = NULL,
+                                   .ifindex = 0, .tos = -1, .want_txts = 0, .ok = 0};
+        k++;
+        s->next_send += next_gap(s);
+        if (now - s->next_send > STAMP_NS_PER_SEC) s->next_send = now; /* do not burst after a stall */
+    }
+    if (!k) return;
+    stamp_sock_send(s->fd, s->tx, k);
+    for (int i = 0; i < k; i++)
+        if (!s->tx[i].ok) s->ctr.tx_errors++;
 }
 
 static int handle_reply(stamp_sender_t *s, int i, stamp_result_t *res)
@@ -333,12 +354,7 @@ int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, in
     if (max <= 0) return STAMP_EINVAL;
     stamp_ns_t now = stamp_mono();
     stamp_clock_refresh(&s->clk, s->cfg.clock, now, 0);
-    for (int burst = 0; burst < STAMP_BATCH && sending(s) && now >= s->next_send; burst++) {
-        send_one(s, now);
-        s->next_send += next_gap(s);
-        if (now - s->next_send > STAMP_NS_PER_SEC) s->next_send = now; /* do not burst after a stall */
-        if (s->cfg.interval > 0) break;
-    }
+    send_due(s, now);
     /* wait for a reply, but no longer than the next send or loss deadline */
     stamp_ns_t d = next_deadline(s);
     int wait = timeout_ms;

@@ -417,6 +417,7 @@ typedef struct {
     int strict_packets;     /* drop packets shorter than the base */
     stamp_sock_opts_t sock;
     stamp_tlv_policy_t tlv; /* TLV processing (tlv.process = 1 for RFC 8972 behaviour) */
+    int batch;              /* datagrams per recvmmsg/sendmmsg, 1..STAMP_BATCH (0 = STAMP_BATCH) */
 } stamp_reflector_cfg_t;
 
 /** Reflector counters. Every datagram received ends in exactly one of reflected or drop_*. */

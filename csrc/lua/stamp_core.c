@@ -1106,7 +1106,10 @@ static lreflector_t *check_reflector(lua_State *L)
 /***
  * Create a Session-Reflector bound to a UDP socket.
  * @function reflector
- * @tparam table cfg `local_addr`, `local_port` (862), `auth`, `key`, `clock`, `stateful`, `session_timeout` (s), `max_sessions`, `strict_packets`, `ttl` (255), `tos`
+ * @tparam table cfg `local_addr`, `local_port` (862), `auth`, `key`, `clock`, `stateful`, `session_timeout` (s),
+ * `max_sessions`, `strict_packets`, `ttl` (255), `tos`, `batch` (datagrams per system call, 1..32), and the TLV
+ * policy: `tlv_mode`, `verify_tlv_hmac`, `cos_refuse`, `location_hide`, `member_link_id`, `allow_return_address`,
+ * `reflected_max_count`, `reflected_max_size`, `reflected_min_interval_ns`
  * @return reflector object, or nil, message, code
  */
 static int l_reflector(lua_State *L)
@@ -1126,6 +1129,7 @@ static int l_reflector(lua_State *L)
     c.max_sessions = (unsigned)opt_int(L, 1, "max_sessions", 65536, 1, 1 << 24);
     c.strict_packets = opt_bool(L, 1, "strict_packets", 0);
     opt_policy(L, 1, &c.tlv);
+    c.batch = (int)opt_int(L, 1, "batch", STAMP_BATCH, 1, STAMP_BATCH);
     lreflector_t *o = lua_newuserdata(L, sizeof *o);
     o->r = NULL;
     luaL_setmetatable(L, REFLECTOR_MT);

@@ -43,6 +43,7 @@ local REFLECTOR = {
   session_timeout = { kind = "number", min = 0.001, max = 31536000, default = 300 },
   max_sessions = { kind = "integer", min = 1, max = 16777216 },
   strict_packets = { kind = "boolean", default = false },
+  batch = { kind = "integer", min = 1, max = 32 },
   tlv_mode = { kind = "enum", values = { echo = "echo", ignore = "ignore" }, default = "echo" },
   verify_tlv_hmac = { kind = "boolean", default = false },
   cos_refuse = { kind = "boolean", default = false },
