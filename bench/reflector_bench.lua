@@ -3,7 +3,9 @@
 --   * the C engine with recvmmsg/sendmmsg batches of 32,
 --   * the same engine with batches of 1 (one system call per datagram),
 --   * a one-packet-at-a-time reflector written in Lua over luasocket.
--- A C sender engine floods each one (no gap between packets) and counts replies.
+-- A C sender engine floods each one (no gap between packets) and counts replies; the reflector
+-- process's CPU time (from /proc) gives the cost per packet, which does not depend on how fast the
+-- sender can go.
 -- Run by hand from the repository root after building:  lua5.4 bench/reflector_bench.lua [packets]
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
@@ -46,6 +48,19 @@ while not stamp.core.interrupted() do
 end]] },
 }
 
+local TICK = 100 -- USER_HZ: /proc times are in 1/100 s on Linux
+local function cpu_seconds(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local line = f:read("*l")
+  f:close()
+  local rest = line:match("%) (.*)$")
+  local fields = {}
+  for x in rest:gmatch("%S+") do fields[#fields + 1] = x end
+  -- after the command: state is field 3 of stat, utime 14 and stime 15 -> 12 and 13 here
+  return (tonumber(fields[12]) + tonumber(fields[13])) / TICK
+end
+
 local function run_one(body, port)
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
@@ -57,20 +72,22 @@ local function run_one(body, port)
   require("socket").sleep(0.5)
   local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = N, send_delay = 0, timeout = 1,
     rcvbuf = 8388608 })
+  local cpu0 = cpu_seconds(pid)
   local t0 = core.mono()
   local last = t0
   local _, sum = s:run { keep = false, on_result = function(r) if not r.lost then last = core.mono() end end }
+  local cpu = cpu_seconds(pid) - cpu0
   s:close()
   os.execute("kill -INT " .. pid .. " 2>/dev/null; sleep 0.3; kill -9 " .. pid .. " 2>/dev/null")
   os.remove(script)
-  return sum.received / ((last - t0) / 1e9), sum
+  return sum.received / ((last - t0) / 1e9), sum, cpu * 1e6 / math.max(1, sum.received) -- per packet answered
 end
 
 print(string.format("%d test packets per run, sender flooding from this process\n", N))
+print(string.format("%-26s %12s %14s %18s %16s", "reflector", "replies/s", "received", "CPU us/reply", "CPU vs batched"))
 local base
 for i, r in ipairs(REFLECTORS) do
-  local pps, sum = run_one(r[2], 28600 + i)
-  base = base or pps
-  print(string.format("%-26s %10.0f replies/s  received %d/%d  ratio to batched C %.2f", r[1], pps, sum.received, sum.sent,
-    pps / base))
+  local pps, sum, us = run_one(r[2], 28600 + i)
+  base = base or us
+  print(string.format("%-26s %12.0f %14s %18.2f %15.2fx", r[1], pps, sum.received .. "/" .. sum.sent, us, us / base))
 end
