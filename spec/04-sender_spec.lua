@@ -117,6 +117,35 @@ describe("sender and reflector in one process", function()
     s:close()
   end)
 
+  it("ignores replies from another address and replies with another SSID", function()
+    local u, other = socket.udp(), socket.udp()
+    u:setsockname("127.0.0.1", 0)
+    other:setsockname("127.0.0.2", 0)
+    u:settimeout(0)
+    local _, port = u:getsockname()
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = tonumber(port), count = 2, send_delay = 1,
+      timeout = 0.2, ssid = 7 })
+    local results = s:run { pump = function()
+      local data, ip, p = u:receivefrom()
+      if not data then return end
+      local t = codec.decode_test(data)
+      local function reply(ssid)
+        return codec.encode_reflected { seq = t.seq, sender_seq = t.seq, ssid = ssid, sender_timestamp_raw = t.timestamp_raw,
+          timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }
+      end
+      if t.seq == 0 then
+        other:sendto(reply(7), ip, p) -- right packet, wrong source address
+      else
+        u:sendto(reply(8), ip, p) -- right source, wrong SSID
+      end
+    end }
+    local c = s:counters()
+    assert.same({ 2, 0, 2, 2 }, { #results, c.received, c.lost, c.drop_invalid })
+    u:close()
+    other:close()
+    s:close()
+  end)
+
   it("PTP timestamps on both sides, and a PTP reflector for an NTP sender", function()
     for _, clocks in ipairs { { "PTP", "PTP" }, { "NTP", "PTP" }, { "PTP", "NTP" } } do
       local r, s = pair({ clock = clocks[2] }, { count = 3, clock = clocks[1] })

@@ -107,6 +107,12 @@ describe("TLV reflector fill (hand-built vectors through real sockets)", functio
     assert.equal("::1", res[1].tlvs.location.dst_addr)
   end)
 
+  it("Location: location_hide answers with the codes but no addresses or ports", function()
+    local res = exchange({ location_hide = true }, { tlvs = { tlv.location() } })
+    local want = "0002002c00000000" .. "00050010" .. string.rep("00", 16) .. "00080010" .. string.rep("00", 16)
+    assert.equal(want, reply_tlvs(res[1]))
+  end)
+
   it("Location: a Source MAC request is left with U (not visible to a UDP socket)", function()
     local res = exchange({}, { tlvs = { tlv.location { mac = true } } })
     local sub = res[1].tlvs.location.subtlvs[3]
