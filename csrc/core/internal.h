@@ -15,9 +15,12 @@
 typedef struct {
     uint16_t ee;  /* packed Error Estimate */
     int synced;   /* S bit */
-    int tai;      /* TAI - UTC seconds (PTP only) */
+    int tai;      /* TAI - UTC seconds */
     stamp_ns_t last;
 } stamp_clockstate_t;
+
+/* This host's addresses (4 or 16 octets each, lens[i]); returns how many (at most max). */
+STAMP_HIDDEN int stamp_local_addrs(uint8_t (*addrs)[16], uint8_t *lens, int max);
 
 STAMP_HIDDEN void stamp_clock_refresh(stamp_clockstate_t *cs, stamp_clock_t clock, stamp_ns_t mono, int force);
 
@@ -45,9 +48,12 @@ static inline void wr32(uint8_t *p, uint32_t v)
 typedef struct {
     uint16_t ee;  /* packed Error Estimate */
     int synced;   /* S bit */
-    int tai;      /* TAI - UTC seconds (PTP only) */
+    int tai;      /* TAI - UTC seconds */
     stamp_ns_t last;
 } stamp_clockstate_t;
+
+/* This host's addresses (4 or 16 octets each, lens[i]); returns how many (at most max). */
+STAMP_HIDDEN int stamp_local_addrs(uint8_t (*addrs)[16], uint8_t *lens, int max);
 
 STAMP_HIDDEN void stamp_clock_refresh(stamp_clockstate_t *cs, stamp_clock_t clock, stamp_ns_t mono, int force);
 

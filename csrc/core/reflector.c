@@ -69,6 +69,9 @@ struct stamp_reflector {
     stamp_rxmeta_t meta[STAMP_BATCH];
     stamp_txmsg_t tx[STAMP_BATCH];
     txinfo_t txi[STAMP_BATCH];
+    uint8_t local_addrs[64][16]; /* this host's addresses, refreshed once a second */
+    uint8_t local_lens[64];
+    int n_local;
     session_t *free_sessions; /* reaped sessions are kept for reuse, never freed while running */
     uint32_t gen;
     txrec_t txrec[TXREC];
@@ -142,6 +145,7 @@ static void housekeeping(stamp_reflector_t *r, stamp_ns_t now)
     if (now - r->last_housekeeping < STAMP_NS_PER_SEC) return;
     r->last_housekeeping = now;
     stamp_clock_refresh(&r->clk, r->cfg.clock, now, 1);
+    r->n_local = stamp_local_addrs(r->local_addrs, r->local_lens, 64);
     stamp_ns_t idle = (stamp_ns_t)(r->cfg.session_timeout * 1e9);
     for (size_t i = 0; i < r->nbuckets; i++) {
         session_t **pp = &r->buckets[i];
@@ -328,6 +332,9 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
         c.tai = r->clk.tai;
         c.synced = r->clk.synced;
         c.pol = &r->cfg.tlv;
+        c.local_addrs = (const uint8_t(*)[16])r->local_addrs;
+        c.local_lens = r->local_lens;
+        c.n_local = r->n_local;
         c.tos = -1;
         if (s) {
             c.sess_rx = s->rx + 1;
@@ -484,7 +491,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
     int total = 0;
     read_txts(r);
     for (int round = 0; round < 64; round++) {
-        int n = stamp_sock_recv(r->fd, r->rxbuf, STAMP_MAX_PKT, r->rxlen, r->meta, r->cfg.batch);
+        int n = stamp_sock_recv(r->fd, &r->local, r->rxbuf, STAMP_MAX_PKT, r->rxlen, r->meta, r->cfg.batch);
         if (n < 0) return total ? total : n;
         if (n == 0) break;
         stamp_ns_t mono = stamp_mono();

@@ -295,7 +295,7 @@ static int handle_reply(stamp_sender_t *s, int i, stamp_result_t *res)
     stamp_ee_unpack(p.sender_ee, &res->sender_ee);
     stamp_ee_unpack(p.ee, &res->refl_ee);
     stamp_clock_t rfmt = res->refl_ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP;
-    int tai = rfmt == STAMP_CLOCK_PTP ? stamp_tai_offset() : 0;
+    int tai = rfmt == STAMP_CLOCK_PTP ? s->clk.tai : 0;
     res->t1 = sl->t1;
     stamp_ts_decode(p.rx_ts, rfmt, tai, &res->t2);
     stamp_ts_decode(p.ts, rfmt, tai, &res->t3);
@@ -371,7 +371,7 @@ int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, in
     }
     int n = 0;
     int want = max < STAMP_BATCH ? max : STAMP_BATCH;
-    int got = stamp_sock_recv(s->fd, s->rxbuf, STAMP_MAX_PKT, s->rxlen, s->meta, want);
+    int got = stamp_sock_recv(s->fd, &s->local, s->rxbuf, STAMP_MAX_PKT, s->rxlen, s->meta, want);
     if (got < 0 && got != -EINTR) return got;
     for (int i = 0; i < got; i++) n += handle_reply(s, i, &res[n]);
     /* declare losses, oldest first */

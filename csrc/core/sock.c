@@ -215,19 +215,15 @@ static void parse_cmsgs(struct msghdr *mh, int sockfam, unsigned localport, stam
     }
 }
 
-static unsigned local_port(int fd, int *fam)
+static unsigned addr_port_of(const stamp_addr_t *a)
 {
-    stamp_addr_t a;
-    unsigned port = 0;
-    *fam = AF_UNSPEC;
-    if (stamp_sock_local(fd, &a) != 0) return 0;
-    *fam = a.addr.ss_family;
-    if (a.addr.ss_family == AF_INET) port = ntohs(((struct sockaddr_in *)&a.addr)->sin_port);
-    if (a.addr.ss_family == AF_INET6) port = ntohs(((struct sockaddr_in6 *)&a.addr)->sin6_port);
-    return port;
+    if (a->addr.ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)&a->addr)->sin_port);
+    if (a->addr.ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)&a->addr)->sin6_port);
+    return 0;
 }
 
-int stamp_sock_recv(int fd, uint8_t *const *bufs, size_t cap, size_t *lens, stamp_rxmeta_t *meta, int n)
+int stamp_sock_recv(int fd, const stamp_addr_t *local, uint8_t *const *bufs, size_t cap, size_t *lens,
+                    stamp_rxmeta_t *meta, int n)
 {
     struct mmsghdr mm[STAMP_BATCH];
     struct iovec iov[STAMP_BATCH];
@@ -254,8 +250,8 @@ int stamp_sock_recv(int fd, uint8_t *const *bufs, size_t cap, size_t *lens, stam
         return -errno;
     }
     stamp_ns_t now = stamp_now();
-    int fam;
-    unsigned lport = local_port(fd, &fam);
+    int fam = local->addr.ss_family;
+    unsigned lport = addr_port_of(local);
     for (int i = 0; i < r; i++) {
         meta[i].src.len = mm[i].msg_hdr.msg_namelen;
         meta[i].rx_time = now;

@@ -224,12 +224,14 @@ STAMP_API int stamp_sock_local(int fd, stamp_addr_t *a);
 #define STAMP_BATCH 32
 
 /**
- * Receive up to `n` datagrams (recvmmsg), non-blocking. bufs[i] has `cap`
+ * Receive up to `n` datagrams (recvmmsg), non-blocking. `local` is the
+ * socket's bound address (as stamp_sock_open returned it). bufs[i] has `cap`
  * octets; lens[i] and meta[i] are filled. Returns the count (0 = nothing
  * ready) or a negative code. Truncated datagrams are reported with
  * lens[i] > cap (and only cap octets stored).
  */
-STAMP_API int stamp_sock_recv(int fd, uint8_t *const *bufs, size_t cap, size_t *lens, stamp_rxmeta_t *meta, int n);
+STAMP_API int stamp_sock_recv(int fd, const stamp_addr_t *local, uint8_t *const *bufs, size_t cap, size_t *lens,
+                              stamp_rxmeta_t *meta, int n);
 
 /** One datagram to send: destination, optional pinned source, optional TOS. */
 typedef struct {
@@ -320,6 +322,9 @@ typedef struct {
     stamp_ns_t prev_tx;
     int has_prev;
     const struct stamp_tlv_policy *pol;
+    const uint8_t (*local_addrs)[16]; /* this host's addresses (for Destination Node Address) */
+    const uint8_t *local_lens;        /* 4 or 16 each */
+    int n_local;
     /* outputs */
     int tos;                    /* TOS/Traffic Class for the reply, -1 = default */
     int no_reply;               /* Return Path: no reply wanted */

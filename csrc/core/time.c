@@ -138,5 +138,6 @@ void stamp_clock_refresh(stamp_clockstate_t *cs, stamp_clock_t clock, stamp_ns_t
     stamp_ee_local(&ee, clock);
     cs->ee = stamp_ee_pack(&ee);
     cs->synced = ee.s != 0;
-    cs->tai = clock == STAMP_CLOCK_PTP ? stamp_tai_offset() : 0;
+    cs->tai = stamp_tai_offset(); /* also for decoding a PTP peer's timestamps */
+    (void)clock;
 }

@@ -127,23 +127,32 @@ static int prefix_match(const uint8_t *a, const uint8_t *p, int plen)
     return (a[full] & m) == (p[full] & m);
 }
 
-/* Is `oct` (n octets) one of this host's addresses? */
-static int is_local_addr(const uint8_t *oct, int n)
+int stamp_local_addrs(uint8_t (*addrs)[16], uint8_t *lens, int max)
 {
     struct ifaddrs *ifa = NULL;
-    int found = 0;
+    int n = 0;
     if (getifaddrs(&ifa) != 0) return 0;
-    for (struct ifaddrs *i = ifa; i && !found; i = i->ifa_next) {
+    for (struct ifaddrs *i = ifa; i && n < max; i = i->ifa_next) {
         if (!i->ifa_addr) continue;
-        if (n == 4 && i->ifa_addr->sa_family == AF_INET)
-            found = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, oct, 4) == 0;
-        else if (n == 16 && i->ifa_addr->sa_family == AF_INET6)
-            found = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, oct, 16) == 0;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            memcpy(addrs[n], &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+            lens[n++] = 4;
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+            memcpy(addrs[n], &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
+            lens[n++] = 16;
+        }
     }
     freeifaddrs(ifa);
-    /* the whole of 127.0.0.0/8 is local on Linux */
-    if (!found && n == 4 && oct[0] == 127) found = 1;
-    return found;
+    return n;
+}
+
+/* Is `oct` (n octets) one of this host's addresses (as the reflector last listed them)? */
+static int is_local_addr(const stamp_tlv_ctx_t *c, const uint8_t *oct, int n)
+{
+    if (n == 4 && oct[0] == 127) return 1; /* the whole of 127.0.0.0/8 is local on Linux */
+    for (int i = 0; i < c->n_local; i++)
+        if (c->local_lens[i] == n && memcmp(c->local_addrs[i], oct, (size_t)n) == 0) return 1;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -337,7 +346,7 @@ static int r_destnode(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
     uint8_t dst[16];
     int n = c->meta->dst.len ? addr_octets(&c->meta->dst, dst) : 0;
-    if ((n == len && memcmp(dst, v, len) == 0) || is_local_addr(v, len)) {
+    if ((n == len && memcmp(dst, v, len) == 0) || is_local_addr(c, v, len)) {
         if (make_addr(&c->source, v, len, addr_port(&c->meta->dst), &c->meta->src) != 0) return STAMP_TLV_U;
         c->has_source = 1;
         return 0;
