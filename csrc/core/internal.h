@@ -11,19 +11,6 @@
 #define STAMP_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define STAMP_HIDDEN
-/* The local clock as both engines describe it, refreshed about once a second. */
-typedef struct {
-    uint16_t ee;  /* packed Error Estimate */
-    int synced;   /* S bit */
-    int tai;      /* TAI - UTC seconds */
-    stamp_ns_t last;
-} stamp_clockstate_t;
-
-/* This host's addresses (4 or 16 octets each, lens[i]); returns how many (at most max). */
-STAMP_HIDDEN int stamp_local_addrs(uint8_t (*addrs)[16], uint8_t *lens, int max);
-
-STAMP_HIDDEN void stamp_clock_refresh(stamp_clockstate_t *cs, stamp_clock_t clock, stamp_ns_t mono, int force);
-
 #endif
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
