@@ -39,6 +39,9 @@ typedef struct {
     stamp_ns_t last;
 } stamp_clockstate_t;
 
+STAMP_HIDDEN void stamp_addr_to_mapped(stamp_addr_t *a);
+STAMP_HIDDEN int stamp_addr_from_octets(stamp_addr_t *out, const uint8_t *oct, int n, unsigned port, int family);
+
 /* This host's addresses (4 or 16 octets each, lens[i]); returns how many (at most max). */
 STAMP_HIDDEN int stamp_local_addrs(uint8_t (*addrs)[16], uint8_t *lens, int max);
 

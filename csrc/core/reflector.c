@@ -6,7 +6,6 @@
 
 #include "internal.h"
 
-STAMP_HIDDEN void stamp_addr_to_mapped(stamp_addr_t *a);
 
 typedef struct session {
     struct session *next;

@@ -8,7 +8,6 @@
 
 #include "internal.h"
 
-STAMP_HIDDEN void stamp_addr_to_mapped(stamp_addr_t *a);
 
 enum { SLOT_FREE = 0, SLOT_OUT, SLOT_DONE, SLOT_LOST };
 

@@ -158,6 +158,45 @@ int stamp_sock_open(const stamp_sock_opts_t *o, stamp_addr_t *bound)
 
 #define CTRL_LEN 256
 
+/* A socket address of `family` from raw address octets (4 or 16) and a port; IPv4 on an
+ * IPv6 socket becomes IPv4-mapped. Returns 0, or -1 for IPv6 octets on an IPv4 socket. */
+int stamp_addr_from_octets(stamp_addr_t *out, const uint8_t *oct, int n, unsigned port, int family)
+{
+    memset(out, 0, sizeof *out);
+    if (family == AF_INET6) {
+        struct sockaddr_in6 s6;
+        memset(&s6, 0, sizeof s6);
+        s6.sin6_family = AF_INET6;
+        s6.sin6_port = htons((uint16_t)port);
+        if (n == 4) {
+            s6.sin6_addr.s6_addr[10] = 0xff;
+            s6.sin6_addr.s6_addr[11] = 0xff;
+            memcpy(&s6.sin6_addr.s6_addr[12], oct, 4);
+        } else {
+            memcpy(&s6.sin6_addr, oct, 16);
+        }
+        memcpy(&out->addr, &s6, sizeof s6);
+        out->len = sizeof s6;
+        return 0;
+    }
+    if (n != 4) return -1;
+    struct sockaddr_in s4;
+    memset(&s4, 0, sizeof s4);
+    s4.sin_family = AF_INET;
+    s4.sin_port = htons((uint16_t)port);
+    memcpy(&s4.sin_addr, oct, 4);
+    memcpy(&out->addr, &s4, sizeof s4);
+    out->len = sizeof s4;
+    return 0;
+}
+
+static int cmsg_int(const unsigned char *d)
+{
+    int v;
+    memcpy(&v, d, sizeof v);
+    return v;
+}
+
 static void parse_cmsgs(struct msghdr *mh, int sockfam, unsigned localport, stamp_rxmeta_t *m)
 {
     m->ttl = -1;
@@ -174,43 +213,24 @@ static void parse_cmsgs(struct msghdr *mh, int sockfam, unsigned localport, stam
             m->rx_time = (stamp_ns_t)ts.tv_sec * STAMP_NS_PER_SEC + ts.tv_nsec;
             m->rx_kernel = 1;
         } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL && dl >= sizeof(int)) {
-            int v;
-            memcpy(&v, d, sizeof v);
-            m->ttl = v;
+            m->ttl = cmsg_int(d);
         } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS && dl >= 1) {
             m->tos = d[0];
         } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO && dl >= sizeof(struct in_pktinfo)) {
             struct in_pktinfo pi;
             memcpy(&pi, d, sizeof pi);
             m->ifindex = pi.ipi_ifindex;
-            struct sockaddr_in s4;
-            memset(&s4, 0, sizeof s4);
-            s4.sin_family = AF_INET;
-            s4.sin_port = htons((uint16_t)localport);
-            s4.sin_addr = pi.ipi_addr;
-            memcpy(&m->dst.addr, &s4, sizeof s4);
-            m->dst.len = sizeof s4;
-            if (sockfam == AF_INET6) stamp_addr_to_mapped(&m->dst);
+            stamp_addr_from_octets(&m->dst, (const uint8_t *)&pi.ipi_addr, 4, localport, sockfam);
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT && dl >= sizeof(int)) {
-            int v;
-            memcpy(&v, d, sizeof v);
-            m->ttl = v;
+            m->ttl = cmsg_int(d);
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS && dl >= sizeof(int)) {
-            int v;
-            memcpy(&v, d, sizeof v);
-            m->tos = v;
+            m->tos = cmsg_int(d);
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
                    dl >= sizeof(struct in6_pktinfo)) {
             struct in6_pktinfo pi;
             memcpy(&pi, d, sizeof pi);
             m->ifindex = (int)pi.ipi6_ifindex;
-            struct sockaddr_in6 s6;
-            memset(&s6, 0, sizeof s6);
-            s6.sin6_family = AF_INET6;
-            s6.sin6_port = htons((uint16_t)localport);
-            s6.sin6_addr = pi.ipi6_addr;
-            memcpy(&m->dst.addr, &s6, sizeof s6);
-            m->dst.len = sizeof s6;
+            stamp_addr_from_octets(&m->dst, (const uint8_t *)&pi.ipi6_addr, 16, localport, AF_INET6);
         }
     }
 }

@@ -87,35 +87,10 @@ static unsigned addr_port(const stamp_addr_t *a)
     return 0;
 }
 
-/* Build a socket address of the family of `like` from raw octets and a port. */
+/* A socket address of the family of `like` from raw octets and a port. */
 static int make_addr(stamp_addr_t *out, const uint8_t *oct, int n, unsigned port, const stamp_addr_t *like)
 {
-    memset(out, 0, sizeof *out);
-    if (like->addr.ss_family == AF_INET6) {
-        struct sockaddr_in6 s6;
-        memset(&s6, 0, sizeof s6);
-        s6.sin6_family = AF_INET6;
-        s6.sin6_port = htons((uint16_t)port);
-        if (n == 4) {
-            s6.sin6_addr.s6_addr[10] = 0xff;
-            s6.sin6_addr.s6_addr[11] = 0xff;
-            memcpy(&s6.sin6_addr.s6_addr[12], oct, 4);
-        } else {
-            memcpy(&s6.sin6_addr, oct, 16);
-        }
-        memcpy(&out->addr, &s6, sizeof s6);
-        out->len = sizeof s6;
-        return 0;
-    }
-    if (n != 4) return -1; /* IPv6 address on an IPv4 socket */
-    struct sockaddr_in s4;
-    memset(&s4, 0, sizeof s4);
-    s4.sin_family = AF_INET;
-    s4.sin_port = htons((uint16_t)port);
-    memcpy(&s4.sin_addr, oct, 4);
-    memcpy(&out->addr, &s4, sizeof s4);
-    out->len = sizeof s4;
-    return 0;
+    return stamp_addr_from_octets(out, oct, n, port, like->addr.ss_family);
 }
 
 static int prefix_match(const uint8_t *a, const uint8_t *p, int plen)
