@@ -132,15 +132,7 @@ describe("stamp command", function()
       { "--metrics", "--metrics" },
       { "--count", "--count" },
     }
-    for _, c in ipairs(cases) do
-      it("'" .. c[1] .. "' prints one line naming " .. c[2] .. " and exits 2", function()
-        local code, out, err = h.run(STAMP .. " " .. c[1])
-        assert.equal(2, code)
-        assert.equal("", out)
-        assert.equal(1, select(2, err:gsub("\n", "")), "one line expected: " .. err)
-        assert.truthy(err:find(c[2], 1, true), err)
-      end)
-    end
+    h.bad_flag_cases(it, cases)
   end)
 
   it("-h and -V", function()

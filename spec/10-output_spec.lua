@@ -165,14 +165,6 @@ describe("--plot", function()
 end)
 
 describe("bad output flags", function()
-  for _, c in ipairs { { "--output-format xml", "--output-format" }, { "--report-interval 0", "--report-interval" },
-    { "--schedule random", "--schedule" }, { "--campaign /nonexistent.lua", "--campaign" } } do
-    it("'" .. c[1] .. "' names " .. c[2] .. " and exits 2", function()
-      local code, out, err = h.run(STAMP .. " " .. c[1])
-      assert.equal(2, code)
-      assert.equal("", out)
-      assert.equal(1, select(2, err:gsub("\n", "")), err)
-      assert.truthy(err:find(c[2], 1, true), err)
-    end)
-  end
+  h.bad_flag_cases(it, { { "--output-format xml", "--output-format" }, { "--report-interval 0", "--report-interval" },
+    { "--schedule random", "--schedule" }, { "--campaign /nonexistent.lua", "--campaign" } })
 end)

@@ -1,4 +1,5 @@
 -- Shared helpers for the specs.
+local assert = require "luassert"
 local M = {}
 
 function M.hex(s)
@@ -84,5 +85,19 @@ function M.wait_for(path, pattern, timeout)
 end
 
 M.STAMP = M.ROOT .. "/bin/stamp"
+
+-- One `it` per case: `stamp ARGS` must print nothing on stdout, exactly one line on
+-- stderr naming FLAG, and exit with code 2. `cases` is a list of { ARGS, FLAG }.
+function M.bad_flag_cases(it, cases) -- busted gives each spec file its own `it`
+  for _, c in ipairs(cases) do
+    it("'" .. c[1] .. "' prints one line naming " .. c[2] .. " and exits 2", function()
+      local code, out, err = M.run(M.STAMP .. " " .. c[1])
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.equal(1, select(2, err:gsub("\n", "")), "one line expected: " .. err)
+      assert.truthy(err:find(c[2], 1, true), err)
+    end)
+  end
+end
 
 return M
