@@ -176,7 +176,9 @@ function M.packet_record(r)
     for _, t in ipairs(r.tlv_list) do
       local f = {}
       for k, v in pairs(t) do
-        if type(v) ~= "table" and k ~= "value" and not tostring(k):match("_raw$") and k ~= "hmac" then f[k] = v end
+        -- raw octets (values, MACs, unanswered sub-TLV requests) stay out of text formats
+        local binary = type(v) == "string" and v:find("[^\32-\126]")
+        if type(v) ~= "table" and k ~= "value" and not tostring(k):match("_raw$") and not binary then f[k] = v end
       end
       o.tlvs[t.key] = o.tlvs[t.key] or f
     end
