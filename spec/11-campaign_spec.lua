@@ -109,6 +109,16 @@ describe("examples run as they are", function()
     return out
   end
 
+  it("demo.sh (the README's loopback demo)", function()
+    local code, out, err = h.run("cd " .. h.ROOT .. " && ./examples/demo.sh")
+    assert.equal(0, code, err)
+    local n = 0
+    for _ in out:gmatch("seq=%d+ rtt=[%d.]+ms ttl=255 ") do n = n + 1 end
+    assert.equal(20, n)
+    assert.matches("Packets lost: 0 %(0%.0%%%)", out)
+    assert.matches("%-%-%- STAMP Reflector Counters %-%-%-\nPackets received: 20\nPackets reflected: 20", out)
+  end)
+
   it("mesh.lua", function()
     local out = run("mesh.lua 10")
     for _, t in ipairs { "to%-127%.0%.0%.1", "to%-127%.0%.0%.2", "to%-::1" } do assert.matches(t .. "%s+10%s+10%s+0%.0", out) end
