@@ -5,18 +5,7 @@ local h = require "helper"
 
 local KEY = h.hex(string.rep("c3", 32))
 
-local function pair(rcfg, scfg)
-  rcfg.local_addr = rcfg.local_addr or "127.0.0.1"
-  rcfg.local_port = 0
-  local r = assert(stamp.reflector(rcfg))
-  local host, port = r:local_addr()
-  scfg.remote_addr = scfg.remote_addr or host
-  scfg.remote_port = port
-  scfg.send_delay = scfg.send_delay or 2
-  scfg.timeout = scfg.timeout or 1
-  local s = assert(stamp.sender(scfg))
-  return r, s
-end
+local pair = h.loopback_pair
 
 local function run(r, s)
   return s:run { pump = function() r:step(0) end }

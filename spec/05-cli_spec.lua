@@ -4,12 +4,7 @@ local h = require "helper"
 local STAMP = h.STAMP
 local KEY = string.rep("0123456789abcdef", 4)
 
-local function reflector(args)
-  local port = h.free_port()
-  local pid, out = h.spawn(STAMP .. " -i --local-port " .. port .. " " .. args)
-  assert(h.wait_for(out, "listening", 5), "reflector did not start: " .. h.slurp(out))
-  return pid, out, port
-end
+local reflector = h.cli_reflector
 
 local function lines_matching(s, pat)
   local n = 0

@@ -9,16 +9,11 @@ local KEY = h.hex(string.rep("3c", 32))
 
 -- Run `count` packets through an in-process reflector; results in sequence order.
 local function exchange(rcfg, scfg)
-  rcfg.local_addr = rcfg.local_addr or "127.0.0.1"
-  rcfg.local_port = 0
-  local r = assert(stamp.reflector(rcfg))
-  local host, port = r:local_addr()
-  scfg.remote_addr, scfg.remote_port = scfg.remote_addr or host, port
   scfg.count = scfg.count or 1
   scfg.send_delay = scfg.send_delay or 5
   scfg.timeout = scfg.timeout or 0.3
   scfg.local_addr = scfg.local_addr or "127.0.0.1"
-  local s = assert(stamp.sender(scfg))
+  local r, s, port = h.loopback_pair(rcfg, scfg)
   local results = s:run { pump = function() r:step(0) end }
   table.sort(results, function(a, b) return a.seq < b.seq end)
   local _, sport = s:local_addr()

@@ -4,9 +4,7 @@ local h = require "helper"
 local STAMP = h.STAMP
 
 local function with_reflector(args, fn)
-  local port = h.free_port()
-  local pid, out = h.spawn(STAMP .. " -i --local-port " .. port .. " " .. args)
-  assert(h.wait_for(out, "listening", 5), h.slurp(out))
+  local pid, out, port = h.cli_reflector(args)
   local ok, err = pcall(fn, port)
   h.stop(pid)
   local rep = h.slurp(out)

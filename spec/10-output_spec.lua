@@ -5,12 +5,7 @@ local stats = require "stamp.stats"
 
 local STAMP = h.STAMP
 
-local function reflector()
-  local port = h.free_port()
-  local pid, out = h.spawn(STAMP .. " -i --local-addr 127.0.0.1 --local-port " .. port)
-  assert(h.wait_for(out, "listening", 5))
-  return pid, out, port
-end
+local function reflector() return h.cli_reflector() end
 
 local function lines(s)
   local t = {}

@@ -5,12 +5,7 @@ local codec = require "stamp.codec"
 
 local STAMP = h.STAMP
 
-local function reflector(args)
-  local port = h.free_port()
-  local pid, out = h.spawn(STAMP .. " -i --local-port " .. port .. " " .. args)
-  assert(h.wait_for(out, "listening", 5), h.slurp(out))
-  return pid, out, port
-end
+local reflector = h.cli_reflector
 
 local function finish(pid, out)
   h.stop(pid)
@@ -110,6 +105,18 @@ describe("stamp command options", function()
     local mean = gaps / 59
     assert.is_true(mean > 2 and mean < 10, "mean gap " .. mean)
     assert.is_true(mx > 2 * mn + 1, "gaps vary: " .. mn .. ".." .. mx) -- not periodic
+  end)
+
+  it("SIGTERM stops the reflector, which prints its counters", function()
+    local pid, out = reflector("--local-addr 127.0.0.1")
+    os.execute("kill -TERM " .. pid)
+    for _ = 1, 50 do
+      if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+      h.sleep(0.05)
+    end
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.matches("%-%-%- STAMP Reflector Counters %-%-%-\nPackets received: 0", s)
   end)
 
   it("--stateful-reflector --session-timeout reaps idle sessions", function()

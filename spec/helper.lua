@@ -86,6 +86,29 @@ end
 
 M.STAMP = M.ROOT .. "/bin/stamp"
 
+-- Start `stamp -i ARGS` on a free port; returns its pid, the file its output goes to, and the port.
+function M.cli_reflector(args)
+  local port = M.free_port()
+  local pid, out = M.spawn(M.STAMP .. " -i --local-port " .. port .. " " .. (args or "--local-addr 127.0.0.1"))
+  assert(M.wait_for(out, "listening", 5), "reflector did not start: " .. M.slurp(out))
+  return pid, out, port
+end
+
+-- A reflector on an ephemeral loopback port and a sender aimed at it, both in this process.
+-- `scfg` defaults: send_delay 2 ms, timeout 1 s.
+function M.loopback_pair(rcfg, scfg)
+  local stamp = require "stamp"
+  rcfg.local_addr = rcfg.local_addr or "127.0.0.1"
+  rcfg.local_port = 0
+  local r = assert(stamp.reflector(rcfg))
+  local host, port = r:local_addr()
+  scfg.remote_addr = scfg.remote_addr or host
+  scfg.remote_port = port
+  scfg.send_delay = scfg.send_delay or 2
+  scfg.timeout = scfg.timeout or 1
+  return r, assert(stamp.sender(scfg)), port
+end
+
 -- One `it` per case: `stamp ARGS` must print nothing on stdout, exactly one line on
 -- stderr naming FLAG, and exit with code 2. `cases` is a list of { ARGS, FLAG }.
 function M.bad_flag_cases(it, cases) -- busted gives each spec file its own `it`
