@@ -1,0 +1,67 @@
+-- A reflector and a sender in one host event loop (libuv through lua-luv, cqueues), beside
+-- other work: nothing blocks the loop, nothing is lost, and the sender keeps its schedule to
+-- the host timer's resolution (1 ms for both).
+local h = require "helper"
+
+local ROOT = h.ROOT
+
+-- Lateness of each send against the ideal drift-free schedule t1[1] + i * interval (ns).
+local function lateness(results, interval_ns)
+  table.sort(results, function(a, b) return a.seq < b.seq end)
+  local late = {}
+  for i, r in ipairs(results) do late[i] = r.t1 - (results[1].t1 + (i - 1) * interval_ns) end
+  return late
+end
+
+-- The schedule check: at least 90 % of packets within 2 ms of their slot, none early by more
+-- than 0.5 ms, none later than 20 ms (a driver that re-arms a fixed interval drifts far past it).
+local function assert_schedule(results, interval_ns)
+  local late = lateness(results, interval_ns)
+  local within, worst, earliest = 0, -math.huge, math.huge
+  for _, l in ipairs(late) do
+    if l <= 2e6 then within = within + 1 end
+    worst, earliest = math.max(worst, l), math.min(earliest, l)
+  end
+  assert(within >= 0.9 * #late, string.format("only %d of %d packets within 2 ms of schedule", within, #late))
+  assert(worst < 20e6, string.format("a packet left %.3f ms after its slot", worst / 1e6))
+  assert(earliest > -0.5e6, string.format("a packet left %.3f ms before its slot", -earliest / 1e6))
+end
+
+local function max_gap(ticks, scale)
+  local g = 0
+  for i = 2, #ticks do g = math.max(g, (ticks[i] - ticks[i - 1]) * scale) end
+  return g
+end
+
+for _, host in ipairs { { name = "luv", file = "luv", unit = 1e-6 }, { name = "cqueues", file = "cqueues", unit = 1e3 } } do
+  describe(host.name .. " event loop", function()
+    local ex = assert(loadfile(ROOT .. "/examples/" .. host.file .. ".lua"))("lib")
+
+    it("runs a reflector and a sender in one loop: 200 packets, 0 lost, the other timer never waits over 20 ms", function()
+      local results, summary, ticks = ex.pair { count = 200, send_delay = 10, tick = 5 }
+      assert.equal(200, summary.sent)
+      assert.equal(200, summary.received)
+      assert.equal(0, summary.lost)
+      assert.equal(200, #results)
+      assert.truthy(summary.rtt and summary.rtt.median > 0)
+      -- 2 s of sending with a 5 ms timer: about 400 callbacks
+      assert.is_true(#ticks >= 300, "the other timer fired only " .. #ticks .. " times")
+      local gap = max_gap(ticks, host.unit)
+      assert.is_true(gap <= 20, string.format("the other timer waited %.1f ms", gap))
+    end)
+
+    it("holds the sender's schedule to the timer's resolution (no drift over 200 packets)", function()
+      local results = ex.pair { count = 200, send_delay = 10 }
+      assert_schedule(results, 10e6)
+    end)
+  end)
+end
+
+describe("the schedule check", function()
+  it("rejects a driver that re-arms a fixed interval after each step (it drifts)", function()
+    -- results as such a driver produces them: every gap 10 ms plus the ~0.3 ms each turn costs
+    local results = {}
+    for i = 1, 200 do results[i] = { seq = i - 1, t1 = 1e18 + (i - 1) * 10.3e6 } end
+    assert.has_error(function() assert_schedule(results, 10e6) end)
+  end)
+end)
