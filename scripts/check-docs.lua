@@ -1,6 +1,6 @@
 #!/usr/bin/env lua5.4
 -- Fails when a public function has no documentation comment:
---  * every C function registered in luaopen_stamp_core needs a /*** ... */ block;
+--  * every C function registered by a file of csrc/lua/ needs a /*** ... */ block;
 --  * every public Lua function in lua/stamp/*.lua needs a --- comment just above it.
 local missing = {}
 
@@ -11,21 +11,30 @@ local function slurp(p)
   return s
 end
 
--- C binding
-local c = slurp("csrc/lua/stamp_core.c")
+-- C binding: every file of csrc/lua/ (registration tables in each file's *_open,
+-- class methods in its bind_class_t; the shared methods are documented in class.c)
 local registered = {}
-for name, fn in c:gmatch('{"([%w_]+)",%s*([%w_]+)}') do registered[#registered + 1] = { name, fn } end
+local lsc = io.popen("ls csrc/lua/*.c")
+for path in lsc:lines() do
+  local c = slurp(path)
+  for name, fn in c:gmatch('{"([%w_]+)",%s*([%w_]+)}') do registered[#registered + 1] = { name, fn, path, c } end
+  for name, fn in c:gmatch('setmethod%(L, cls, "([%w_]+)", ([%w_]+)%)') do
+    if not name:match("^__") then registered[#registered + 1] = { name, fn, path, c } end
+  end
+  for name, fn in c:gmatch('%.short_name = "([%w_]+)".-%.ctor = ([%w_]+)') do registered[#registered + 1] = { name, fn, path, c } end
+end
+lsc:close()
 for _, r in ipairs(registered) do
-  local fn = r[2]
+  local fn, path, c = r[2], r[3], r[4]
   local pos = c:find("\nstatic int " .. fn .. "%(lua_State")
   if not pos then
-    missing[#missing + 1] = "csrc/lua/stamp_core.c: no definition of " .. fn
+    missing[#missing + 1] = path .. ": no definition of " .. fn
   else
     local before = c:sub(1, pos)
     local last_doc = before:match(".*()/%*%*%*")
     local last_end = before:match(".*()%*/")
     if not last_doc or not last_end or last_end < last_doc or before:sub(last_end):find("\n%s*[%w_]+[^\n]*%b()%s*\n{") then
-      missing[#missing + 1] = "csrc/lua/stamp_core.c: " .. fn .. " (" .. r[1] .. ") has no /*** */ block"
+      missing[#missing + 1] = path .. ": " .. fn .. " (" .. r[1] .. ") has no /*** */ block"
     end
   end
 end

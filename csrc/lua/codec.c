@@ -1,0 +1,181 @@
+/***
+ * Base packets and Error Estimates (RFC 8762 §4).
+ * @module stamp.core
+ */
+#include "bind.h"
+
+#include <string.h>
+/***
+ * Encode a Session-Sender test packet.
+ * @function encode_test
+ * @tparam table p fields `seq`, `timestamp` (UTC ns) or `timestamp_raw`, `ee` (table or integer), `ssid`, `hmac` (16 octets, auth only)
+ * @tparam[opt="open"] string mode "open" or "auth"
+ * @treturn string the base packet (44 or 112 octets)
+ */
+static int l_encode_test(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_test_t p;
+    memset(&p, 0, sizeof p);
+    p.seq = (uint32_t)opt_int(L, 1, "seq", 0, 0, 0xffffffffLL);
+    p.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
+    check_ee(L, 1, "ee", &p.ee);
+    stamp_ee_t ee;
+    stamp_ee_unpack(p.ee, &ee);
+    check_ts(L, 1, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.ts);
+    check_hmac16(L, 1, p.hmac);
+    uint8_t buf[STAMP_AUTH_BASE_LEN];
+    int n = stamp_test_encode(buf, sizeof buf, mode, &p);
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
+/***
+ * Encode a Session-Reflector test packet.
+ * @function encode_reflected
+ * @tparam table p fields `seq`, `timestamp`, `ee`, `ssid`, `rx_timestamp`, `sender_seq`, `sender_timestamp`, `sender_ee`, `sender_ttl`, `hmac`
+ * @tparam[opt="open"] string mode
+ * @treturn string
+ */
+static int l_encode_reflected(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_reflected_t p;
+    memset(&p, 0, sizeof p);
+    p.seq = (uint32_t)opt_int(L, 1, "seq", 0, 0, 0xffffffffLL);
+    p.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
+    p.sender_seq = (uint32_t)opt_int(L, 1, "sender_seq", 0, 0, 0xffffffffLL);
+    p.sender_ttl = (uint8_t)opt_int(L, 1, "sender_ttl", 0, 0, 255);
+    check_ee(L, 1, "ee", &p.ee);
+    check_ee(L, 1, "sender_ee", &p.sender_ee);
+    stamp_ee_t ee, see;
+    stamp_ee_unpack(p.ee, &ee);
+    stamp_ee_unpack(p.sender_ee, &see);
+    check_ts(L, 1, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.ts);
+    check_ts(L, 1, "rx_timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.rx_ts);
+    check_ts(L, 1, "sender_timestamp", see.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.sender_ts);
+    check_hmac16(L, 1, p.hmac);
+    uint8_t buf[STAMP_AUTH_BASE_LEN];
+    int n = stamp_reflected_encode(buf, sizeof buf, mode, &p);
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
+/***
+ * Decode a Session-Sender test packet.
+ * @function decode_test
+ * @tparam string s the UDP payload
+ * @tparam[opt="open"] string mode
+ * @treturn table|nil the fields (see `encode_test`), `length` and `extra` (octets after the base); or nil, message
+ */
+static int l_decode_test(lua_State *L)
+{
+    size_t len;
+    const uint8_t *b = (const uint8_t *)luaL_checklstring(L, 1, &len);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_test_t p;
+    int n = stamp_test_decode(b, len, mode, &p);
+    if (n < 0) return push_fail(L, n);
+    stamp_ee_t ee;
+    stamp_ee_unpack(p.ee, &ee);
+    lua_createtable(L, 0, 10);
+    set_int(L, "seq", p.seq);
+    set_int(L, "ssid", p.ssid);
+    push_ee(L, &ee);
+    lua_setfield(L, -2, "ee");
+    push_ts(L, p.ts, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    if (mode == STAMP_MODE_AUTH) {
+        lua_pushlstring(L, (const char *)p.hmac, 16);
+        lua_setfield(L, -2, "hmac");
+    }
+    set_int(L, "length", (long long)len);
+    lua_pushlstring(L, (const char *)b + n, len - (size_t)n);
+    lua_setfield(L, -2, "extra");
+    return 1;
+}
+
+static void push_reflected(lua_State *L, const stamp_reflected_t *p, stamp_mode_t mode)
+{
+    stamp_ee_t ee, see;
+    stamp_ee_unpack(p->ee, &ee);
+    stamp_ee_unpack(p->sender_ee, &see);
+    lua_createtable(L, 0, 16);
+    set_int(L, "seq", p->seq);
+    set_int(L, "ssid", p->ssid);
+    push_ee(L, &ee);
+    lua_setfield(L, -2, "ee");
+    push_ts(L, p->ts, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    push_ts(L, p->rx_ts, "rx_timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    set_int(L, "sender_seq", p->sender_seq);
+    push_ts(L, p->sender_ts, "sender_timestamp", see.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+    push_ee(L, &see);
+    lua_setfield(L, -2, "sender_ee");
+    set_int(L, "sender_ttl", p->sender_ttl);
+    if (mode == STAMP_MODE_AUTH) {
+        lua_pushlstring(L, (const char *)p->hmac, 16);
+        lua_setfield(L, -2, "hmac");
+    }
+}
+
+/***
+ * Decode a Session-Reflector test packet.
+ * @function decode_reflected
+ * @tparam string s
+ * @tparam[opt="open"] string mode
+ * @treturn table|nil the fields (see `encode_reflected`), `length`, `extra`; or nil, message
+ */
+static int l_decode_reflected(lua_State *L)
+{
+    size_t len;
+    const uint8_t *b = (const uint8_t *)luaL_checklstring(L, 1, &len);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_reflected_t p;
+    int n = stamp_reflected_decode(b, len, mode, &p);
+    if (n < 0) return push_fail(L, n);
+    push_reflected(L, &p, mode);
+    set_int(L, "length", (long long)len);
+    lua_pushlstring(L, (const char *)b + n, len - (size_t)n);
+    lua_setfield(L, -2, "extra");
+    return 1;
+}
+
+
+/***
+ * Error Estimate helpers: pack a table, or unpack an integer.
+ * @function ee
+ * @tparam table|integer v `{s=,z=,scale=,mult=}` or a 16-bit value
+ * @treturn integer|table the other form
+ */
+static int l_ee(lua_State *L)
+{
+    if (lua_istable(L, 1)) {
+        stamp_ee_t ee;
+        ee.s = (unsigned)opt_int(L, 1, "s", 0, 0, 1);
+        ee.z = (unsigned)opt_int(L, 1, "z", 0, 0, 1);
+        ee.scale = (unsigned)opt_int(L, 1, "scale", 0, 0, 63);
+        ee.mult = (unsigned)opt_int(L, 1, "mult", 1, 1, 255);
+        lua_pushinteger(L, stamp_ee_pack(&ee));
+        return 1;
+    }
+    lua_Integer v = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, v >= 0 && v <= 0xffff, 1, "16-bit value expected");
+    stamp_ee_t ee;
+    stamp_ee_unpack((uint16_t)v, &ee);
+    push_ee(L, &ee);
+    return 1;
+}
+
+
+void codec_open(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"encode_test", l_encode_test},
+        {"decode_test", l_decode_test},
+        {"encode_reflected", l_encode_reflected},
+        {"decode_reflected", l_decode_reflected},
+        {"ee", l_ee},
+        {NULL, NULL}};
+    luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,200 @@
+/***
+ * The Session-Sender class (stamp.sender), RFC 8762 §4.2 and RFC 8972.
+ * The shared methods (close, fd, local_addr, counters, __gc, __close,
+ * __tostring) are in class.c.
+ * @module stamp.core
+ */
+#include "bind.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define RESULTS_MAX 64
+
+typedef struct {
+    bind_obj_t obj; /* obj.h: the stamp_sender_t */
+    size_t base;    /* base packet length of its mode */
+} lsender_t;
+
+static const bind_class_t SENDER;
+
+/* The open sender at argument 1. */
+static stamp_sender_t *bind_check_h(lua_State *L)
+{
+    return ((lsender_t *)bind_check(L, 1, &SENDER))->obj.h;
+}
+
+#define SC(f) {#f, offsetof(stamp_sender_counters_t, f)}
+static const counter_t SENDER_COUNTERS[] = {SC(sent),      SC(received),     SC(lost),      SC(duplicates), SC(late),
+                                            SC(drop_hmac), SC(drop_invalid), SC(tx_errors), {NULL, 0}};
+_Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
+
+/***
+ * Create a Session-Sender.
+ * @function sender
+ * @tparam table cfg `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0), `count`, `interval_ns`, `timeout_ns`, `ssid`, `auth`, `key`, `clock`, `ttl` (255), `tos`, `packet_len`
+ * @return sender object, or nil, message, code
+ */
+static int l_sender(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    stamp_sender_cfg_t c;
+    memset(&c, 0, sizeof c);
+    opt_sock(L, 1, &c.sock);
+    c.remote_addr = opt_str(L, 1, "remote_addr", NULL, NULL);
+    if (!c.remote_addr) luaL_error(L, "bad option 'remote_addr' (string expected, got nil)");
+    c.remote_port = (unsigned)opt_int(L, 1, "remote_port", 862, 1, 65535);
+    c.count = (uint64_t)opt_int(L, 1, "count", 1000, 0, 0xffffffffLL);
+    c.interval = opt_int(L, 1, "interval_ns", 1000000000LL, 0, 3600LL * STAMP_NS_PER_SEC);
+    c.timeout = opt_int(L, 1, "timeout_ns", 5000000000LL, 1, 3600LL * STAMP_NS_PER_SEC);
+    c.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
+    opt_auth(L, 1, &c.mode, &c.key, &c.keylen);
+    c.clock = opt_clock(L, 1);
+    c.packet_len = (size_t)opt_int(L, 1, "packet_len", 0, 0, STAMP_MAX_PKT);
+    {
+        const char *sched = opt_str(L, 1, "schedule", "periodic", NULL);
+        if (strcmp(sched, "poisson") == 0)
+            c.poisson = 1;
+        else if (strcmp(sched, "periodic") != 0)
+            luaL_error(L, "bad option 'schedule' (periodic or poisson expected, got '%s')", sched);
+        c.seed = (uint64_t)opt_int(L, 1, "seed", 0, 0, 0x7fffffffffffffffLL);
+    }
+    c.tlvs = (const uint8_t *)opt_str(L, 1, "tlvs", NULL, &c.tlvs_len);
+    if (c.tlvs_len > STAMP_MAX_PKT - stamp_base_len(c.mode)) luaL_error(L, "bad option 'tlvs' (too long)");
+    if (c.packet_len && c.packet_len < stamp_base_len(c.mode) + c.tlvs_len)
+        luaL_error(L, "bad option 'packet_len' (at least %d octets in this mode)", (int)stamp_base_len(c.mode));
+    lsender_t *o = bind_new(L, &SENDER);
+    o->base = stamp_base_len(c.mode);
+    stamp_sender_t *s = NULL;
+    int rc = stamp_sender_new(&c, &s);
+    o->obj.h = s;
+    if (rc) return push_fail(L, rc);
+    return 1;
+}
+
+static void push_result(lua_State *L, const stamp_result_t *r, size_t base)
+{
+    lua_createtable(L, 0, 24);
+    set_int(L, "seq", r->seq);
+    lua_pushboolean(L, r->status == STAMP_RES_LOST);
+    lua_setfield(L, -2, "lost");
+    set_int(L, "t1", r->t1);
+    if (r->status == STAMP_RES_LOST) return;
+    set_int(L, "refl_seq", r->refl_seq);
+    set_int(L, "ssid", r->ssid);
+    set_int(L, "t2", r->t2);
+    set_int(L, "t3", r->t3);
+    set_int(L, "t4", r->t4);
+    set_int(L, "rtt", r->rtt);
+    set_int(L, "fwd", r->fwd);
+    set_int(L, "bwd", r->bwd);
+    set_int(L, "ttl", r->sender_ttl);
+    if (r->reply_ttl >= 0) set_int(L, "reply_ttl", r->reply_ttl);
+    if (r->reply_tos >= 0) set_int(L, "reply_tos", r->reply_tos);
+    lua_pushboolean(L, r->rx_kernel);
+    lua_setfield(L, -2, "kernel_rx");
+    push_ee(L, &r->sender_ee);
+    lua_setfield(L, -2, "sender_ee");
+    push_ee(L, &r->refl_ee);
+    lua_setfield(L, -2, "refl_ee");
+    set_int(L, "length", (long long)r->pkt_len);
+    lua_pushlstring(L, (const char *)r->pkt, r->pkt_len);
+    lua_setfield(L, -2, "packet");
+    if (r->tlv_hmac >= 0) {
+        lua_pushboolean(L, r->tlv_hmac);
+        lua_setfield(L, -2, "tlv_hmac_ok");
+    }
+    if (r->pkt_len > base) {
+        push_tlvs(L, r->pkt, base, r->pkt_len, r->refl_ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+        lua_setfield(L, -3, "tlvs");
+        lua_setfield(L, -2, "tlv_list");
+    }
+}
+
+/***
+ * Send what is due, wait up to `timeout` ms for replies, and return the
+ * per-packet results that became final (answered or lost).
+ * @function sender:step
+ * @tparam[opt=0] integer timeout milliseconds (negative: until the next deadline)
+ * @treturn table|nil array of results (fields seq, lost, t1..t4, rtt, fwd, bwd in ns, ttl, refl_seq, ...), or nil, message, code
+ */
+static int s_step(lua_State *L)
+{
+    lsender_t *o = bind_check(L, 1, &SENDER);
+    int t = (int)luaL_optinteger(L, 2, 0);
+    stamp_result_t res[RESULTS_MAX];
+    int n = stamp_sender_step(o->obj.h, t, res, RESULTS_MAX);
+    if (n == -EINTR) n = 0;
+    if (n < 0) return push_fail(L, n);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        push_result(L, &res[i], o->base);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/***
+ * True once every packet was sent and answered or declared lost.
+ * @function sender:done
+ * @treturn boolean
+ */
+static int s_done(lua_State *L)
+{
+    lua_pushboolean(L, stamp_sender_done(bind_check_h(L)));
+    return 1;
+}
+
+/***
+ * Milliseconds until the sender needs the next step (-1: never, it is done).
+ * @function sender:next_timeout
+ * @treturn integer
+ */
+static int s_next_timeout(lua_State *L)
+{
+    lua_pushinteger(L, stamp_sender_next_timeout(bind_check_h(L)));
+    return 1;
+}
+
+/***
+ * Stop sending new packets; those in flight are still awaited.
+ * @function sender:stop
+ */
+static int s_stop(lua_State *L)
+{
+    stamp_sender_stop(bind_check_h(L));
+    return 0;
+}
+
+/* ---- the class ----------------------------------------------------------- */
+
+static void s_free(void *h) { stamp_sender_free(h); }
+static int s_fd(const void *h) { return stamp_sender_fd(h); }
+static void s_local(const void *h, stamp_addr_t *a) { stamp_sender_local(h, a); }
+static void s_counters(const void *h, void *out) { stamp_sender_counters(h, out); }
+
+static void s_describe(lua_State *L, const void *h)
+{
+    stamp_sender_counters_t c;
+    stamp_sender_counters(h, &c);
+    lua_pushfstring(L, "%d sent, %d received", (int)c.sent, (int)c.received);
+}
+
+static const luaL_Reg SENDER_METHODS[] = {
+    {"step", s_step}, {"done", s_done}, {"next_timeout", s_next_timeout}, {"stop", s_stop}, {NULL, NULL}};
+
+static const bind_class_t SENDER = {
+    .name = "stamp.sender",
+    .short_name = "sender",
+    .size = sizeof(lsender_t),
+    .free = s_free,
+    .fd = s_fd,
+    .local = s_local,
+    .counters = s_counters,
+    .counter_names = SENDER_COUNTERS,
+    .describe = s_describe,
+    .methods = SENDER_METHODS,
+    .ctor = l_sender,
+};
+
+void sender_open(lua_State *L) { bind_class_open(L, &SENDER); }

@@ -1,0 +1,107 @@
+/***
+ * The host: poll, isatty and signals (for the command-line programs).
+ * @module stamp.core
+ */
+#include "bind.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+/***
+ * Wait until one of several file descriptors is readable.
+ * @function poll
+ * @tparam table fds array of file descriptors
+ * @tparam[opt=-1] integer timeout milliseconds (negative: forever)
+ * @treturn table|nil array of booleans (readable per fd), or nil, message, code (EINTR gives all false)
+ */
+static int l_poll(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int t = (int)luaL_optinteger(L, 2, -1);
+    size_t n = lua_rawlen(L, 1);
+    if (n > 1024) luaL_argerror(L, 1, "at most 1024 descriptors");
+    struct pollfd p[1024];
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 1, (int)i + 1);
+        p[i].fd = (int)luaL_checkinteger(L, -1);
+        p[i].events = POLLIN;
+        p[i].revents = 0;
+        lua_pop(L, 1);
+    }
+    int r = poll(p, (nfds_t)n, t);
+    if (r < 0 && errno != EINTR) return push_fail(L, -errno);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushboolean(L, r > 0 && (p[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+/***
+ * Is this file descriptor a terminal?
+ * @function isatty
+ * @tparam integer fd
+ * @treturn boolean
+ */
+static int l_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* signals (for the CLI's Ctrl-C summary)                              */
+/* ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_signal = 0;
+
+static void on_signal(int sig) { g_signal = sig; }
+
+/***
+ * Catch SIGINT and SIGTERM: a blocking step returns early, and `interrupted`
+ * reports the signal. Process-wide; meant for command-line programs.
+ * @function trap_signals
+ */
+static int l_trap_signals(lua_State *L)
+{
+    (void)L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: poll() returns EINTR */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return 0;
+}
+
+/***
+ * The signal caught since `trap_signals`, or false.
+ * @function interrupted
+ * @treturn integer|boolean
+ */
+static int l_interrupted(lua_State *L)
+{
+    if (g_signal)
+        lua_pushinteger(L, g_signal);
+    else
+        lua_pushboolean(L, 0);
+    return 1;
+}
+
+
+
+void sys_open(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"poll", l_poll},
+        {"isatty", l_isatty},
+        {"trap_signals", l_trap_signals},
+        {"interrupted", l_interrupted},
+        {NULL, NULL}};
+    luaL_setfuncs(L, funcs, 0);
+}
