@@ -17,6 +17,8 @@ typedef struct session {
     uint32_t last_seq;    /* Follow-Up Telemetry: the previous reply */
     stamp_ns_t last_tx;
     int has_last;
+    uint32_t last_sender_seq; /* type 12: Sequence Numbers must increase */
+    int has_sender_seq;
     uint32_t gen;         /* bumped each time this memory holds a new session */
 } session_t;
 
@@ -36,6 +38,7 @@ typedef struct {
     uint32_t seq;
     stamp_addr_t to, from;
     int has_from;
+    int ifindex;    /* with from: the interface the reply must leave through, 0 = any */
     int tos;
     unsigned extra; /* type 12 copies to queue */
     stamp_ns_t extra_ival;
@@ -335,7 +338,11 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
         c.local_lens = r->local_lens;
         c.n_local = r->n_local;
         c.tos = -1;
+        c.stateful = r->cfg.stateful;
+        c.sender_seq = t.seq;
         if (s) {
+            c.last_sender_seq = s->last_sender_seq;
+            c.has_last_sender_seq = s->has_sender_seq;
             c.sess_rx = s->rx + 1;
             c.sess_tx = s->tx + 1;
             c.prev_seq = s->last_seq;
@@ -350,7 +357,11 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
         if (f & STAMP_TLV_U) r->ctr.tlv_unknown++;
         if (f & STAMP_TLV_M) r->ctr.tlv_malformed++;
         if (f & STAMP_TLV_I) r->ctr.tlv_integrity++;
-        if (s) s->rx++;
+        if (s) {
+            s->rx++;
+            s->last_sender_seq = t.seq;
+            s->has_sender_seq = 1;
+        }
         if (c.no_reply) {
             r->ctr.no_reply++;
             return 0;
@@ -360,17 +371,10 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
         if (c.has_source) {
             ti->from = c.source;
             ti->has_from = 1;
+            ti->ifindex = c.ifindex;
         }
-        /* type 12: grow the reply with an Extra Padding TLV (the only TLV allowed after the HMAC TLV) */
-        if (c.want_len > olen && c.want_len - olen >= STAMP_TLV_HDR && c.want_len <= STAMP_MAX_PKT) {
-            size_t pad = c.want_len - olen - STAMP_TLV_HDR;
-            uint8_t *p = out + olen;
-            p[0] = 0; /* a reflector-made TLV: nothing for the sender to flag */
-            p[1] = STAMP_TLV_PADDING;
-            wr16(p + 2, (uint16_t)pad);
-            memset(p + STAMP_TLV_HDR, 0, pad);
-            olen = c.want_len;
-        }
+        /* type 12: the exact reply length of RFC 10052 3 (C set by the registry where it cannot be met) */
+        if (c.want_len) olen = stamp_tlv_fit(out, STAMP_MAX_PKT, base, olen, c.want_len, &ti->hmac_off);
         ti->extra = c.extra_count;
         ti->extra_ival = c.extra_interval;
     } else if (s) {
@@ -433,7 +437,8 @@ static void send_pending(stamp_reflector_t *r)
         }
         finalize(r, p->buf, p->len, &p->info, now);
         stamp_txmsg_t t = {.buf = p->buf, .len = p->len, .to = &p->info.to,
-                           .from = p->info.has_from ? &p->info.from : NULL, .ifindex = 0, .tos = p->info.tos,
+                           .from = p->info.has_from ? &p->info.from : NULL,
+                           .ifindex = p->info.has_from ? p->info.ifindex : 0, .tos = p->info.tos,
                            .want_txts = 0, .ok = 0};
         if (stamp_sock_send(r->fd, &t, 1) == 1)
             r->ctr.extra_replies++;
@@ -513,6 +518,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
             stamp_txmsg_t *t = &r->tx[k];
             t->to = &ti->to;
             t->from = ti->has_from ? &ti->from : NULL;
+            t->ifindex = ti->has_from ? ti->ifindex : 0;
             t->tos = ti->tos;
             t->want_txts = ti->sess != NULL; /* only sessions report a previous reply */
             finalize(r, (uint8_t *)t->buf, t->len, ti, now);

@@ -311,30 +311,42 @@ typedef struct {
     uint8_t width;    /* STAMP_F_ADDR: 4 (IPv4 in the first 4 octets) or 16 */
 } stamp_subtlv_def_t;
 
-/** What the reflector knows while it fills TLVs of one packet. */
+/**
+ * What the reflector knows while it fills TLVs of one packet (inputs), and
+ * what the TLV registry decided the reflector must do (outputs). The walk
+ * decides; the reflector engine executes every output exactly as stated.
+ */
 typedef struct {
     const stamp_rxmeta_t *meta;
     stamp_clock_t clock;
     int tai;
     int synced;                 /* local clock synchronized (Error Estimate S) */
+    int stateful;               /* the reflector numbers its replies per session (RFC 8762 4) */
     uint32_t sess_rx, sess_tx;  /* per-session counters including this packet and its reply */
     uint32_t prev_seq;          /* the previous reply of this session */
     stamp_ns_t prev_tx;
     int has_prev;
+    uint32_t sender_seq;        /* this packet's Sequence Number */
+    uint32_t last_sender_seq;   /* the session's previous packet's Sequence Number ... */
+    int has_last_sender_seq;    /* ... when there was one (type 12: non-increasing -> one reply, U) */
+    size_t max_len;             /* largest reply the egress path carries (UDP payload), 0 = STAMP_MAX_PKT */
+    size_t nopad_len;           /* set by stamp_tlv_reflect(): base + TLVs other than Extra Padding */
     const struct stamp_tlv_policy *pol;
     const uint8_t (*local_addrs)[16]; /* this host's addresses (for Destination Node Address) */
     const uint8_t *local_lens;        /* 4 or 16 each */
     int n_local;
     /* outputs */
     int tos;                    /* TOS/Traffic Class for the reply, -1 = default */
-    int no_reply;               /* Return Path: no reply wanted */
+    int no_reply;               /* send nothing (Return Path Control Code 0; type 12 Number 0) */
     stamp_addr_t return_to;     /* Return Path: Return Address */
     int has_return_to;
-    stamp_addr_t source;        /* Destination Node Address: source of the reply */
-    int has_source;
-    unsigned extra_count;       /* type 12: replies beyond the first */
+    stamp_addr_t source;        /* source address of the reply (Destination Node Address, "same link"); */
+    int has_source;             /*   always of the family of the received packet: it can be pinned */
+    int ifindex;                /* Return Path "same link": the reply leaves through this interface, 0 = any */
+    unsigned extra_count;       /* type 12: replies beyond the first, each exactly extra_interval apart */
     stamp_ns_t extra_interval;
-    size_t want_len;            /* type 12: length of the reflected packet, 0 = unchanged */
+    size_t want_len;            /* type 12: exact reply length (RFC 10052 3), 0 = unchanged; */
+                                /*   the reflector calls stamp_tlv_fit() with it */
 } stamp_tlv_ctx_t;
 
 /** One TLV type: everything about it in one place. */
@@ -397,11 +409,29 @@ STAMP_API void stamp_field_set(uint8_t *v, size_t vlen, const stamp_tlv_field_t 
 /**
  * Reflector side: process the TLV area of a reply in place (reply[base..len)),
  * per RFC 8972 4: U cleared on what is understood and filled, kept on the
- * rest, M and stop on a bad length, I on all when the HMAC TLV fails.
- * `hmac` may be NULL. Returns 0, or STAMP_TLV_DROP to discard the packet.
+ * rest, M and stop at a malformed TLV, I on all when the HMAC TLV fails.
+ * Trust rule (RFC 8972 4.8): in authenticated mode (base == STAMP_AUTH_BASE_LEN)
+ * and with pol->verify_hmac, TLVs other than one lone Extra Padding TLV are
+ * acted on only when one valid HMAC TLV covers them all (only Extra Padding
+ * after it); otherwise every TLV is returned with I set, none acted on, and
+ * STAMP_TLV_I is returned (the reflector counts tlv_integrity).
+ * Fallback rule: a request that cannot be honoured is answered with its TLV
+ * flagged (U, or C for type 12), never by dropping the reply.
+ * `hmac` may be NULL. Returns the OR of the flags set, or STAMP_TLV_DROP to
+ * discard the packet (Micro-session ID or Address Group not ours).
  */
 STAMP_API int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size_t len,
                                 int *hmac_tlv_off);
+/**
+ * Type 12 (RFC 10052 3): make the reply in pkt[0..len) exactly `target` octets
+ * long (the ctx's want_len): the request's Extra Padding TLVs are dropped, the
+ * other TLVs kept in order, and one Extra Padding TLV (zero-filled) is appended
+ * for the difference. Where `target` cannot be met exactly (the difference is
+ * 1..3 octets, or more than `cap`), the reply keeps the nearest length below it
+ * and C is set on the type 12 TLV. `*hmac_tlv_off` follows the HMAC TLV when it
+ * moves. A TLV area that does not parse is left as it is. Returns the new length.
+ */
+STAMP_API size_t stamp_tlv_fit(uint8_t *pkt, size_t cap, size_t base, size_t len, size_t target, int *hmac_tlv_off);
 /** Compute the HMAC TLV whose header is at `off`: over the sequence number (octets 0..3) and the TLVs before it. */
 STAMP_API int stamp_tlv_sign(stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size_t off);
 /** Check it. Returns 0 when it verifies, STAMP_EAUTH otherwise. */

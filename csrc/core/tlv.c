@@ -206,6 +206,8 @@ static int r_padding(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     return 0; /* returned as received */
 }
 
+#define TLV_RBITS 0x0f /* reserved flag bits: zero on send */
+
 /* Walk sub-TLVs of a value from `off`; calls fn per complete sub-TLV. Returns M on a bad layout. */
 typedef int (*sub_fn)(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len);
 static int walk_subs(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len, uint16_t off, sub_fn fn)
@@ -218,7 +220,9 @@ static int walk_subs(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len, uint16_t off,
         int rr = fn(c, sub, t.type, t.len);
         if (rr & STAMP_TLV_DROP) return rr;
         acc |= rr & ~0xff; /* flags for the parent in the high byte */
-        sub[0] = (uint8_t)((sub[0] & ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I)) | (rr & 0xff));
+        sub[0] = (uint8_t)((sub[0] & ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C | TLV_RBITS)) |
+                           (rr & 0xff));
+        if (rr & STAMP_TLV_M) return STAMP_TLV_M; /* stop at a malformed sub-TLV */
     }
     if (r < 0) {
         v[t.off] |= STAMP_TLV_M;
@@ -319,8 +323,12 @@ static int r_followup(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 
 static int r_destnode(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
-    uint8_t dst[16];
+    uint8_t dst[16], src[16];
     int n = c->meta->dst.len ? addr_octets(&c->meta->dst, dst) : 0;
+    /* the reply goes back in the family of the test: an address of the other family
+       cannot be its source (dual-stack socket), so the request is not honoured: U */
+    int fam = c->meta->src.len ? addr_octets(&c->meta->src, src) : n;
+    if (fam != len) return STAMP_TLV_U;
     if ((n == len && memcmp(dst, v, len) == 0) || is_local_addr(c, v, len)) {
         if (make_addr(&c->source, v, len, addr_port(&c->meta->dst), &c->meta->src) != 0) return STAMP_TLV_U;
         c->has_source = 1;
@@ -334,7 +342,17 @@ static int rp_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
     uint8_t *val = sub + STAMP_TLV_HDR;
     if (type == 1) { /* Return Path Control Code: reply request flag in the last bit */
         if (len != 4) return STAMP_TLV_M | (STAMP_TLV_M << 8);
-        if ((rd32(val) & 1u) == 0) c->no_reply = 1;
+        uint32_t cc = rd32(val) & 1u;
+        wr32(val, cc); /* the other bits are reserved: zero on send */
+        if (cc == 0) {
+            c->no_reply = 1;
+            return 0;
+        }
+        /* "reply on the same link": pin the reply to the arrival interface and address, or say U */
+        if (c->meta->ifindex <= 0 || !c->meta->dst.len) return STAMP_TLV_U | (STAMP_TLV_U << 8);
+        c->ifindex = c->meta->ifindex;
+        c->source = c->meta->dst;
+        c->has_source = 1;
         return 0;
     }
     if (type == 2) { /* Return Address */
@@ -350,12 +368,44 @@ static int rp_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
         }
         return STAMP_TLV_U | (STAMP_TLV_U << 8); /* not allowed: reply to the source instead */
     }
+    /* RFC 9503 4.1.3: a segment list of at least one entry, 4 (SR-MPLS) or 16 (SRv6) octets each */
+    if (type == 3 && (len == 0 || len % 4)) return STAMP_TLV_M | (STAMP_TLV_M << 8);
+    if (type == 4 && (len == 0 || len % 16)) return STAMP_TLV_M | (STAMP_TLV_M << 8);
     return STAMP_TLV_U | (STAMP_TLV_U << 8); /* SR-MPLS / SRv6 / unknown: not from user space */
 }
 
 static int r_returnpath(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
-    return walk_subs(c, v, len, 0, rp_sub);
+    /* RFC 9503 4.1: a Control Code makes every other sub-TLV ignored; at most one of each
+       sub-TLV and one segment list count, later ones are ignored (left with U) */
+    size_t pos = 0;
+    stamp_tlv_t t;
+    int r;
+    long cc = -1;
+    while ((r = stamp_tlv_next(v, len, &pos, &t)) == 1)
+        if (t.type == 1 && cc < 0) cc = (long)t.off;
+    if (r < 0) {
+        v[t.off] |= STAMP_TLV_M;
+        return STAMP_TLV_M;
+    }
+    int acc = 0, seen_addr = 0, seen_seg = 0;
+    pos = 0;
+    while (stamp_tlv_next(v, len, &pos, &t) == 1) {
+        uint8_t *sub = v + t.off;
+        int rr;
+        if (cc >= 0 && (long)t.off != cc)
+            rr = STAMP_TLV_U;
+        else if (t.type == 2 && seen_addr++)
+            rr = STAMP_TLV_U;
+        else if ((t.type == 3 || t.type == 4) && seen_seg++)
+            rr = STAMP_TLV_U;
+        else
+            rr = rp_sub(c, sub, t.type, t.len);
+        sub[0] = (uint8_t)((sub[0] & ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | TLV_RBITS | STAMP_TLV_C)) | (rr & 0xff));
+        acc |= rr >> 8;
+        if (rr & STAMP_TLV_M) return STAMP_TLV_M; /* stop at a malformed sub-TLV */
+    }
+    return acc;
 }
 
 static int r_micro(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
@@ -380,35 +430,46 @@ static int refl_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len
             return STAMP_TLV_DROP;
         return 0;
     }
+    if (type == 0 && len == 0) return 0; /* the all-zero filler that makes a Value of 12 octets */
     return STAMP_TLV_U; /* Layer-2 groups are not visible to a UDP socket */
 }
+
+static size_t round4(size_t n) { return (n + 3) & ~(size_t)3; }
 
 static int r_reflctrl(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
     const stamp_tlv_policy_t *p = c->pol;
-    if (p->refl_max_count == 0) return STAMP_TLV_U; /* feature off */
-    int capped = 0;
+    if (p->refl_max_count == 0) return STAMP_TLV_U; /* feature off: not supported here */
     unsigned count = (unsigned)get(v, len, F_REFLCTRL, "count");
     size_t plen = (size_t)get(v, len, F_REFLCTRL, "reflected_length");
     stamp_ns_t ival = (stamp_ns_t)get(v, len, F_REFLCTRL, "interval");
-    if (count > p->refl_max_count) {
-        count = p->refl_max_count;
-        capped = 1;
-    }
-    if (plen > p->refl_max_size) {
-        plen = p->refl_max_size;
-        capped = 1;
-    }
-    if (count > 1 && ival < p->refl_min_interval) {
-        ival = p->refl_min_interval;
-        capped = 1;
-    }
-    c->extra_count = count > 1 ? count - 1 : 0;
-    c->extra_interval = ival;
-    c->want_len = plen;
     int sub = walk_subs(c, v, len, 8, refl_sub);
     if (sub & STAMP_TLV_DROP) return sub;
-    return (capped ? STAMP_TLV_C : 0) | (sub & STAMP_TLV_M);
+    if (sub & STAMP_TLV_M) return STAMP_TLV_M;
+    /* RFC 10052 5: a Sequence Number that does not increase gets one plain reply, U */
+    if (c->has_last_sender_seq && (int32_t)(c->sender_seq - c->last_sender_seq) <= 0) return STAMP_TLV_U;
+    if (count == 0) { /* RFC 10052 3: no reply at all */
+        c->no_reply = 1;
+        return 0;
+    }
+    if (c->nopad_len == 0) return STAMP_TLV_C; /* the TLV area does not parse: one reply as it is */
+    /* reply length: max(base + TLVs other than Extra Padding, requested length rounded up to 4) */
+    size_t target = round4(plen);
+    if (target < c->nopad_len) target = c->nopad_len;
+    size_t limit = c->max_len && c->max_len < STAMP_MAX_PKT ? c->max_len : STAMP_MAX_PKT;
+    if (p->refl_max_size && p->refl_max_size < limit) limit = p->refl_max_size;
+    int over = 0;
+    if (target > limit) { /* over the egress MTU / size limit: one reply of that size, C */
+        target = limit > c->nopad_len ? limit : c->nopad_len;
+        over = 1;
+    }
+    /* over the count or rate limit: one reply of the computed length, C; intervals are never stretched */
+    if (count > p->refl_max_count) over = 1;
+    if (count > 1 && ival < p->refl_min_interval) over = 1;
+    c->want_len = target;
+    c->extra_count = over ? 0 : count - 1;
+    c->extra_interval = over ? 0 : ival;
+    return over ? STAMP_TLV_C : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -433,7 +494,7 @@ static const stamp_tlv_def_t REGISTRY[] = {
     {STAMP_TLV_RETURNPATH, "Return Path", "return_path", 4, 0xffff, 0, 8, F_PADDING, 0, S_RETURNPATH, 0,
      r_returnpath},
     {STAMP_TLV_MICRO, "Micro-session ID", "micro_session", 4, 4, 0, 4, F_MICRO, NOSUB, S_NONE, 0, r_micro},
-    {STAMP_TLV_REFLCTRL, "Reflected Test Packet Control", "reflected_control", 8, 0xffff, 0, 8, F_REFLCTRL, 8,
+    {STAMP_TLV_REFLCTRL, "Reflected Test Packet Control", "reflected_control", 12, 0xffff, 0, 12, F_REFLCTRL, 8,
      S_REFLCTRL, 0, r_reflctrl},
 };
 
@@ -486,52 +547,70 @@ int stamp_tlv_verify(stamp_hmac_t *hmac, const uint8_t *pkt, size_t base, size_t
 /* the reflector's walk (RFC 8972 4)                                   */
 /* ------------------------------------------------------------------ */
 
+/* Set `flag` on every TLV (reserved flag bits cleared: zero on send). */
 static void set_all(uint8_t *pkt, size_t base, size_t len, uint8_t flag)
 {
     size_t pos = base;
     stamp_tlv_t t;
     int r;
-    while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1) pkt[t.off] |= flag;
-    if (r < 0) pkt[t.off] |= flag;
+    while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1)
+        pkt[t.off] = (uint8_t)((pkt[t.off] & ~TLV_RBITS & ~(t.type == STAMP_TLV_REFLCTRL ? 0 : STAMP_TLV_C)) | flag);
+    if (r < 0) pkt[t.off] = (uint8_t)((pkt[t.off] & ~TLV_RBITS) | flag);
 }
 
 int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size_t len,
                       int *hmac_tlv_off)
 {
     *hmac_tlv_off = -1;
-    /* pass 1: where is the HMAC TLV, and is it the last but for Extra Padding? */
-    size_t pos = base;
+    /* authenticated mode is told by the base length; verify_hmac asks for the same in open mode */
+    int need_hmac = base == STAMP_AUTH_BASE_LEN || c->pol->verify_hmac;
+    /* pass 1: where is the HMAC TLV, is it the last but for Extra Padding, does the area parse? */
+    size_t pos = base, nopad = base;
     stamp_tlv_t t;
     long hoff = -1;
-    int misplaced = 0, r;
+    int misplaced = 0, r, n = 0, npad = 0;
     while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1) {
-        if (t.type == STAMP_TLV_HMAC) {
-            if (hoff >= 0) misplaced = 1;
-            hoff = (long)t.off;
-        } else if (hoff >= 0 && t.type != STAMP_TLV_PADDING) {
-            misplaced = 1;
+        n++;
+        if (t.type == STAMP_TLV_PADDING) {
+            npad++;
+        } else {
+            nopad += STAMP_TLV_HDR + t.len;
+            if (t.type == STAMP_TLV_HMAC) {
+                if (hoff >= 0) misplaced = 1;
+                hoff = (long)t.off;
+            } else if (hoff >= 0) {
+                misplaced = 1;
+            }
         }
     }
-    if (hoff >= 0 && c->pol->verify_hmac) {
-        int ok = hmac && !misplaced && rd16(pkt + hoff + 2) == STAMP_HMAC_LEN &&
+    if (r < 0 && hoff >= 0) misplaced = 1; /* octets appended after the HMAC TLV */
+    c->nopad_len = r < 0 ? 0 : nopad;
+    int lone_padding = r == 0 && n == 1 && npad == 1;
+    if (need_hmac && !lone_padding) {
+        /* RFC 8972 4.8: nothing is used unless one valid HMAC TLV covers every TLV before it
+           and only Extra Padding follows it: I on every TLV, all copied unchanged, none acted on */
+        int ok = hmac && hoff >= 0 && !misplaced && rd16(pkt + hoff + 2) == STAMP_HMAC_LEN &&
                  stamp_tlv_verify(hmac, pkt, base, (size_t)hoff) == STAMP_OK;
-        if (!ok) { /* verify before using anything: I on every TLV, all copied unchanged */
+        if (!ok) {
             set_all(pkt, base, len, STAMP_TLV_I);
             return STAMP_TLV_I;
         }
     }
     /* pass 2: process in order */
-    int acc = 0;
+    int acc = 0, seen_rp = 0;
+    long rp_noreply = -1, t12 = -1;
     pos = base;
     for (;;) {
         r = stamp_tlv_next(pkt, len, &pos, &t);
         if (r == 0) break;
         uint8_t *flags = &pkt[t.off];
         if (r < 0) { /* runs past the packet: M, stop; the rest stays as received */
-            *flags |= STAMP_TLV_M;
+            *flags = (uint8_t)((*flags & ~TLV_RBITS) | STAMP_TLV_M);
             acc |= STAMP_TLV_M;
             break;
         }
+        /* reserved flag bits are zero on send; C belongs to type 12 only */
+        *flags &= (uint8_t) ~(TLV_RBITS | (t.type == STAMP_TLV_REFLCTRL ? 0 : STAMP_TLV_C));
         const stamp_tlv_def_t *d = stamp_tlv_lookup(t.type);
         if (!d) {
             *flags |= STAMP_TLV_U;
@@ -539,7 +618,7 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
             continue;
         }
         if (!stamp_tlv_len_ok(d, t.len)) {
-            *flags |= STAMP_TLV_M;
+            *flags = (uint8_t)((*flags & ~(STAMP_TLV_U | STAMP_TLV_C)) | STAMP_TLV_M);
             acc |= STAMP_TLV_M;
             break;
         }
@@ -553,11 +632,68 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
             }
             continue;
         }
+        if (t.type == STAMP_TLV_RETURNPATH && seen_rp++) { /* RFC 9503 4: only the first one counts */
+            *flags |= STAMP_TLV_U;
+            acc |= STAMP_TLV_U;
+            continue;
+        }
         *flags &= (uint8_t) ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C);
+        int had_no_reply = c->no_reply;
         int rr = d->reflect(c, pkt + t.off + STAMP_TLV_HDR, t.len);
         if (rr & STAMP_TLV_DROP) return STAMP_TLV_DROP;
         *flags |= (uint8_t)(rr & 0xff);
         acc |= rr & 0xff;
+        if (t.type == STAMP_TLV_RETURNPATH && c->no_reply && !had_no_reply) rp_noreply = (long)t.off;
+        if (t.type == STAMP_TLV_REFLCTRL && t12 < 0) t12 = (long)t.off;
+        if (rr & STAMP_TLV_M) break; /* RFC 8972 4: stop at a malformed TLV, the rest as received */
+    }
+    /* RFC 10052 4.3: "no reply" together with a non-zero type 12 request: one reply, U on both */
+    if (rp_noreply >= 0 && t12 >= 0 && rd16(pkt + t12 + STAMP_TLV_HDR + 2) != 0) {
+        pkt[rp_noreply] |= STAMP_TLV_U;
+        pkt[t12] = (uint8_t)((pkt[t12] & ~STAMP_TLV_C) | STAMP_TLV_U);
+        c->no_reply = 0;
+        c->extra_count = 0;
+        c->want_len = 0;
+        acc |= STAMP_TLV_U;
     }
     return acc;
+}
+
+size_t stamp_tlv_fit(uint8_t *pkt, size_t cap, size_t base, size_t len, size_t target, int *hmac_tlv_off)
+{
+    size_t pos = base;
+    stamp_tlv_t t;
+    int r;
+    if (target == 0 || len < base || len > cap) return len;
+    while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1) {
+    }
+    if (r < 0) return len; /* left as received */
+    /* drop the Extra Padding TLVs, keep the others in order */
+    size_t w = base;
+    long t12 = -1;
+    pos = base;
+    while (stamp_tlv_next(pkt, len, &pos, &t) == 1) {
+        size_t sz = STAMP_TLV_HDR + (size_t)t.len;
+        if (t.type == STAMP_TLV_PADDING) continue;
+        if (t.type == STAMP_TLV_HMAC && hmac_tlv_off && *hmac_tlv_off == (int)t.off) *hmac_tlv_off = (int)w;
+        if (t.type == STAMP_TLV_REFLCTRL && t12 < 0) t12 = (long)w;
+        memmove(pkt + w, pkt + t.off, sz); /* w <= t.off: nothing unread is overwritten */
+        w += sz;
+    }
+    int short_of = 0;
+    if (target > w) {
+        size_t d = target - w;
+        if (d >= STAMP_TLV_HDR && target <= cap && d - STAMP_TLV_HDR <= 0xffff) {
+            uint8_t *p = pkt + w;
+            p[0] = 0; /* made by the reflector: nothing to flag */
+            p[1] = STAMP_TLV_PADDING;
+            wr16(p + 2, (uint16_t)(d - STAMP_TLV_HDR));
+            memset(p + STAMP_TLV_HDR, 0, d - STAMP_TLV_HDR);
+            w = target;
+        } else {
+            short_of = 1;
+        }
+    }
+    if (short_of && t12 >= 0) pkt[t12] |= STAMP_TLV_C; /* not granted as asked: say so */
+    return w;
 }

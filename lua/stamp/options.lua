@@ -139,6 +139,23 @@ function M.sender(cfg, level)
         error("bad option 'tlvs' (the HMAC TLV needs 'key' or 'hmac_key')", (level or 2) + 1)
       end
     end
+    -- RFC 8972 4.8: in authenticated mode TLVs other than a lone Extra Padding go with an HMAC TLV
+    -- (placed after the last TLV that is not Extra Padding); a reflector obeys none of them without it
+    if c.auth then
+      local has_hmac, last = false, 0
+      for i, t in ipairs(c.tlvs) do
+        if t.type == 8 or t.key == "hmac" then has_hmac = true end
+        if not (t.type == 1 or t.key == "padding") then last = i end
+      end
+      if last > 0 and not has_hmac then
+        local list = {}
+        for i, t in ipairs(c.tlvs) do
+          list[#list + 1] = t
+          if i == last then list[#list + 1] = { type = 8 } end
+        end
+        c.tlvs = list
+      end
+    end
     local ok, bytes = pcall(core.tlv_encode, c.tlvs)
     if not ok then error("bad option 'tlvs' (" .. tostring(bytes):gsub("^.-: ", "") .. ")", (level or 2) + 1) end
     c.tlvs = bytes
