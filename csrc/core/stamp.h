@@ -513,11 +513,13 @@ typedef struct {
     uint64_t seed;         /* for the Poisson schedule, 0 = from the clock */
 } stamp_sender_cfg_t;
 
-enum { STAMP_RES_OK = 0, STAMP_RES_LOST = 1 };
+/* How a packet ended: answered, no reply within the timeout, or still outstanding when the
+ * run was aborted (stop now) - every packet ends exactly once in one of them. */
+enum { STAMP_RES_OK = 0, STAMP_RES_LOST = 1, STAMP_RES_ABORTED = 2 };
 
 /** One per-packet result. */
 typedef struct {
-    int status;           /* STAMP_RES_OK or STAMP_RES_LOST */
+    int status;           /* STAMP_RES_OK, STAMP_RES_LOST or STAMP_RES_ABORTED */
     uint32_t seq;         /* sender sequence number */
     uint32_t refl_seq;    /* reflector's sequence number */
     uint16_t ssid;
@@ -530,7 +532,7 @@ typedef struct {
     int reply_tos;        /* TOS/Traffic Class of the reply as received, -1 unknown */
     int rx_kernel;        /* t4 is a kernel timestamp */
     int tlv_hmac;         /* reply's HMAC TLV: 1 verified, 0 failed, -1 absent or no key */
-    const uint8_t *pkt;   /* the reply, valid until the next step */
+    const uint8_t *pkt;   /* the reply, valid until the next step (machine: the caller's buffer) */
     size_t pkt_len;
 } stamp_result_t;
 
@@ -543,8 +545,75 @@ typedef struct {
     uint64_t drop_hmac;
     uint64_t drop_invalid; /* too short, unknown sequence, foreign source, SSID mismatch */
     uint64_t tx_errors;
+    uint64_t aborted;    /* outstanding when the run was stopped at once (neither lost nor received) */
 } stamp_sender_counters_t;
 
+/* ---- the I/O-free sender machine ----
+ * The protocol without sockets or clocks of its own: the caller owns the
+ * socket and gives it the monotonic time (`now`, any ns clock that only moves
+ * forward, e.g. stamp_mono()), the send time T1 (UTC ns) and each received
+ * datagram. Typical loop:
+ *
+ *     stamp_sm_new(&cfg, &m);            // cfg.remote_addr and cfg.sock unused
+ *     while (!stamp_sm_done(m)) {
+ *         now = stamp_mono();
+ *         while ((len = stamp_sm_build(m, now, stamp_now(), buf, sizeof buf, &seq)) > 0)
+ *             send(fd, buf, len, 0);     // on failure: stamp_sm_tx_error(m)
+ *         wait for the socket until stamp_sm_next_deadline(m);
+ *         for each datagram: if (stamp_sm_reply(m, pkt, n, &meta, &r) == 1) use(r);
+ *         k = stamp_sm_expire(m, stamp_mono(), res, 64);   // lost / aborted records
+ *     }
+ *
+ * Every packet built ends exactly once: in a result of stamp_sm_reply
+ * (STAMP_RES_OK) or of stamp_sm_expire (STAMP_RES_LOST, STAMP_RES_ABORTED).
+ * No allocation per packet (the ring of outstanding packets doubles when more
+ * are in flight than it holds; its size is bounded by rate x timeout). */
+typedef struct stamp_sm stamp_sm_t;
+
+/** New machine from a sender configuration (remote_addr, remote_port and sock are not used; the key and TLVs are copied). */
+STAMP_API int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out);
+STAMP_API void stamp_sm_free(stamp_sm_t *m);
+/** Replies whose meta->src is set must come from `peer` (NULL: no check, e.g. a connected socket). */
+STAMP_API void stamp_sm_set_peer(stamp_sm_t *m, const stamp_addr_t *peer);
+/** Length of every test packet this machine builds. */
+STAMP_API size_t stamp_sm_packet_len(const stamp_sm_t *m);
+/** 1 when a packet is due at monotonic time `now` (the first one is due at once). */
+STAMP_API int stamp_sm_due(const stamp_sm_t *m, stamp_ns_t now);
+/**
+ * Build the due packet into buf (cap octets) with send timestamp t1 (UTC ns):
+ * returns its length, 0 when nothing is due, STAMP_ESHORT when cap is too small.
+ * The schedule is absolute: deadlines anchored at the first packet, each the
+ * previous one plus the interval (or an exponential gap with that mean).
+ */
+STAMP_API int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, size_t cap, uint32_t *seq);
+/** The driver could not send the packet it built (counted in tx_errors; it is still awaited). */
+STAMP_API void stamp_sm_tx_error(stamp_sm_t *m);
+/**
+ * One received datagram: returns 1 with *res filled (res->pkt = buf), or 0
+ * when it was counted as a drop (drop_invalid, drop_hmac, duplicates, late).
+ * meta may be NULL (t4 = now, TTL/TOS unknown); meta->src with family
+ * AF_UNSPEC skips the peer check.
+ */
+STAMP_API int stamp_sm_reply(stamp_sm_t *m, const uint8_t *buf, size_t len, const stamp_rxmeta_t *meta,
+                             stamp_result_t *res);
+/** Report up to max packets whose timeout passed at `now` (LOST), or all outstanding ones after an abort (ABORTED). */
+STAMP_API int stamp_sm_expire(stamp_sm_t *m, stamp_ns_t now, stamp_result_t *res, int max);
+/**
+ * Monotonic time of the next event: a send or the oldest packet's timeout.
+ * INT64_MIN: act now (first packet, aborted packets to report); INT64_MAX: nothing (done).
+ */
+STAMP_API stamp_ns_t stamp_sm_next_deadline(const stamp_sm_t *m);
+/** Stop sending (outstanding packets are awaited up to their timeout); now = 1: abort, they are reported as aborted. */
+STAMP_API void stamp_sm_stop(stamp_sm_t *m, int now);
+/** 0 running, 1 stopped (draining), 2 aborted. */
+STAMP_API int stamp_sm_stopped(const stamp_sm_t *m);
+/** 1 when every packet was sent and every one ended (answered, lost or aborted). */
+STAMP_API int stamp_sm_done(const stamp_sm_t *m);
+/** Packets sent and not yet answered, lost or aborted. */
+STAMP_API uint64_t stamp_sm_outstanding(const stamp_sm_t *m);
+STAMP_API void stamp_sm_counters(const stamp_sm_t *m, stamp_sender_counters_t *c);
+
+/* ---- the socket engine: a thin driver over the machine ---- */
 typedef struct stamp_sender stamp_sender_t;
 
 STAMP_API int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out);
@@ -552,9 +621,11 @@ STAMP_API void stamp_sender_free(stamp_sender_t *s);
 STAMP_API int stamp_sender_fd(const stamp_sender_t *s);
 STAMP_API int stamp_sender_local(const stamp_sender_t *s, stamp_addr_t *a);
 /**
- * Send what is due, wait up to timeout_ms (capped by the next send/loss
- * deadline; <0 = until the next deadline) for replies, then report up to
- * `max` results. Returns the number of results or a negative code.
+ * Send what is due, and keep sending on schedule (absolute monotonic
+ * deadlines, ns waits) while waiting up to timeout_ms (<0: until a result or
+ * about 100 ms) for replies; returns as soon as there are results: up to
+ * `max` of them. Returns the number of results or a negative code (-EINTR
+ * when a signal interrupted the wait).
  */
 STAMP_API int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, int max);
 /** 1 when every packet was sent and every one was answered or declared lost. */
@@ -563,6 +634,10 @@ STAMP_API int stamp_sender_done(const stamp_sender_t *s);
 STAMP_API int stamp_sender_next_timeout(const stamp_sender_t *s);
 /** Stop sending; outstanding packets are still awaited until their timeout. */
 STAMP_API void stamp_sender_stop(stamp_sender_t *s);
+/** Stop at once: the next step reports outstanding packets as STAMP_RES_ABORTED. */
+STAMP_API void stamp_sender_abort(stamp_sender_t *s);
+/** The engine's machine (for its counters and state; owned by the engine). */
+STAMP_API stamp_sm_t *stamp_sender_machine(stamp_sender_t *s);
 STAMP_API void stamp_sender_counters(const stamp_sender_t *s, stamp_sender_counters_t *c);
 
 #ifdef __cplusplus

@@ -1,0 +1,381 @@
+/* sender_machine.c - the Session-Sender protocol machine without I/O (RFC 8762 4.2).
+ *
+ * Schedule, sequence numbers, packet assembly (TLVs, HMAC, zeroed padding),
+ * reply validation and matching, loss / duplicate / late / aborted accounting.
+ * Whoever owns the socket gives it the time and the datagrams: the socket
+ * engine in sender.c, a Lua event loop through stamp.core, an FFI program.
+ *
+ * Every packet ends exactly once as answered (stamp_sm_reply), lost or aborted
+ * (stamp_sm_expire). The ring of outstanding packets grows (doubling) when more
+ * are in flight than it holds, so no record is ever given up; its size is
+ * bounded by rate x timeout.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+enum { SLOT_FREE = 0, SLOT_OUT, SLOT_DONE, SLOT_LOST, SLOT_ABORTED };
+
+typedef struct {
+    uint32_t seq;
+    uint8_t state;
+    stamp_ns_t t1;       /* UTC send time */
+    stamp_ns_t deadline; /* caller's monotonic clock */
+} slot_t;
+
+#define RING_MIN 64
+#define RING_LIMIT ((size_t)1 << 26)
+
+struct stamp_sm {
+    stamp_sender_cfg_t cfg; /* pointers cleared: the machine keeps its own copies */
+    size_t base;
+    stamp_addr_t peer;
+    int has_peer;
+    stamp_hmac_t *hmac;
+    stamp_clockstate_t clk;
+    stamp_ns_t next_send; /* caller's monotonic clock; valid once started */
+    int started;
+    uint64_t nsent;  /* sequence numbers used */
+    uint64_t oldest; /* lowest sequence number not yet resolved */
+    int stopped;     /* 1: no more sending; 2: abort, outstanding packets are reported as aborted */
+    uint64_t rng;    /* xorshift64* state for the Poisson schedule */
+    slot_t *ring;
+    size_t mask;
+    stamp_sender_counters_t ctr;
+    uint8_t *tlvs; /* TLV template */
+    size_t dm_off[8];
+    int ndm;
+    long hmac_off;
+};
+
+void stamp_sm_free(stamp_sm_t *m)
+{
+    if (!m) return;
+    free(m->ring);
+    free(m->tlvs);
+    stamp_hmac_free(m->hmac);
+    free(m);
+}
+
+int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
+{
+    *out = NULL;
+    if (!cfg || (cfg->mode != STAMP_MODE_OPEN && cfg->mode != STAMP_MODE_AUTH)) return STAMP_EINVAL;
+    size_t base = stamp_base_len(cfg->mode);
+    if (cfg->tlvs_len > STAMP_MAX_PKT) return STAMP_EINVAL;
+    size_t plen = cfg->packet_len ? cfg->packet_len : base + cfg->tlvs_len;
+    if (cfg->mode == STAMP_MODE_AUTH && (!cfg->key || cfg->keylen == 0 || cfg->keylen > STAMP_KEY_MAX))
+        return STAMP_EINVAL;
+    if (cfg->keylen > STAMP_KEY_MAX || plen < base + cfg->tlvs_len || plen > STAMP_MAX_PKT ||
+        (cfg->tlvs_len && !cfg->tlvs) || cfg->interval < 0 || cfg->timeout <= 0)
+        return STAMP_EINVAL;
+
+    stamp_sm_t *m = calloc(1, sizeof *m);
+    if (!m) return STAMP_ENOMEM;
+    m->cfg = *cfg;
+    m->cfg.key = NULL;
+    m->cfg.keylen = 0;
+    m->cfg.remote_addr = NULL;
+    m->cfg.tlvs = NULL;
+    m->cfg.packet_len = plen;
+    m->base = base;
+
+    /* ring of outstanding packets, sized for what is in flight at this rate; it grows if needed */
+    double inflight = cfg->interval > 0 ? (double)cfg->timeout / (double)cfg->interval + 2 : 65536;
+    size_t ring = RING_MIN;
+    while (ring < 2 * inflight && ring < ((size_t)1 << 18)) ring <<= 1;
+    m->ring = calloc(ring, sizeof *m->ring);
+    if (!m->ring) {
+        stamp_sm_free(m);
+        return STAMP_ENOMEM;
+    }
+    m->mask = ring - 1;
+
+    m->hmac_off = -1;
+    if (cfg->tlvs_len) {
+        m->tlvs = malloc(cfg->tlvs_len);
+        if (!m->tlvs) {
+            stamp_sm_free(m);
+            return STAMP_ENOMEM;
+        }
+        memcpy(m->tlvs, cfg->tlvs, cfg->tlvs_len);
+        /* where the per-packet values go, found once */
+        size_t pos = 0;
+        stamp_tlv_t t;
+        while (stamp_tlv_next(m->tlvs, cfg->tlvs_len, &pos, &t) == 1) {
+            if (t.type == STAMP_TLV_DM && t.len >= 4 && m->ndm < 8) m->dm_off[m->ndm++] = base + t.off + STAMP_TLV_HDR;
+            if (t.type == STAMP_TLV_HMAC && t.len == STAMP_HMAC_LEN) m->hmac_off = (long)(base + t.off);
+        }
+    }
+    if (m->hmac_off >= 0 && (!cfg->key || !cfg->keylen)) {
+        stamp_sm_free(m);
+        return STAMP_EINVAL; /* an HMAC TLV needs the key */
+    }
+    if (cfg->key && cfg->keylen) {
+        m->hmac = stamp_hmac_new(cfg->key, cfg->keylen);
+        if (!m->hmac) {
+            stamp_sm_free(m);
+            return STAMP_ECRYPTO;
+        }
+    }
+    stamp_clock_refresh(&m->clk, m->cfg.clock, stamp_mono(), 1);
+    m->rng = cfg->seed ? cfg->seed : (uint64_t)stamp_now() ^ 0x9e3779b97f4a7c15ULL;
+    if (!m->rng) m->rng = 1;
+    *out = m;
+    return STAMP_OK;
+}
+
+void stamp_sm_set_peer(stamp_sm_t *m, const stamp_addr_t *peer)
+{
+    if (peer && peer->addr.ss_family != AF_UNSPEC) {
+        m->peer = *peer;
+        m->has_peer = 1;
+    } else {
+        m->has_peer = 0;
+    }
+}
+
+size_t stamp_sm_packet_len(const stamp_sm_t *m) { return m->cfg.packet_len; }
+
+void stamp_sm_counters(const stamp_sm_t *m, stamp_sender_counters_t *c) { *c = m->ctr; }
+
+void stamp_sm_tx_error(stamp_sm_t *m) { m->ctr.tx_errors++; }
+
+void stamp_sm_stop(stamp_sm_t *m, int now)
+{
+    if (m->stopped < 1) m->stopped = 1;
+    if (now) m->stopped = 2;
+}
+
+int stamp_sm_stopped(const stamp_sm_t *m) { return m->stopped; }
+
+static int sending(const stamp_sm_t *m)
+{
+    return !m->stopped && (m->cfg.count == 0 || m->nsent < m->cfg.count);
+}
+
+int stamp_sm_done(const stamp_sm_t *m) { return !sending(m) && m->oldest >= m->nsent; }
+
+uint64_t stamp_sm_outstanding(const stamp_sm_t *m)
+{
+    uint64_t n = 0;
+    for (uint64_t q = m->oldest; q < m->nsent; q++)
+        if (m->ring[q & m->mask].state == SLOT_OUT) n++;
+    return n;
+}
+
+/* The gap before the next packet: fixed, or exponential with the same mean (Poisson process). */
+static stamp_ns_t next_gap(stamp_sm_t *m)
+{
+    if (!m->cfg.poisson || m->cfg.interval == 0) return m->cfg.interval;
+    m->rng ^= m->rng >> 12;
+    m->rng ^= m->rng << 25;
+    m->rng ^= m->rng >> 27;
+    uint64_t x = m->rng * 2685821657736338717ULL;
+    double u = ((double)(x >> 11) + 1.0) / 9007199254740993.0; /* (0, 1) */
+    double g = -log(u) * (double)m->cfg.interval;
+    return g >= 9.0e18 ? (stamp_ns_t)9000000000000000000LL : (stamp_ns_t)llround(g);
+}
+
+static stamp_ns_t next_send(const stamp_sm_t *m)
+{
+    if (!sending(m)) return INT64_MAX;
+    return m->started ? m->next_send : INT64_MIN;
+}
+
+stamp_ns_t stamp_sm_next_deadline(const stamp_sm_t *m)
+{
+    if (m->stopped == 2 && m->oldest < m->nsent) return INT64_MIN; /* aborted packets to report */
+    stamp_ns_t d = next_send(m);
+    for (uint64_t q = m->oldest; q < m->nsent; q++) {
+        const slot_t *sl = &m->ring[q & m->mask];
+        if (sl->state == SLOT_OUT) {
+            if (sl->deadline < d) d = sl->deadline;
+            break; /* deadlines grow with the sequence number */
+        }
+    }
+    return d;
+}
+
+int stamp_sm_due(const stamp_sm_t *m, stamp_ns_t now)
+{
+    return sending(m) && (!m->started || now >= m->next_send);
+}
+
+/* Make room for sequence number nsent: skip resolved slots, grow the ring if still full. */
+static int ring_room(stamp_sm_t *m)
+{
+    while (m->oldest < m->nsent && m->ring[m->oldest & m->mask].state == SLOT_DONE) m->oldest++;
+    size_t size = m->mask + 1;
+    if (m->nsent - m->oldest < size) return STAMP_OK;
+    if (size >= RING_LIMIT) return STAMP_ENOMEM;
+    size_t nsize = size * 2;
+    slot_t *r = calloc(nsize, sizeof *r);
+    if (!r) return STAMP_ENOMEM;
+    uint64_t from = m->nsent >= size ? m->nsent - size : 0;
+    for (uint64_t q = from; q < m->nsent; q++) r[q & (nsize - 1)] = m->ring[q & m->mask];
+    free(m->ring);
+    m->ring = r;
+    m->mask = nsize - 1;
+    return STAMP_OK;
+}
+
+int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, size_t cap, uint32_t *seq_out)
+{
+    if (!stamp_sm_due(m, now)) return 0;
+    size_t plen = m->cfg.packet_len;
+    if (!buf || cap < plen) return STAMP_ESHORT;
+    int rc = ring_room(m);
+    if (rc) return rc;
+    stamp_clock_refresh(&m->clk, m->cfg.clock, now, 0);
+    slot_t *sl = &m->ring[m->nsent & m->mask];
+    size_t base = m->base;
+    stamp_test_t t;
+    memset(&t, 0, sizeof t);
+    t.seq = (uint32_t)m->nsent;
+    t.ee = m->clk.ee;
+    t.ssid = m->cfg.ssid;
+    memset(buf + base, 0, plen - base);
+    if (m->cfg.tlvs_len) memcpy(buf + base, m->tlvs, m->cfg.tlvs_len);
+    for (int k = 0; k < m->ndm; k++) wr32(buf + m->dm_off[k], (uint32_t)(m->nsent + 1)); /* S_TxC */
+    stamp_ts_encode(t.ts, t1, m->cfg.clock, m->clk.tai);
+    stamp_test_encode(buf, plen, m->cfg.mode, &t);
+    if (m->hmac_off >= 0) stamp_tlv_sign(m->hmac, buf, base, (size_t)m->hmac_off);
+    if (m->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(m->hmac, buf, plen);
+    sl->seq = t.seq;
+    sl->state = SLOT_OUT;
+    sl->t1 = t1;
+    sl->deadline = now + m->cfg.timeout;
+    m->nsent++;
+    m->ctr.sent++;
+    if (seq_out) *seq_out = t.seq;
+    /* the schedule: absolute deadlines anchored at the first packet */
+    if (!m->started) {
+        m->started = 1;
+        m->next_send = now;
+    }
+    m->next_send += next_gap(m);
+    if (now - m->next_send > STAMP_NS_PER_SEC) m->next_send = now; /* do not burst after a stall */
+    return (int)plen;
+}
+
+static void result_init(stamp_result_t *r, int status, const slot_t *sl)
+{
+    memset(r, 0, sizeof *r);
+    r->status = status;
+    r->seq = sl->seq;
+    r->t1 = sl->t1;
+    r->sender_ttl = r->reply_ttl = r->reply_tos = -1;
+    r->tlv_hmac = -1;
+}
+
+int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxmeta_t *meta, stamp_result_t *res)
+{
+    size_t base = m->base;
+    if (!b || len > STAMP_MAX_PKT || len < base) {
+        m->ctr.drop_invalid++;
+        return 0;
+    }
+    if (m->has_peer && meta && meta->src.addr.ss_family != AF_UNSPEC && !stamp_addr_equal(&meta->src, &m->peer)) {
+        m->ctr.drop_invalid++;
+        return 0;
+    }
+    if (m->cfg.mode == STAMP_MODE_AUTH && stamp_auth_verify(m->hmac, b, len) != STAMP_OK) {
+        m->ctr.drop_hmac++;
+        return 0;
+    }
+    stamp_reflected_t p;
+    stamp_reflected_decode(b, len, m->cfg.mode, &p);
+    if (m->cfg.ssid && p.ssid && p.ssid != m->cfg.ssid) {
+        m->ctr.drop_invalid++;
+        return 0;
+    }
+    if (m->nsent == 0) {
+        m->ctr.drop_invalid++;
+        return 0;
+    }
+    /* unwrap the 32-bit sequence number against what we have sent */
+    uint64_t hi = m->nsent - 1;
+    uint64_t seq = (hi & ~(uint64_t)0xffffffffu) | p.sender_seq;
+    if (seq > hi) {
+        if (seq < ((uint64_t)1 << 32)) {
+            m->ctr.drop_invalid++;
+            return 0;
+        }
+        seq -= (uint64_t)1 << 32;
+    }
+    size_t size = m->mask + 1;
+    slot_t *sl = &m->ring[seq & m->mask];
+    if (hi - seq >= size || sl->seq != p.sender_seq || sl->state == SLOT_FREE) {
+        m->ctr.drop_invalid++;
+        return 0;
+    }
+    if (sl->state == SLOT_DONE) {
+        m->ctr.duplicates++;
+        return 0;
+    }
+    if (sl->state != SLOT_OUT || seq < m->oldest) { /* lost or aborted already */
+        m->ctr.late++;
+        return 0;
+    }
+    sl->state = SLOT_DONE;
+    m->ctr.received++;
+
+    result_init(res, STAMP_RES_OK, sl);
+    res->refl_seq = p.seq;
+    res->ssid = p.ssid;
+    stamp_ee_unpack(p.sender_ee, &res->sender_ee);
+    stamp_ee_unpack(p.ee, &res->refl_ee);
+    stamp_clock_t rfmt = res->refl_ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP;
+    int tai = rfmt == STAMP_CLOCK_PTP ? m->clk.tai : 0;
+    stamp_ts_decode(p.rx_ts, rfmt, tai, &res->t2);
+    stamp_ts_decode(p.ts, rfmt, tai, &res->t3);
+    res->t4 = meta ? meta->rx_time : stamp_now();
+    res->rtt = (res->t4 - res->t1) - (res->t3 - res->t2);
+    res->fwd = res->t2 - res->t1;
+    res->bwd = res->t4 - res->t3;
+    res->sender_ttl = p.sender_ttl;
+    res->reply_ttl = meta ? meta->ttl : -1;
+    res->reply_tos = meta ? meta->tos : -1;
+    res->rx_kernel = meta ? meta->rx_kernel : 0;
+    res->pkt = b;
+    res->pkt_len = len;
+    if (m->hmac && len > base) { /* the reply's HMAC TLV, if any */
+        size_t pos = base;
+        stamp_tlv_t tl;
+        while (stamp_tlv_next(b, len, &pos, &tl) == 1) {
+            if (tl.type == STAMP_TLV_HMAC && tl.len == STAMP_HMAC_LEN) {
+                res->tlv_hmac = stamp_tlv_verify(m->hmac, b, base, tl.off) == STAMP_OK;
+                break;
+            }
+        }
+    }
+    return 1;
+}
+
+int stamp_sm_expire(stamp_sm_t *m, stamp_ns_t now, stamp_result_t *res, int max)
+{
+    int n = 0;
+    while (m->oldest < m->nsent && n < max) {
+        slot_t *sl = &m->ring[m->oldest & m->mask];
+        if (sl->state != SLOT_OUT) { /* answered */
+            m->oldest++;
+            continue;
+        }
+        if (m->stopped == 2) {
+            sl->state = SLOT_ABORTED;
+            m->ctr.aborted++;
+            result_init(&res[n++], STAMP_RES_ABORTED, sl);
+        } else if (sl->deadline <= now) {
+            sl->state = SLOT_LOST;
+            m->ctr.lost++;
+            result_init(&res[n++], STAMP_RES_LOST, sl);
+        } else {
+            break;
+        }
+        m->oldest++;
+    }
+    return n;
+}
