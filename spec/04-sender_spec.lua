@@ -215,3 +215,137 @@ describe("sender and reflector in one process", function()
     assert.equal("stamp.reflector (closed)", tostring(r))
   end)
 end)
+
+describe("every packet accounted for", function()
+  local function silent_port()
+    local u = socket.udp()
+    assert(u:setsockname("127.0.0.1", 0))
+    local _, port = u:getsockname()
+    return u, tonumber(port)
+  end
+
+  it("a flood of 300,000 packets to a silent port gives 300,000 loss records, counters equal to records", function()
+    local u, port = silent_port()
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 300000, send_delay = 0,
+      timeout = 0.2 })
+    local seen, n, lost = {}, 0, 0
+    local results, sum = s:run { keep = false, on_result = function(r)
+      assert(not seen[r.seq], "reported twice")
+      seen[r.seq] = true
+      n = n + 1
+      if r.lost then lost = lost + 1 end
+    end }
+    local c = s:counters()
+    assert.equal(0, #results)
+    assert.same({ 300000, 300000 }, { n, lost })
+    assert.same({ 300000, 0, 300000 }, { c.sent, c.received, c.lost })
+    assert.same({ 300000, 300000 }, { sum.sent, sum.lost })
+    u:close()
+    s:close()
+  end)
+
+  it("stop() waits for the packets in flight; stop 'now' reports them as aborted, each once", function()
+    local u, port = silent_port()
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 0, send_delay = 1, timeout = 5 })
+    local seen, aborted = {}, 0
+    local t0 = stamp.core.mono()
+    local results, sum = s:run { stop = function()
+      if s:counters().sent >= 20 then return "now" end
+    end, on_result = function(r)
+      assert(not seen[r.seq])
+      seen[r.seq] = true
+      if r.aborted then aborted = aborted + 1 end
+    end }
+    assert.is_true(stamp.core.mono() - t0 < 2e9) -- did not wait for the 5 s timeout
+    assert.equal(sum.sent, #results)
+    assert.equal(sum.sent, aborted)
+    assert.same({ true, 0, 0, sum.sent }, { sum.interrupted, sum.received, sum.lost, sum.aborted })
+    for _, r in ipairs(results) do assert.is_false(r.lost) end
+    u:close()
+    s:close()
+  end)
+
+  it("a first stop lets the packets in flight be answered (interrupted, nothing lost)", function()
+    local r, s = pair({}, { count = 0, send_delay = 1, timeout = 1 })
+    local results, sum = s:run { pump = function() r:step(0) end, stop = function() return s:counters().sent >= 10 end }
+    assert.is_true(sum.interrupted)
+    assert.same({ sum.sent, 0, 0 }, { sum.received, sum.lost, sum.aborted })
+    assert.equal(sum.sent, #results)
+    r:close()
+    s:close()
+  end)
+
+  it("SIGINT waits for outstanding packets; a second SIGINT stops at once with them aborted", function()
+    local u, port = silent_port()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[
+      package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
+      package.cpath = %q .. "/build/?.so;" .. package.cpath
+      local stamp = require "stamp"
+      stamp.core.trap_signals()
+      local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = %d, count = 0, send_delay = 5,
+        timeout = tonumber(arg[1]) })
+      print("running")
+      io.stdout:flush()
+      local _, sum = s:run()
+      print(string.format("sent=%%d lost=%%d aborted=%%d interrupted=%%s", sum.sent, sum.lost, sum.aborted,
+        tostring(sum.interrupted)))
+    ]], h.ROOT, h.ROOT, h.ROOT, port))
+    f:close()
+    -- one SIGINT: sending stops, the outstanding packets are awaited (0.3 s) and then lost
+    local pid, out = h.spawn("lua5.4 " .. script .. " 0.3")
+    assert.is_true(h.wait_for(out, "running", 5))
+    h.sleep(0.2)
+    os.execute("kill -INT " .. pid)
+    assert.is_true(h.wait_for(out, "interrupted", 5), h.slurp(out))
+    local sent, lost, ab, intr = h.slurp(out):match("sent=(%d+) lost=(%d+) aborted=(%d+) interrupted=(%a+)")
+    assert.equal("true", intr)
+    assert.is_true(tonumber(sent) > 0)
+    assert.same({ sent, "0" }, { lost, ab })
+    -- two SIGINTs: stops at once although the timeout is 30 s
+    pid, out = h.spawn("lua5.4 " .. script .. " 30")
+    assert.is_true(h.wait_for(out, "running", 5))
+    h.sleep(0.2)
+    os.execute("kill -INT " .. pid)
+    h.sleep(0.1)
+    os.execute("kill -INT " .. pid)
+    assert.is_true(h.wait_for(out, "interrupted", 5), h.slurp(out))
+    sent, lost, ab, intr = h.slurp(out):match("sent=(%d+) lost=(%d+) aborted=(%d+) interrupted=(%a+)")
+    assert.equal("true", intr)
+    assert.same({ sent, "0" }, { ab, lost })
+    os.remove(script)
+    u:close()
+  end)
+
+  it("an error in on_result leaves the rest of the batch queued; the next run() completes the measurement", function()
+    local r, s = pair({}, { count = 10, send_delay = 0 })
+    local calls = 0
+    local ok, err = pcall(s.run, s, { pump = function() r:step(0) end, on_result = function()
+      calls = calls + 1
+      if calls == 3 then error("boom") end
+    end })
+    assert.is_false(ok)
+    assert.matches("boom", err)
+    local seen = {}
+    local results, sum = s:run { pump = function() r:step(0) end, on_result = function(x)
+      calls = calls + 1
+      assert(not seen[x.seq])
+      seen[x.seq] = true
+    end }
+    assert.equal(10, calls) -- 3 before the error (the third raised), 7 after
+    assert.equal(10, #results)
+    assert.same({ 10, 10, 0 }, { sum.sent, sum.received, sum.lost })
+    r:close()
+    s:close()
+  end)
+
+  it("refuses wait times C cannot hold and NaN", function()
+    local r, s = pair({}, { count = 1 })
+    assert.has_error(function() s:step(2 ^ 31) end)
+    assert.has_error(function() s:step(0 / 0) end)
+    assert.has_error(function() s:step(1.5) end)
+    r:close()
+    s:close()
+  end)
+end)

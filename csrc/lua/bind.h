@@ -13,6 +13,7 @@
  *   sys.c        poll, isatty, signals
  *   reflector.c  the stamp.reflector class
  *   sender.c     the stamp.sender class
+ *   sender_machine.c  the stamp.sender_machine class (the I/O-free sender)
  *
  * Include this header first in every file of the binding. Every symbol it
  * declares has hidden visibility: the module exports luaopen_stamp_core only.
@@ -44,6 +45,7 @@ BIND_HIDDEN void tlv_open(lua_State *L);
 BIND_HIDDEN void sys_open(lua_State *L);
 BIND_HIDDEN void reflector_open(lua_State *L);
 BIND_HIDDEN void sender_open(lua_State *L);
+BIND_HIDDEN void sender_machine_open(lua_State *L);
 
 /* ---- helpers (bind.c) ---------------------------------------------------- */
 
@@ -104,6 +106,16 @@ BIND_HIDDEN void push_counters(lua_State *L, const void *c, const counter_t *t);
 
 /* Push `list, map` of the TLVs in pkt[base..len) (as stamp.core.tlv_decode). */
 BIND_HIDDEN void push_tlvs(lua_State *L, const uint8_t *pkt, size_t base, size_t len, stamp_clock_t fmt);
+
+/* ---- the sender (sender.c), shared with the I/O-free machine (sender_machine.c) ---- */
+
+/* Sender options of the table at t (remote_addr required when need_remote). */
+BIND_HIDDEN void sender_read_cfg(lua_State *L, int t, stamp_sender_cfg_t *c, int need_remote);
+/* Push one per-packet result table (base: the base packet length of the mode). */
+BIND_HIDDEN void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base);
+/* stop(now): argument i true, or a table with now = true. */
+BIND_HIDDEN int sender_stop_now_arg(lua_State *L, int i);
+BIND_HIDDEN extern const counter_t sender_counter_names[];
 
 /* ---- classes (class.c) ----------------------------------------------------
  * Every object's userdata begins with bind_obj_t: the engine handle, NULL once

@@ -25,44 +25,58 @@ static stamp_sender_t *bind_check_h(lua_State *L)
 }
 
 #define SC(f) {#f, offsetof(stamp_sender_counters_t, f)}
-static const counter_t SENDER_COUNTERS[] = {SC(sent),      SC(received),     SC(lost),      SC(duplicates), SC(late),
-                                            SC(drop_hmac), SC(drop_invalid), SC(tx_errors), {NULL, 0}};
+const counter_t sender_counter_names[] = {SC(sent),       SC(received),  SC(lost),   SC(duplicates), SC(late),
+                                          SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), {NULL, 0}};
 _Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
+
+void sender_read_cfg(lua_State *L, int t, stamp_sender_cfg_t *c, int need_remote)
+{
+    luaL_checktype(L, t, LUA_TTABLE);
+    memset(c, 0, sizeof *c);
+    opt_sock(L, t, &c->sock);
+    c->remote_addr = opt_str(L, t, "remote_addr", NULL, NULL);
+    if (!c->remote_addr && need_remote) luaL_error(L, "bad option 'remote_addr' (string expected, got nil)");
+    c->remote_port = (unsigned)opt_int(L, t, "remote_port", 862, 1, 65535);
+    c->count = (uint64_t)opt_int(L, t, "count", 1000, 0, 0xffffffffLL);
+    c->interval = opt_int(L, t, "interval_ns", 1000000000LL, 0, 3600LL * STAMP_NS_PER_SEC);
+    c->timeout = opt_int(L, t, "timeout_ns", 5000000000LL, 1, 3600LL * STAMP_NS_PER_SEC);
+    c->ssid = (uint16_t)opt_int(L, t, "ssid", 0, 0, 0xffff);
+    opt_auth(L, t, &c->mode, &c->key, &c->keylen);
+    c->clock = opt_clock(L, t);
+    c->packet_len = (size_t)opt_int(L, t, "packet_len", 0, 0, STAMP_MAX_PKT);
+    const char *sched = opt_str(L, t, "schedule", "periodic", NULL);
+    if (strcmp(sched, "poisson") == 0)
+        c->poisson = 1;
+    else if (strcmp(sched, "periodic") != 0)
+        luaL_error(L, "bad option 'schedule' (periodic or poisson expected, got '%s')", sched);
+    c->seed = (uint64_t)opt_int(L, t, "seed", 0, 0, 0x7fffffffffffffffLL);
+    c->tlvs = (const uint8_t *)opt_str(L, t, "tlvs", NULL, &c->tlvs_len);
+    if (c->tlvs_len > STAMP_MAX_PKT - stamp_base_len(c->mode)) luaL_error(L, "bad option 'tlvs' (too long)");
+    if (c->packet_len && c->packet_len < stamp_base_len(c->mode) + c->tlvs_len)
+        luaL_error(L, "bad option 'packet_len' (at least %d octets in this mode)", (int)stamp_base_len(c->mode));
+}
+
+int sender_stop_now_arg(lua_State *L, int i)
+{
+    if (lua_istable(L, i)) {
+        lua_getfield(L, i, "now");
+        int now = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        return now;
+    }
+    return lua_toboolean(L, i);
+}
 
 /***
  * Create a Session-Sender.
  * @function sender
- * @tparam table cfg `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0), `count`, `interval_ns`, `timeout_ns`, `ssid`, `auth`, `key`, `clock`, `ttl` (255), `tos`, `packet_len`
+ * @tparam table cfg `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0), `count`, `interval_ns`, `timeout_ns`, `ssid`, `auth`, `key`, `clock`, `ttl` (255), `tos`, `packet_len`, `tlvs`, `schedule`, `seed`
  * @return sender object, or nil, message, code
  */
 static int l_sender(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
     stamp_sender_cfg_t c;
-    memset(&c, 0, sizeof c);
-    opt_sock(L, 1, &c.sock);
-    c.remote_addr = opt_str(L, 1, "remote_addr", NULL, NULL);
-    if (!c.remote_addr) luaL_error(L, "bad option 'remote_addr' (string expected, got nil)");
-    c.remote_port = (unsigned)opt_int(L, 1, "remote_port", 862, 1, 65535);
-    c.count = (uint64_t)opt_int(L, 1, "count", 1000, 0, 0xffffffffLL);
-    c.interval = opt_int(L, 1, "interval_ns", 1000000000LL, 0, 3600LL * STAMP_NS_PER_SEC);
-    c.timeout = opt_int(L, 1, "timeout_ns", 5000000000LL, 1, 3600LL * STAMP_NS_PER_SEC);
-    c.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
-    opt_auth(L, 1, &c.mode, &c.key, &c.keylen);
-    c.clock = opt_clock(L, 1);
-    c.packet_len = (size_t)opt_int(L, 1, "packet_len", 0, 0, STAMP_MAX_PKT);
-    {
-        const char *sched = opt_str(L, 1, "schedule", "periodic", NULL);
-        if (strcmp(sched, "poisson") == 0)
-            c.poisson = 1;
-        else if (strcmp(sched, "periodic") != 0)
-            luaL_error(L, "bad option 'schedule' (periodic or poisson expected, got '%s')", sched);
-        c.seed = (uint64_t)opt_int(L, 1, "seed", 0, 0, 0x7fffffffffffffffLL);
-    }
-    c.tlvs = (const uint8_t *)opt_str(L, 1, "tlvs", NULL, &c.tlvs_len);
-    if (c.tlvs_len > STAMP_MAX_PKT - stamp_base_len(c.mode)) luaL_error(L, "bad option 'tlvs' (too long)");
-    if (c.packet_len && c.packet_len < stamp_base_len(c.mode) + c.tlvs_len)
-        luaL_error(L, "bad option 'packet_len' (at least %d octets in this mode)", (int)stamp_base_len(c.mode));
+    sender_read_cfg(L, 1, &c, 1);
     lsender_t *o = bind_new(L, &SENDER);
     o->base = stamp_base_len(c.mode);
     stamp_sender_t *s = NULL;
@@ -72,14 +86,18 @@ static int l_sender(lua_State *L)
     return 1;
 }
 
-static void push_result(lua_State *L, const stamp_result_t *r, size_t base)
+void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
 {
     lua_createtable(L, 0, 24);
     set_int(L, "seq", r->seq);
     lua_pushboolean(L, r->status == STAMP_RES_LOST);
     lua_setfield(L, -2, "lost");
     set_int(L, "t1", r->t1);
-    if (r->status == STAMP_RES_LOST) return;
+    if (r->status == STAMP_RES_ABORTED) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "aborted");
+    }
+    if (r->status != STAMP_RES_OK) return;
     set_int(L, "refl_seq", r->refl_seq);
     set_int(L, "ssid", r->ssid);
     set_int(L, "t2", r->t2);
@@ -112,30 +130,30 @@ static void push_result(lua_State *L, const stamp_result_t *r, size_t base)
 }
 
 /***
- * Send what is due, wait up to `timeout` ms for replies, and return the
- * per-packet results that became final (answered or lost).
+ * Send what is due and keep to the schedule while waiting up to `timeout` ms for replies; return the
+ * per-packet results that became final (answered, lost, or aborted after `stop(true)`) as soon as there are any.
  * @function sender:step
- * @tparam[opt=0] integer timeout milliseconds (negative: until the next deadline)
+ * @tparam[opt=0] integer timeout milliseconds, -2^31..2^31-1 (negative: until a result, at most about 100 ms)
  * @treturn table|nil array of results (fields seq, lost, t1..t4, rtt, fwd, bwd in ns, ttl, refl_seq, ...), or nil, message, code
  */
 static int s_step(lua_State *L)
 {
     lsender_t *o = bind_check(L, 1, &SENDER);
-    int t = (int)luaL_optinteger(L, 2, 0);
+    int t = (int)opt_arg_int(L, 2, 0, -2147483648LL, 2147483647LL);
     stamp_result_t res[RESULTS_MAX];
     int n = stamp_sender_step(o->obj.h, t, res, RESULTS_MAX);
     if (n == -EINTR) n = 0;
     if (n < 0) return push_fail(L, n);
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
-        push_result(L, &res[i], o->base);
+        sender_push_result(L, &res[i], o->base);
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
 }
 
 /***
- * True once every packet was sent and answered or declared lost.
+ * True once every packet was sent and answered, declared lost or aborted.
  * @function sender:done
  * @treturn boolean
  */
@@ -157,12 +175,19 @@ static int s_next_timeout(lua_State *L)
 }
 
 /***
- * Stop sending new packets; those in flight are still awaited.
+ * Stop sending new packets; those in flight are still awaited up to the timeout. With `now`
+ * (`stop(true)` or `stop{ now = true }`) stop at once: the next step reports the packets still
+ * outstanding as results with `aborted = true` (neither received nor lost).
  * @function sender:stop
+ * @tparam[opt] boolean|table now
  */
 static int s_stop(lua_State *L)
 {
-    stamp_sender_stop(bind_check_h(L));
+    stamp_sender_t *s = bind_check_h(L);
+    if (sender_stop_now_arg(L, 2))
+        stamp_sender_abort(s);
+    else
+        stamp_sender_stop(s);
     return 0;
 }
 
@@ -191,7 +216,7 @@ static const bind_class_t SENDER = {
     .fd = s_fd,
     .local = s_local,
     .counters = s_counters,
-    .counter_names = SENDER_COUNTERS,
+    .counter_names = sender_counter_names,
     .describe = s_describe,
     .methods = SENDER_METHODS,
     .ctor = l_sender,

@@ -58,8 +58,13 @@ static int l_isatty(lua_State *L)
 /* ------------------------------------------------------------------ */
 
 static volatile sig_atomic_t g_signal = 0;
+static volatile sig_atomic_t g_signals = 0; /* how many arrived: a second Ctrl-C stops a sender at once */
 
-static void on_signal(int sig) { g_signal = sig; }
+static void on_signal(int sig)
+{
+    g_signal = sig;
+    g_signals++;
+}
 
 /***
  * Catch SIGINT and SIGTERM: a blocking step returns early, and `interrupted`
@@ -80,9 +85,10 @@ static int l_trap_signals(lua_State *L)
 }
 
 /***
- * The signal caught since `trap_signals`, or false.
+ * The signal caught since `trap_signals`, or false; and how many signals arrived.
  * @function interrupted
- * @treturn integer|boolean
+ * @treturn integer|boolean the last signal
+ * @treturn integer how many (SIGINT and SIGTERM together)
  */
 static int l_interrupted(lua_State *L)
 {
@@ -90,7 +96,8 @@ static int l_interrupted(lua_State *L)
         lua_pushinteger(L, g_signal);
     else
         lua_pushboolean(L, 0);
-    return 1;
+    lua_pushinteger(L, g_signals);
+    return 2;
 }
 
 

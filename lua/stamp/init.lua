@@ -54,6 +54,21 @@ function M.sender(cfg)
   return core.sender(c)
 end
 
+--- Create an I/O-free Session-Sender machine (`stamp.core.sender_machine`): the sender's protocol for
+-- event loops that own the socket (OpenResty cosockets, luv, cqueues). It takes the options of
+-- `stamp.sender` (`remote_addr` is optional here: when given, `reply` checks a source address it is given).
+-- @tparam table cfg options as for `sender`
+-- @return a machine object, or `nil, message, code`
+function M.sender_machine(cfg)
+  if type(cfg) ~= "table" then error("bad argument #1 to 'sender_machine' (table expected, got " .. type(cfg) .. ")", 2) end
+  local copy = {}
+  for k, v in pairs(cfg) do copy[k] = v end
+  copy.remote_addr = cfg.remote_addr or "127.0.0.1"
+  local c = opts.sender(copy, 3)
+  if cfg.remote_addr == nil then c.remote_addr = nil end
+  return core.sender_machine(c)
+end
+
 --- Run the reflector until `opts.duration` seconds have passed, `opts.stop()`
 -- returns true, or a trapped signal arrives.
 -- @function reflector:run
@@ -80,38 +95,98 @@ function reflector_methods.run(self, o)
   return self:counters()
 end
 
---- Run the sender to completion (or until a trapped signal / `o.stop()`).
+-- Per sender: the state of a run that an error in a callback interrupted (results not yet
+-- delivered, the statistics so far), resumed by the next run(). Weak keys: nothing outlives the sender.
+local resumable = setmetatable({}, { __mode = "k" })
+
+-- How many trapped signals arrived (SIGINT/SIGTERM), as `stamp.core.interrupted` reports them.
+local function signals()
+  local sig, n = core.interrupted()
+  if not sig then return 0 end
+  return n or 1
+end
+
+--- Run the sender to completion (or until stopped).
+--
+-- Stopping: a trapped signal (SIGINT/SIGTERM, see `stamp.core.trap_signals`) or `o.stop()` returning
+-- true stops sending; packets in flight are still awaited up to the timeout. A second signal, `o.stop()`
+-- returning `"now"`, or `sender:stop(true)` stops at once: the packets still outstanding end as results
+-- with `aborted = true` (neither received nor lost). Every packet ends exactly once. `summary.interrupted`
+-- tells whether the run was stopped early, `summary.aborted` how many packets were abandoned.
+--
+-- Errors raised by `on_result` (or `tick`, `pump`) propagate out of `run`; the results of that step not yet
+-- delivered stay queued in the sender and the next `run()` delivers them first and completes the same
+-- measurement (same statistics).
 -- @function sender:run
--- @tparam[opt] table o `on_result` (function(result) per final packet), `keep` (keep results, default true),
---   `stop` (function returning true to stop early), `pump` (function called between steps, e.g. to step an
---   in-process reflector), `tick(sender)` (called after every step), `stateful_reflector` (hint for loss direction)
--- @treturn table|nil results (array of per-packet tables, in completion order)
--- @treturn table summary (see `stamp.stats.summary`)
+-- @tparam[opt] table o `on_result` (function(result) per final packet), `keep` (keep results, default true;
+--   `false` keeps nothing per packet), `stop` (function returning true to stop, `"now"` to stop at once),
+--   `pump` (function called between steps, e.g. to step an in-process reflector), `tick(sender)` (called
+--   after every step), `stateful_reflector` (hint for loss direction)
+-- @treturn table|nil results (array of per-packet tables, in completion order; empty with `keep = false`)
+-- @treturn table summary (see `stamp.stats.summary`) with `interrupted` and `aborted`
 function sender_methods.run(self, o)
   o = o or {}
-  local results = {}
-  local acc = M.stats.new { stateful_reflector = o.stateful_reflector }
+  local st = resumable[self]
+  resumable[self] = nil
+  if not st then
+    st = { results = {}, acc = M.stats.new { stateful_reflector = o.stateful_reflector }, queue = {}, qi = 1,
+      interrupted = false }
+  end
   local keep = o.keep ~= false
-  local interrupted = false
+  local on_result, acc, results = o.on_result, st.acc, st.results
+  local function deliver()
+    local q = st.queue
+    while st.qi <= #q do
+      local r = q[st.qi]
+      q[st.qi] = false
+      st.qi = st.qi + 1
+      if not r.aborted then acc:add(r) end
+      if keep then results[#results + 1] = r end
+      if on_result then
+        resumable[self] = st -- if it raises, the next run() resumes here
+        on_result(r)
+        resumable[self] = nil
+      end
+    end
+    st.queue, st.qi = {}, 1
+  end
+  deliver()
+  st.n0 = st.n0 or signals()
   while not self:done() do
-    if core.interrupted() or (o.stop and o.stop()) then interrupted = true break end
+    local want = o.stop and o.stop()
+    local nsig = signals() - st.n0
+    if want or nsig > 0 then
+      st.interrupted = true
+      self:stop(want == "now" or nsig >= 2)
+    end
     local wait = self:next_timeout()
     if o.pump then
+      resumable[self] = st
       o.pump()
+      resumable[self] = nil
       wait = math.min(wait < 0 and 10 or wait, 1)
+    elseif wait < 0 or wait > 100 then
+      wait = 100
     end
     local res, err, code = self:step(wait)
     if not res then return nil, err, code end
-    if o.tick then o.tick(self) end
-    for i = 1, #res do
-      local r = res[i]
-      acc:add(r)
-      if keep then results[#results + 1] = r end
-      if o.on_result then o.on_result(r) end
+    st.queue = res
+    deliver()
+    if o.tick then
+      resumable[self] = st
+      o.tick(self)
+      resumable[self] = nil
     end
   end
-  local summary = acc:summary(self:counters())
-  summary.interrupted = interrupted
+  local c = self:counters()
+  local summary = acc:summary(c)
+  summary.interrupted = st.interrupted
+  summary.aborted = c.aborted or 0
+  if summary.aborted > 0 then -- abandoned packets are neither received nor lost
+    summary.lost = summary.sent - summary.received - summary.aborted
+    local n = summary.sent - summary.aborted
+    summary.loss_pct = n > 0 and 100 * summary.lost / n or 0
+  end
   return results, summary
 end
 
