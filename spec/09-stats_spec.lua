@@ -135,3 +135,126 @@ describe("stats", function()
       stats.percentile(v, 95), stats.percentile(v, 100), stats.percentile({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, 70) })
   end)
 end)
+
+describe("stats: RFC 4737 reordering extent", function()
+  local function arrivals(seqs)
+    local r = {}
+    for i, q in ipairs(seqs) do r[i] = rec(q, 1, 0.5, 0.5, q) end
+    return stats.summary(r).reordering
+  end
+
+  it("arrivals 0,5,1,2,3,4: packets 1..4 reordered with extents 1,2,3,4", function()
+    local x = arrivals { 0, 5, 1, 2, 3, 4 }
+    assert.equal(4, x.reordered)
+    assert.equal(4, x.max_extent)
+    near(x.mean_extent, 2.5)
+  end)
+
+  it("the extent counts back to the earliest later-numbered arrival, not only the ones still ahead", function()
+    -- 3 arrives at position 4; the earliest arrival above 3 is 4 at position 2: extent 2
+    local x = arrivals { 0, 4, 5, 3, 1, 2 }
+    -- 3: 4-2 = 2; 1: 5-2 = 3; 2: 6-2 = 4
+    assert.same({ 3, 4 }, { x.reordered, x.max_extent })
+    near(x.mean_extent, 3)
+  end)
+
+  it("a long reversed stretch stays exact", function()
+    local seqs = {}
+    for i = 0, 1999 do seqs[#seqs + 1] = 1999 - i end
+    local x = arrivals(seqs)
+    assert.equal(1999, x.reordered)
+    assert.equal(1999, x.max_extent)
+  end)
+end)
+
+describe("stats.merge: a campaign's overall figures", function()
+  local function session(list) return list end
+
+  it("IPDV pairs and loss episodes stay inside each session", function()
+    -- session A: 0 1 received, 2 lost; session B: 0 lost, 1 2 received
+    local a = session { rec(0, 1, 0.5, 0.5, 0), rec(1, 2, 1, 1, 1), lost(2) }
+    local b = session { lost(0), rec(1, 5, 2.5, 2.5, 1), rec(2, 6, 3, 3, 2) }
+    local m = stats.merge({ a, b })
+    assert.same({ 6, 4, 2 }, { m.sent, m.received, m.lost })
+    assert.equal(2, m.ipdv.rtt.n)          -- (0,1) in A and (1,2) in B; nothing across
+    near(m.ipdv.rtt.max, 1 * MS)
+    assert.same({ 2, 1 }, { m.loss.episodes, m.loss.longest_burst })
+    near(m.rtt.mean, 14 / 4 * MS)
+    near(m.rtt.max, 6 * MS)
+    near(m.pdv.rtt.max, 5 * MS)
+  end)
+
+  it("takes accumulators and the sessions' counters", function()
+    local a, b = stats.new(), stats.new()
+    for i = 0, 9 do a:add(rec(i, 1 + i / 10, 0.5, 0.5, i)) end
+    for i = 0, 4 do b:add(rec(i, 3, 1.5, 1.5, i)) end
+    local m = stats.merge({ a, b }, { { sent = 12, duplicates = 1 }, { sent = 5 } })
+    assert.same({ 17, 15, 2, 1 }, { m.sent, m.received, m.lost, m.duplicates })
+    assert.equal(15, m.rtt.n)
+    assert.equal(13, m.ipdv.rtt.n)
+    near(m.rtt.median, 1.7 * MS)
+  end)
+end)
+
+describe("stats: bounded memory", function()
+  local function feed(acc, from, to)
+    for i = from, to - 1 do
+      if i % 97 == 0 then
+        acc:add { seq = i, lost = true }
+      else
+        acc:add { seq = i, lost = false, rtt = 1e6 + (i % 1000) * 1000, fwd = 5e5, bwd = 5e5 + (i % 1000) * 1000,
+          refl_seq = i, octets = string.rep("x", 44) .. i }
+      end
+    end
+  end
+
+  it("feeding 200,000 results: the accumulator does not grow with the packet count", function()
+    local acc = stats.new()
+    feed(acc, 0, 100000)
+    collectgarbage()
+    collectgarbage()
+    local at100k = collectgarbage("count")
+    feed(acc, 100000, 200000)
+    collectgarbage()
+    collectgarbage()
+    local at200k = collectgarbage("count")
+    assert.is_true(at200k - at100k < 256, string.format("grew %.0f KiB over 100,000 results", at200k - at100k))
+    local s = acc:summary()
+    assert.equal(200000, s.sent)
+    local lostn = math.floor(199999 / 97) + 1
+    assert.equal(200000 - lostn, s.received)
+    assert.equal(lostn, s.loss.episodes)
+  end)
+
+  it("histogram percentiles stay within the documented relative error", function()
+    local acc = stats.new()
+    local vals = {}
+    local x = 12345
+    for i = 0, 199999 do
+      x = (x * 1103515245 + 12345) % 2147483648
+      local v = 1e5 + x % 5e7 -- 0.1 to 50 ms
+      vals[#vals + 1] = v
+      acc:add { seq = i, lost = false, rtt = v, fwd = v / 2, bwd = v / 2, refl_seq = i }
+    end
+    local s = acc:summary()
+    table.sort(vals)
+    for _, p in ipairs { { "median", 50 }, { "p90", 90 }, { "p95", 95 }, { "p99", 99 } } do
+      local exact = stats.percentile(vals, p[2])
+      assert.is_true(math.abs(s.rtt[p[1]] - exact) <= stats.HIST_ERROR * exact + 1, p[1])
+    end
+    assert.equal(vals[1], s.rtt.min)
+    assert.equal(vals[#vals], s.rtt.max)
+    assert.equal(199999, s.ipdv.rtt.n)
+  end)
+
+  it("results held back by reordering are put back in sequence order", function()
+    local acc = stats.new()
+    -- 1 arrives late; 3 is lost and reported last
+    for _, q in ipairs { 0, 2, 1, 4 } do acc:add(rec(q, 1 + q, 0.5, 0.5 + q, q)) end
+    local mid = acc:summary()
+    assert.same({ 2, 0 }, { mid.ipdv.rtt.n, mid.loss.episodes })
+    acc:add(lost(3))
+    local s = acc:summary()
+    assert.same({ 2, 1, 1 }, { s.ipdv.rtt.n, s.loss.episodes, s.loss.longest_burst })
+  end)
+end)

@@ -1,4 +1,4 @@
---- Statistics over per-packet results, per the IPPM RFCs.
+--- Statistics over per-packet results, per the IPPM RFCs, in bounded memory.
 --
 -- All durations are nanoseconds (numbers). Definitions:
 --
@@ -7,16 +7,44 @@
 -- * `stddev` is the sample standard deviation (n - 1);
 -- * IPDV (RFC 3393): D(i+1) - D(i) for consecutive sequence numbers that were
 --   both received; PDV (RFC 5481): D(i) - min D;
--- * reordering (RFC 4737): a packet is reordered when it arrives after a packet
---   with a higher sequence number; its extent is how many such packets arrived
---   before it;
+-- * reordering (RFC 4737): a packet is reordered when its sequence number is
+--   lower than the highest one received before it; its extent is its arrival
+--   position minus the arrival position of the earliest packet with a higher
+--   sequence number (arrivals 0,5,1,2,3,4 give extents 1,2,3,4);
 -- * one-way delays carry an error bound (the sum of the two Error Estimates) and
 --   are flagged unreliable when either clock is unsynchronized (S = 0) or a
 --   delay comes out negative.
+--
+-- Memory: an accumulator keeps no result table. `n`, `min`, `max`, `mean`,
+-- `stddev` and `mean_abs` are exact running figures. Percentiles come from a
+-- compact sample of 16 octets per received packet (sequence number and the three
+-- delays as 32-bit floats, relative rounding at most 2^-24) for the first
+-- `SAMPLE_MAX` (65,536) packets; beyond that, from log-bucketed histograms whose
+-- percentiles are within `HIST_ERROR` (0.5 %) of the exact value (or within 1 ns
+-- of zero). On Lua 5.1 and LuaJIT, which lack `string.pack`, the sample is kept
+-- as four numbers per packet. IPDV pairs are found among the last `IPDV_WINDOW`
+-- (4,096) sequence numbers received, whatever the arrival order; loss episodes
+-- are runs of consecutive lost sequence numbers; reordering extents are exact
+-- up to `REORDER_WINDOW` (65,536) packets and a lower bound beyond.
 -- @module stamp.stats
 local M = {}
 
-local ceil, sqrt, huge = math.ceil, math.sqrt, math.huge
+local ceil, sqrt, huge, log, abs = math.ceil, math.sqrt, math.huge, math.log, math.abs
+local spack, sunpack = string.pack, string.unpack
+
+--- Received packets kept in the exact sample before switching to histograms.
+M.SAMPLE_MAX = 65536
+--- Relative error of a histogram percentile (0.005 = 0.5 %).
+M.HIST_ERROR = 0.005
+--- IPDV pairs are found among the last this many sequence numbers received.
+M.IPDV_WINDOW = 4096
+--- Arrivals looked back over for a reordering extent.
+M.REORDER_WINDOW = 65536
+
+local GAMMA = (1 + M.HIST_ERROR) / (1 - M.HIST_ERROR)
+local LOG_GAMMA = log(GAMMA)
+local CHUNK = 4096 -- sample records per packed string
+local FMT = "<I4fff"
 
 --- Nearest-rank percentile of a sorted array.
 -- @tparam table sorted ascending values
@@ -53,6 +81,212 @@ function M.describe(values)
   }
 end
 
+-- ------------------------------------------------------------------
+-- Running moments (exact), log-bucketed histograms
+-- ------------------------------------------------------------------
+
+local function mom_new() return { n = 0, mean = 0, m2 = 0, min = huge, max = -huge, sabs = 0 } end
+
+local function mom_add(m, v)
+  local n = m.n + 1
+  local d = v - m.mean
+  m.n = n
+  m.mean = m.mean + d / n
+  m.m2 = m.m2 + d * (v - m.mean)
+  if v < m.min then m.min = v end
+  if v > m.max then m.max = v end
+  m.sabs = m.sabs + abs(v)
+end
+
+local function mom_merge(a, b)
+  if a.n == 0 then return { n = b.n, mean = b.mean, m2 = b.m2, min = b.min, max = b.max, sabs = b.sabs } end
+  if b.n == 0 then return { n = a.n, mean = a.mean, m2 = a.m2, min = a.min, max = a.max, sabs = a.sabs } end
+  local n = a.n + b.n
+  local d = b.mean - a.mean
+  return { n = n, mean = a.mean + d * b.n / n, m2 = a.m2 + b.m2 + d * d * a.n * b.n / n,
+    min = a.min < b.min and a.min or b.min, max = a.max > b.max and a.max or b.max, sabs = a.sabs + b.sabs }
+end
+
+-- Bucket k holds magnitudes in (GAMMA^(k-1), GAMMA^k]; its representative 2 GAMMA^k / (GAMMA + 1) is
+-- within HIST_ERROR of every value in it. Magnitudes below 1 ns count as zero.
+local function hist_new() return { pos = {}, neg = {}, zero = 0, n = 0 } end
+
+local function hist_add(h, v, c)
+  c = c or 1
+  if v >= 1 then
+    local k = ceil(log(v) / LOG_GAMMA)
+    h.pos[k] = (h.pos[k] or 0) + c
+  elseif v <= -1 then
+    local k = ceil(log(-v) / LOG_GAMMA)
+    h.neg[k] = (h.neg[k] or 0) + c
+  else
+    h.zero = h.zero + c
+  end
+  h.n = h.n + c
+end
+
+local function hist_merge(into, h)
+  for k, c in pairs(h.pos) do into.pos[k] = (into.pos[k] or 0) + c end
+  for k, c in pairs(h.neg) do into.neg[k] = (into.neg[k] or 0) + c end
+  into.zero, into.n = into.zero + h.zero, into.n + h.n
+end
+
+local function rep(k) return 2 * GAMMA ^ k / (GAMMA + 1) end
+
+-- Nearest-rank percentiles (list of p) of a histogram, in ascending order of p.
+local function hist_percentiles(h, ps)
+  local order = {}
+  local nk = {}
+  for k in pairs(h.neg) do nk[#nk + 1] = k end
+  table.sort(nk, function(a, b) return a > b end)
+  for _, k in ipairs(nk) do order[#order + 1] = { -rep(k), h.neg[k] } end
+  if h.zero > 0 then order[#order + 1] = { 0, h.zero } end
+  local pk = {}
+  for k in pairs(h.pos) do pk[#pk + 1] = k end
+  table.sort(pk)
+  for _, k in ipairs(pk) do order[#order + 1] = { rep(k), h.pos[k] } end
+  local out, i, cum = {}, 1, 0
+  for j, p in ipairs(ps) do
+    local rank = ceil(p * h.n / 100)
+    if rank < 1 then rank = 1 end
+    while i <= #order and cum + order[i][2] < rank do
+      cum = cum + order[i][2]
+      i = i + 1
+    end
+    out[j] = order[i] and order[i][1] or order[#order][1]
+  end
+  return out
+end
+
+local PS = { 50, 90, 95, 99 }
+
+-- A distribution: exact moments plus either `vals` (the exact sample) or `hist`.
+local function dist_describe(d, shift, with_abs)
+  local m = d.mom
+  if m.n == 0 then return nil end
+  shift = shift or 0
+  local p
+  if d.vals then
+    table.sort(d.vals)
+    p = {}
+    for i, q in ipairs(PS) do p[i] = M.percentile(d.vals, q) end
+  else
+    p = hist_percentiles(d.hist, PS)
+  end
+  for i = 1, #p do -- sample rounding or bucket width never takes a percentile outside [min, max]
+    if p[i] < m.min then p[i] = m.min elseif p[i] > m.max then p[i] = m.max end
+    p[i] = p[i] - shift
+  end
+  local out = { n = m.n, min = m.min - shift, max = m.max - shift, mean = m.mean - shift,
+    median = p[1], p90 = p[2], p95 = p[3], p99 = p[4], stddev = m.n > 1 and sqrt(m.m2 / (m.n - 1)) or 0 }
+  if with_abs then out.mean_abs = m.sabs / m.n end
+  return out
+end
+
+local function dist_merge(list)
+  local mom, total, exact = mom_new(), 0, true
+  for _, d in ipairs(list) do
+    mom = mom_merge(mom, d.mom)
+    total = total + d.mom.n
+    if not d.vals then exact = false end
+  end
+  if exact and total <= M.SAMPLE_MAX then
+    local vals = {}
+    for _, d in ipairs(list) do for _, v in ipairs(d.vals) do vals[#vals + 1] = v end end
+    return { mom = mom, vals = vals }
+  end
+  local h = hist_new()
+  for _, d in ipairs(list) do
+    if d.vals then for _, v in ipairs(d.vals) do hist_add(h, v) end else hist_merge(h, d.hist) end
+  end
+  return { mom = mom, hist = h }
+end
+
+-- ------------------------------------------------------------------
+-- The sample (arrival order), histograms, IPDV pairs, loss episodes
+-- ------------------------------------------------------------------
+
+local function sample_append(self, seq, rtt, fwd, bwd)
+  self.ns = self.ns + 1
+  if spack then
+    local b = self.buf
+    b[#b + 1] = spack(FMT, seq, rtt, fwd, bwd)
+    if #b >= CHUNK then
+      self.chunks[#self.chunks + 1] = table.concat(b)
+      self.buf = {}
+    end
+  else
+    local n = self.ns
+    self.sseq[n], self.srtt[n], self.sfwd[n], self.sbwd[n] = seq, rtt, fwd, bwd
+  end
+end
+
+-- Call fn(seq, rtt, fwd, bwd) for each sample record, in arrival order.
+local function sample_each(self, fn)
+  if spack then
+    local size = #spack(FMT, 0, 0, 0, 0)
+    local function each(s)
+      for pos = 1, #s, size do fn(sunpack(FMT, s, pos)) end
+    end
+    for _, c in ipairs(self.chunks) do each(c) end
+    for _, r in ipairs(self.buf) do each(r) end
+  else
+    for i = 1, self.ns do fn(self.sseq[i], self.srtt[i], self.sfwd[i], self.sbwd[i]) end
+  end
+end
+
+local function sample_reset(self)
+  self.ns, self.chunks, self.buf, self.sseq, self.srtt, self.sfwd, self.sbwd = 0, {}, {}, {}, {}, {}, {}
+end
+
+local KEYS = { "rtt", "fwd", "bwd" }
+
+-- The sample's values, and its IPDV pairs (both packets of a pair in the sample).
+local function sample_values(self)
+  local v = { rtt = {}, fwd = {}, bwd = {}, irtt = {}, ifwd = {}, ibwd = {} }
+  local at = {}
+  local seqs = {}
+  sample_each(self, function(seq, rtt, fwd, bwd)
+    local n = #v.rtt + 1
+    v.rtt[n], v.fwd[n], v.bwd[n], seqs[n] = rtt, fwd, bwd, seq
+    at[seq] = n
+  end)
+  for n = 1, #seqs do
+    local m = at[seqs[n] - 1]
+    if m then
+      local i = #v.irtt + 1
+      v.irtt[i], v.ifwd[i], v.ibwd[i] = v.rtt[n] - v.rtt[m], v.fwd[n] - v.fwd[m], v.bwd[n] - v.bwd[m]
+    end
+  end
+  return v
+end
+
+-- Leave the sample for histograms.
+local function to_hist(self)
+  local h = {}
+  local v = sample_values(self)
+  for k, list in pairs(v) do
+    h[k] = hist_new()
+    for _, x in ipairs(list) do hist_add(h[k], x) end
+  end
+  sample_reset(self)
+  self.hist = h
+end
+
+-- An IPDV pair: packets `a` and `a + 1`, values (rtt, fwd, bwd) of each.
+local function ipdv_pair(self, r1, f1, b1, r2, f2, b2)
+  local a, b, c = r2 - r1, f2 - f1, b2 - b1
+  mom_add(self.irtt, a)
+  mom_add(self.ifwd, b)
+  mom_add(self.ibwd, c)
+  local h = self.hist
+  if h then
+    hist_add(h.irtt, a)
+    hist_add(h.ifwd, b)
+    hist_add(h.ibwd, c)
+  end
+end
+
 local Acc = {}
 Acc.__index = Acc
 
@@ -61,21 +295,20 @@ Acc.__index = Acc
 --   (enables forward/backward loss from reflector sequence numbers)
 -- @treturn table with `add(result)` and `summary(counters)`
 function M.new(opts)
-  return setmetatable({ opts = opts or {}, by_seq = {}, arrivals = {}, lost = 0, n = 0, max_seq = -1 }, Acc)
-end
-
---- Add one per-packet result (as returned by `sender:step`).
--- @tparam table r
-function Acc:add(r)
-  if r.seq > self.max_seq then self.max_seq = r.seq end
-  if r.lost then
-    self.lost = self.lost + 1
-    self.by_seq[r.seq] = self.by_seq[r.seq] or false
-    return
-  end
-  self.n = self.n + 1
-  self.by_seq[r.seq] = r
-  self.arrivals[#self.arrivals + 1] = r
+  opts = opts or {}
+  local self = setmetatable({
+    opts = opts, lost = 0, n = 0, max_seq = -1,
+    rtt = mom_new(), fwd = mom_new(), bwd = mom_new(), irtt = mom_new(), ifwd = mom_new(), ibwd = mom_new(),
+    owd_valid = true, owd_reason = nil, err_bound = 0, stateful = opts.stateful_reflector or false,
+    -- IPDV: the last IPDV_WINDOW received packets by sequence number
+    wseq = {}, wrtt = {}, wfwd = {}, wbwd = {},
+    -- loss episodes: the run of consecutive lost sequence numbers being built
+    run_first = nil, run_last = nil, episodes = 0, longest = 0, burst_total = 0,
+    -- reordering (arrival order of received packets)
+    pos = 0, max_seen = -1, rc = 0, rseq = {}, rpos = {}, reordered = 0, ext = mom_new(),
+  }, Acc)
+  sample_reset(self)
+  return self
 end
 
 -- Is this packet's one-way delay usable? Returns ok, reason.
@@ -87,147 +320,184 @@ local function owd_ok(r)
 end
 M.owd_ok = owd_ok
 
-local function pdv(values)
-  if #values == 0 then return nil end
-  local mn = huge
-  for _, v in ipairs(values) do if v < mn then mn = v end end
-  local d = {}
-  for i, v in ipairs(values) do d[i] = v - mn end
-  return M.describe(d)
+-- Reordering (RFC 4737) for a received packet, in arrival order.
+local function reorder(self, seq)
+  local pos = self.pos + 1
+  self.pos = pos
+  local W = M.REORDER_WINDOW
+  if seq > self.max_seen then
+    self.max_seen = seq
+    local rc = self.rc + 1
+    self.rc = rc
+    local slot = (rc - 1) % W + 1
+    self.rseq[slot], self.rpos[slot] = seq, pos
+  elseif seq < self.max_seen then
+    -- the earliest arrival with a higher number set a new maximum: binary search the recent maxima
+    local lo, hi = self.rc - W + 1, self.rc
+    if lo < 1 then lo = 1 end
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if self.rseq[(mid - 1) % W + 1] > seq then hi = mid else lo = mid + 1 end
+    end
+    self.reordered = self.reordered + 1
+    mom_add(self.ext, pos - self.rpos[(lo - 1) % W + 1])
+  end
 end
 
-local function ipdv(series)
-  local d, absd = {}, {}
-  for i = 2, #series do
-    local a, b = series[i - 1], series[i]
-    if b.seq == a.seq + 1 then
-      d[#d + 1] = b.v - a.v
-      absd[#absd + 1] = math.abs(b.v - a.v)
+local function close_run(self)
+  local len = self.run_last - self.run_first + 1
+  self.episodes, self.burst_total = self.episodes + 1, self.burst_total + len
+  if len > self.longest then self.longest = len end
+  self.run_first, self.run_last = nil, nil
+end
+
+-- Loss episodes: runs of consecutive lost sequence numbers (loss records come in sequence order).
+local function lost_seq(self, seq)
+  local first, last = self.run_first, self.run_last
+  if first and seq == last + 1 then
+    self.run_last = seq
+  elseif first and seq == first - 1 then
+    self.run_first = seq
+  elseif not (first and seq >= first and seq <= last) then
+    if first then close_run(self) end
+    self.run_first, self.run_last = seq, seq
+  end
+end
+
+--- Add one per-packet result (as returned by `sender:step`). Nothing of `r` is kept.
+-- @tparam table r
+function Acc:add(r)
+  local seq = r.seq
+  if seq > self.max_seq then self.max_seq = seq end
+  if r.lost then
+    self.lost = self.lost + 1
+    lost_seq(self, seq)
+    return
+  end
+  local rtt, fwd, bwd = r.rtt, r.fwd, r.bwd
+  self.n = self.n + 1
+  mom_add(self.rtt, rtt)
+  mom_add(self.fwd, fwd)
+  mom_add(self.bwd, bwd)
+  local ok, why = owd_ok(r)
+  if not ok and self.owd_valid then self.owd_valid, self.owd_reason = false, why end
+  if r.sender_ee and r.refl_ee then
+    local e = r.sender_ee.error_ns + r.refl_ee.error_ns
+    if e > self.err_bound then self.err_bound = e end
+  end
+  if r.refl_seq ~= seq then self.stateful = true end
+  if not self.last or seq > self.last.seq then
+    local dm = r.tlvs and r.tlvs.direct_measurement
+    self.last = { seq = seq, refl_seq = r.refl_seq,
+      dm = dm and { u = dm.u, s_txc = dm.s_txc, r_rxc = dm.r_rxc, r_txc = dm.r_txc } }
+  end
+  reorder(self, seq)
+  -- IPDV with the neighbours already here (by sequence number, whatever the arrival order)
+  local W = M.IPDV_WINDOW
+  local ws, wr, wf, wb = self.wseq, self.wrtt, self.wfwd, self.wbwd
+  local lo, hi, me = (seq - 1) % W + 1, (seq + 1) % W + 1, seq % W + 1
+  if ws[lo] == seq - 1 then ipdv_pair(self, wr[lo], wf[lo], wb[lo], rtt, fwd, bwd) end
+  if ws[hi] == seq + 1 then ipdv_pair(self, rtt, fwd, bwd, wr[hi], wf[hi], wb[hi]) end
+  ws[me], wr[me], wf[me], wb[me] = seq, rtt, fwd, bwd
+  -- the distributions: the sample, or beyond it the histograms
+  if self.hist then
+    hist_add(self.hist.rtt, rtt)
+    hist_add(self.hist.fwd, fwd)
+    hist_add(self.hist.bwd, bwd)
+  else
+    sample_append(self, seq, rtt, fwd, bwd)
+    if self.ns >= M.SAMPLE_MAX then to_hist(self) end
+  end
+end
+
+-- Everything a summary is made of.
+local function figures(self, counters)
+  local d = {}
+  local v = not self.hist and sample_values(self)
+  for _, k in ipairs(KEYS) do
+    local ik = "i" .. k
+    if v then
+      d[k] = { mom = self[k], vals = v[k] }
+      d[ik] = { mom = self[ik], vals = v[ik] }
+    else
+      d[k] = { mom = self[k], hist = self.hist[k] }
+      d[ik] = { mom = self[ik], hist = self.hist[ik] }
     end
   end
-  local out = M.describe(d)
-  if out then out.mean_abs = M.describe(absd).mean end
-  return out
+  local episodes, longest, burst_total = self.episodes, self.longest, self.burst_total
+  if self.run_first then -- the run being built counts as it stands
+    local len = self.run_last - self.run_first + 1
+    episodes, burst_total = episodes + 1, burst_total + len
+    if len > longest then longest = len end
+  end
+  local sent = counters and counters.sent or (self.n + self.lost)
+  local f = {
+    sent = sent, received = self.n,
+    duplicates = counters and counters.duplicates or 0, late = counters and counters.late or 0,
+    dists = d, owd_valid = self.owd_valid and self.n > 0, owd_reason = self.n > 0 and self.owd_reason or "no replies",
+    err_bound = self.err_bound,
+    episodes = episodes, longest = longest, burst_total = burst_total,
+    reordered = self.reordered, ext = self.ext,
+  }
+  local last = self.last
+  if last then
+    local dm, direction = last.dm, nil
+    if dm and not dm.u and dm.r_rxc and dm.r_rxc > 0 then
+      direction = { method = "direct_measurement", forward = dm.s_txc - dm.r_rxc, backward = dm.r_txc - self.n }
+    elseif self.stateful then
+      direction = { method = "reflector_sequence", forward = last.seq - last.refl_seq,
+        backward = last.refl_seq + 1 - self.n }
+    end
+    if direction then
+      direction.undetermined = sent - (last.seq + 1)
+      if direction.undetermined < 0 then direction.undetermined = 0 end
+    end
+    f.direction = direction
+  end
+  return f
 end
 
---- Summary of everything added so far.
+-- The summary table from figures.
+local function render(f)
+  local d = f.dists
+  local lost = f.sent - f.received
+  local rtt = dist_describe(d.rtt)
+  local fwd = dist_describe(d.fwd)
+  local bwd = dist_describe(d.bwd)
+  return {
+    sent = f.sent,
+    received = f.received,
+    lost = lost,
+    loss_pct = f.sent > 0 and (100 * lost / f.sent) or 0,
+    duplicates = f.duplicates,
+    late = f.late,
+    rtt = rtt, fwd = fwd, bwd = bwd,
+    owd = { valid = f.owd_valid, reason = f.owd_reason, error_bound = f.err_bound },
+    ipdv = { rtt = dist_describe(d.irtt, 0, true), fwd = dist_describe(d.ifwd, 0, true),
+      bwd = dist_describe(d.ibwd, 0, true) },
+    pdv = { rtt = rtt and dist_describe(d.rtt, d.rtt.mom.min), fwd = fwd and dist_describe(d.fwd, d.fwd.mom.min),
+      bwd = bwd and dist_describe(d.bwd, d.bwd.mom.min) },
+    loss = {
+      episodes = f.episodes, longest_burst = f.longest,
+      mean_burst = f.episodes > 0 and f.burst_total / f.episodes or 0,
+      direction = f.direction,
+    },
+    reordering = {
+      reordered = f.reordered,
+      ratio = f.received > 0 and f.reordered / f.received or 0,
+      max_extent = f.ext.n > 0 and f.ext.max or 0,
+      mean_extent = f.ext.n > 0 and f.ext.mean or 0,
+    },
+  }
+end
+
+--- Summary of everything added so far (the accumulator can go on afterwards).
 -- @tparam[opt] table counters a sender's counters (authoritative for `sent`, `duplicates`, `late`)
 -- @treturn table `sent`, `received`, `lost`, `loss_pct`, `duplicates`, `late`, `rtt`, `fwd`, `bwd`,
 --   `owd` (validity of one-way delays), `ipdv` and `pdv` (each with `rtt`, `fwd`, `bwd`), `loss`
 --   (episodes and direction), `reordering`
 function Acc:summary(counters)
-  local sent = counters and counters.sent or (self.n + self.lost)
-  local received = self.n
-  -- by sequence number
-  local seqs = {}
-  for s in pairs(self.by_seq) do seqs[#seqs + 1] = s end
-  table.sort(seqs)
-  local rtt, fwd, bwd = {}, {}, {}
-  local srtt, sfwd, sbwd = {}, {}, {}
-  local owd_valid, owd_reason, err_bound = true, nil, 0
-  for _, s in ipairs(seqs) do
-    local r = self.by_seq[s]
-    if r then
-      rtt[#rtt + 1] = r.rtt
-      fwd[#fwd + 1] = r.fwd
-      bwd[#bwd + 1] = r.bwd
-      srtt[#srtt + 1] = { seq = s, v = r.rtt }
-      sfwd[#sfwd + 1] = { seq = s, v = r.fwd }
-      sbwd[#sbwd + 1] = { seq = s, v = r.bwd }
-      local ok, why = owd_ok(r)
-      if not ok then
-        owd_valid = false
-        owd_reason = owd_reason or why
-      end
-      if r.sender_ee and r.refl_ee then
-        local e = r.sender_ee.error_ns + r.refl_ee.error_ns
-        if e > err_bound then err_bound = e end
-      end
-    end
-  end
-  if received == 0 then owd_valid, owd_reason = false, "no replies" end
-
-  -- loss episodes over the sequence numbers sent (packets still in flight are not counted)
-  local episodes, longest, run, burst_total = 0, 0, 0, 0
-  for s = 0, self.max_seq do
-    if self.by_seq[s] == false then
-      run = run + 1
-    elseif run > 0 then
-      episodes, burst_total = episodes + 1, burst_total + run
-      if run > longest then longest = run end
-      run = 0
-    end
-  end
-  if run > 0 then
-    episodes, burst_total = episodes + 1, burst_total + run
-    if run > longest then longest = run end
-  end
-
-  -- loss direction
-  local direction
-  local last
-  for i = #seqs, 1, -1 do
-    if self.by_seq[seqs[i]] then last = self.by_seq[seqs[i]] break end
-  end
-  if last then
-    local dm = last.tlvs and last.tlvs.direct_measurement
-    local recv_upto = 0
-    for _, s in ipairs(seqs) do if s <= last.seq and self.by_seq[s] then recv_upto = recv_upto + 1 end end
-    local stateful = self.opts.stateful_reflector
-    if not stateful then
-      for _, r in ipairs(self.arrivals) do if r.refl_seq ~= r.seq then stateful = true break end end
-    end
-    if dm and not dm.u and dm.r_rxc and dm.r_rxc > 0 then
-      direction = { method = "direct_measurement", forward = dm.s_txc - dm.r_rxc, backward = dm.r_txc - recv_upto }
-    elseif stateful then
-      direction = { method = "reflector_sequence", forward = last.seq - last.refl_seq,
-        backward = last.refl_seq + 1 - recv_upto }
-    end
-    if direction then direction.undetermined = sent - (last.seq + 1) - 0 end
-    if direction and direction.undetermined < 0 then direction.undetermined = 0 end
-  end
-
-  -- reordering (RFC 4737) in arrival order
-  local reordered, extents, max_seen = 0, {}, -1
-  for i, r in ipairs(self.arrivals) do
-    if r.seq < max_seen then
-      reordered = reordered + 1
-      local e = 0
-      for j = 1, i - 1 do if self.arrivals[j].seq > r.seq then e = e + 1 end end
-      extents[#extents + 1] = e
-    elseif r.seq > max_seen then
-      max_seen = r.seq
-    end
-  end
-  local ext = M.describe(extents)
-
-  local lost = sent - received
-  local out = {
-    sent = sent,
-    received = received,
-    lost = lost,
-    loss_pct = sent > 0 and (100 * lost / sent) or 0,
-    duplicates = counters and counters.duplicates or 0,
-    late = counters and counters.late or 0,
-    rtt = M.describe(rtt),
-    fwd = M.describe(fwd),
-    bwd = M.describe(bwd),
-    owd = { valid = owd_valid, reason = owd_reason, error_bound = err_bound },
-    ipdv = { rtt = ipdv(srtt), fwd = ipdv(sfwd), bwd = ipdv(sbwd) },
-    pdv = { rtt = pdv(rtt), fwd = pdv(fwd), bwd = pdv(bwd) },
-    loss = {
-      episodes = episodes, longest_burst = longest,
-      mean_burst = episodes > 0 and burst_total / episodes or 0,
-      direction = direction,
-    },
-    reordering = {
-      reordered = reordered,
-      ratio = received > 0 and reordered / received or 0,
-      max_extent = ext and ext.max or 0,
-      mean_extent = ext and ext.mean or 0,
-    },
-  }
-  return out
+  return render(figures(self, counters))
 end
 
 --- Summary of an array of results.
@@ -241,27 +511,49 @@ function M.summary(results, counters, opts)
   return a:summary(counters)
 end
 
---- Merge several summaries' packet sets: summary over the union of result arrays.
--- @tparam table lists array of result arrays
--- @treturn table
-function M.merge(lists)
-  local sent, all = 0, {}
-  -- sequence numbers collide across sessions: offset them
-  local offset = 0
-  for _, list in ipairs(lists) do
-    local maxs = -1
-    for _, r in ipairs(list) do
-      local c = {}
-      for k, v in pairs(r) do c[k] = v end
-      c.seq = r.seq + offset
-      if c.refl_seq then c.refl_seq = c.refl_seq + offset end
-      all[#all + 1] = c
-      if r.seq > maxs then maxs = r.seq end
+--- Overall figures of several sessions, each computed on its own and then combined: distributions
+-- are pooled, IPDV pairs and loss episodes never span two sessions, counts add up.
+-- @tparam table parts array of accumulators (`stats.new`) or of result arrays
+-- @tparam[opt] table counters array: the sender's counters of each part
+-- @treturn table a summary
+function M.merge(parts, counters)
+  local fs = {}
+  for i, p in ipairs(parts) do
+    local acc = p
+    if getmetatable(p) ~= Acc then
+      acc = M.new()
+      for _, r in ipairs(p) do acc:add(r) end
     end
-    sent = sent + #list
-    offset = offset + maxs + 1
+    fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
   end
-  return M.summary(all, { sent = sent })
+  local f = { sent = 0, received = 0, duplicates = 0, late = 0, owd_valid = true, err_bound = 0, episodes = 0,
+    longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
+  local method, fwd, bwd, und, directions = nil, 0, 0, 0, true
+  for _, x in ipairs(fs) do
+    f.sent, f.received = f.sent + x.sent, f.received + x.received
+    f.duplicates, f.late = f.duplicates + x.duplicates, f.late + x.late
+    if not x.owd_valid and x.received > 0 and f.owd_valid then f.owd_valid, f.owd_reason = false, x.owd_reason end
+    if x.err_bound > f.err_bound then f.err_bound = x.err_bound end
+    f.episodes, f.burst_total = f.episodes + x.episodes, f.burst_total + x.burst_total
+    if x.longest > f.longest then f.longest = x.longest end
+    f.reordered = f.reordered + x.reordered
+    f.ext = mom_merge(f.ext, x.ext)
+    if x.received > 0 then
+      local d = x.direction
+      if not d or (method and d.method ~= method) then directions = false
+      else
+        method, fwd, bwd, und = d.method, fwd + d.forward, bwd + d.backward, und + d.undetermined
+      end
+    end
+  end
+  if f.received == 0 then f.owd_valid, f.owd_reason = false, "no replies" end
+  if directions and method then f.direction = { method = method, forward = fwd, backward = bwd, undetermined = und } end
+  for _, k in ipairs { "rtt", "fwd", "bwd", "irtt", "ifwd", "ibwd" } do
+    local list = {}
+    for i, x in ipairs(fs) do list[i] = x.dists[k] end
+    f.dists[k] = dist_merge(list)
+  end
+  return render(f)
 end
 
 return M
