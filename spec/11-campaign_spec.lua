@@ -150,3 +150,55 @@ describe("examples run as they are", function()
     assert.same({ "summary", 30, 30 }, { last.type, last.sent, last.received })
   end)
 end)
+
+describe("campaign figures and plot", function()
+  local MS = 1e6
+  local function rec(seq, rtt, session)
+    return { seq = seq, lost = false, rtt = rtt * MS, fwd = rtt / 2 * MS, bwd = rtt / 2 * MS, refl_seq = seq,
+      t1 = seq * 10 * MS, session = session }
+  end
+
+  it("the overall summary combines the sessions' own figures (IPDV never across two sessions)", function()
+    local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0 })
+    local _, p = r:local_addr()
+    local rep = assert(stamp.campaign { reflectors = { r }, keep = false,
+      sessions = { { name = "a", remote_addr = "127.0.0.1", remote_port = p, count = 20, send_delay = 1 },
+        { name = "b", remote_addr = "127.0.0.1", remote_port = p, count = 30, send_delay = 1 } } })
+    r:close()
+    assert.is_nil(rep.sessions[1].results)
+    assert.same({ 50, 50 }, { rep.overall.sent, rep.overall.received })
+    assert.equal(50, rep.overall.rtt.n)
+    assert.equal(rep.sessions[1].summary.ipdv.rtt.n + rep.sessions[2].summary.ipdv.rtt.n, rep.overall.ipdv.rtt.n)
+    assert.equal(48, rep.overall.ipdv.rtt.n)
+  end)
+
+  it("plot: one colour per session, a legend, and the subtitle's figures over all sessions", function()
+    local svg = stamp.plot.svg { rec(0, 1, "a"), rec(1, 2, "a"), rec(0, 5, "b"), rec(1, 6, "b"),
+      { seq = 2, lost = true, t1 = 20 * MS, session = "b" } }
+    local fills = {}
+    for f in svg:gmatch('<circle class="rtt" cx="[^"]*" cy="[^"]*" r="2" fill="([^"]+)"') do fills[f] = true end
+    local n = 0
+    for _ in pairs(fills) do n = n + 1 end
+    assert.equal(2, n)
+    assert.matches('<g class="legend sessions">.*>a</text>.*>b</text>', svg)
+    assert.matches("sent 5, received 4, lost 1 %(20%.0%%%), RTT min/avg/max 1%.000/3%.500/6%.000 ms", svg)
+  end)
+
+  it("stamp --campaign --plot draws each session with its own colour and names it", function()
+    local svg = os.tmpname() .. ".svg"
+    local code, _, err = h.run(h.STAMP .. " --campaign " .. h.ROOT .. "/examples/campaign.lua --plot " .. svg)
+    assert.equal(0, code, err)
+    local doc = h.slurp(svg)
+    os.remove(svg)
+    for _, name in ipairs { "fast%-v4", "slow%-v4", "fast%-v6", "padded%-v6" } do
+      assert.matches('<text x="%d+" y="%d+">' .. name .. "</text>", doc)
+    end
+    local fills, n = {}, 0
+    for f in doc:gmatch('<circle class="rtt" [^>]* fill="([^"]+)"') do
+      if not fills[f] then n = n + 1 end
+      fills[f] = true
+    end
+    assert.equal(4, n)
+    assert.matches("sent 110, received 110, lost 0", doc)
+  end)
+end)

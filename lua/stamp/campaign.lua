@@ -27,7 +27,7 @@ local CAMPAIGN_KEYS = { sessions = true, duration = true, schedule = true, refle
 --   `duration` (seconds: stop sending after it), `schedule` ("periodic" or "poisson", the sessions' default),
 --   `reflectors` (objects stepped in the same loop), `on_result(name, result, session)`,
 --   `on_summary(name, summary)`, `on_tick(campaign_state)` (about once a loop), `stop()` (true to stop),
---   `keep` (keep per-packet results, default true)
+--   `keep` (keep per-packet results, default true; `false`: memory does not grow with the packet count)
 -- @treturn table|nil `{ sessions = { {name=, summary=, results=, counters=, remote=}... }, overall = summary, interrupted = bool }`,
 --   or `nil, message` when a session cannot start
 function M.run(c)
@@ -42,6 +42,7 @@ function M.run(c)
     error("bad option 'duration' to 'campaign' (positive number expected)", 2)
   end
   local stamp = require "stamp"
+  local keep = c.keep ~= false
   local sessions = {}
   local function close_all()
     for _, s in ipairs(sessions) do s.sender:close() end
@@ -70,11 +71,10 @@ function M.run(c)
       close_all()
       return nil, string.format("session '%s': %s", name, err)
     end
-    sessions[#sessions + 1] = { name = name, sender = s, acc = stats.new(), results = {},
+    sessions[#sessions + 1] = { name = name, sender = s, acc = stats.new(), results = keep and {} or nil,
       remote = string.format("%s:%d", o.remote_addr, o.remote_port or 862) }
   end
 
-  local keep = c.keep ~= false
   local reflectors = c.reflectors or {}
   local t0 = core.mono()
   local deadline = c.duration and t0 + math.floor(c.duration * 1e9)
@@ -120,25 +120,20 @@ function M.run(c)
   end
 
   local out = { sessions = {}, interrupted = interrupted }
-  local lists = {}
+  local accs, counters_list = {}, {}
   for i, s in ipairs(sessions) do
     local counters = s.sender:counters()
     local summary = s.acc:summary(counters)
     summary.interrupted = interrupted
     out.sessions[i] = { name = s.name, remote = s.remote, summary = summary, counters = counters,
       results = keep and s.results or nil }
-    lists[i] = s.results
+    accs[i], counters_list[i] = s.acc, counters
     if c.on_summary then c.on_summary(s.name, summary) end
     s.sender:close()
   end
-  if keep then
-    out.overall = stats.merge(lists)
-  else
-    local sent, received = 0, 0
-    for _, s in ipairs(out.sessions) do sent, received = sent + s.summary.sent, received + s.summary.received end
-    out.overall = { sent = sent, received = received, lost = sent - received,
-      loss_pct = sent > 0 and 100 * (sent - received) / sent or 0 }
-  end
+  -- each session's figures on their own, then combined (IPDV and loss episodes never span two sessions)
+  out.overall = stats.merge(accs, counters_list)
+  out.overall.interrupted = interrupted
   return out
 end
 

@@ -43,13 +43,45 @@ local function label(v)
   return (string.format("%.3f", v):gsub("0+$", ""):gsub("%.$", ""))
 end
 
+-- One colour per session (campaigns), in order of first appearance.
+local PALETTE = { "#1f77b4", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#2ca02c", "#ff7f0e",
+  "#393b79", "#637939", "#8c6d31" }
+
+-- Results grouped by their `session` field (a single group without one), in order of appearance.
+local function by_session(results)
+  local groups, index = {}, {}
+  for _, r in ipairs(results) do
+    local k = r.session or false
+    local g = index[k]
+    if not g then
+      g = { name = r.session, results = {} }
+      groups[#groups + 1] = g
+      index[k] = g
+    end
+    g.results[#g.results + 1] = r
+  end
+  for i, g in ipairs(groups) do g.colour = PALETTE[(i - 1) % #PALETTE + 1] end
+  return groups
+end
+
 --- Build the SVG document.
--- @tparam table results per-packet results (received and lost)
--- @tparam[opt] table o `title`
+-- @tparam table results per-packet results (received and lost); a `session` field (campaigns) draws each
+--   session in its own colour, with a legend
+-- @tparam[opt] table o `title`; `summary` (the figures for the subtitle, e.g. a campaign's overall ones;
+--   default: computed from `results`, each session on its own then combined)
 -- @treturn string SVG text
 function M.svg(results, o)
   o = o or {}
-  local summary = stats.summary(results)
+  local groups = by_session(results)
+  local multi = #groups > 1 or (groups[1] and groups[1].name ~= nil)
+  local summary = o.summary
+  if not summary then
+    local lists = {}
+    for i, g in ipairs(groups) do lists[i] = g.results end
+    summary = #lists == 1 and stats.summary(lists[1]) or stats.merge(lists)
+  end
+  local colour = {}
+  for _, g in ipairs(groups) do if g.name then colour[g.name] = g.colour end end
   local t0 = math.huge
   for _, r in ipairs(results) do if r.t1 and r.t1 < t0 then t0 = r.t1 end end
   if t0 == math.huge then t0 = 0 end
@@ -102,15 +134,20 @@ function M.svg(results, o)
   add(string.format('<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle">delay (ms)</text>', 22,
     TOP1 + H1 / 2))
 
-  -- one-way delays, only when valid
+  -- one-way delays, only when valid: one line per session and direction
   local sorted = {}
-  for _, r in ipairs(results) do if not r.lost then sorted[#sorted + 1] = r end end
-  table.sort(sorted, function(a, b) return a.seq < b.seq end)
-  if owd and #sorted > 1 then
-    for _, k in ipairs { "fwd", "bwd" } do
-      local pts = {}
-      for _, r in ipairs(sorted) do pts[#pts + 1] = num(X((r.t1 - t0) / 1e9)) .. "," .. num(Y(r[k] / 1e6)) end
-      add(string.format('<polyline class="%s" points="%s"/>', k, table.concat(pts, " ")))
+  for _, g in ipairs(groups) do
+    local gs = {}
+    for _, r in ipairs(g.results) do if not r.lost then gs[#gs + 1] = r sorted[#sorted + 1] = r end end
+    table.sort(gs, function(a, b) return a.seq < b.seq end)
+    if owd and #gs > 1 then
+      for _, k in ipairs { "fwd", "bwd" } do
+        local pts = {}
+        for _, r in ipairs(gs) do pts[#pts + 1] = num(X((r.t1 - t0) / 1e9)) .. "," .. num(Y(r[k] / 1e6)) end
+        add(string.format('<polyline class="%s"%s points="%s"/>', k,
+          multi and string.format(' stroke-dasharray="%s" stroke="%s"', k == "fwd" and "4 2" or "1 2", g.colour) or "",
+          table.concat(pts, " ")))
+      end
     end
   end
   -- RTT points and lost marks
@@ -118,11 +155,13 @@ function M.svg(results, o)
     local x = X(((r.t1 or t0) - t0) / 1e9)
     if r.lost then
       local y = TOP1 + 8
-      add(string.format('<path class="lost" d="M%s %sL%s %sM%s %sL%s %s"><title>seq %d lost</title></path>',
-        num(x - 4), num(y - 4), num(x + 4), num(y + 4), num(x - 4), num(y + 4), num(x + 4), num(y - 4), r.seq))
+      add(string.format('<path class="lost" d="M%s %sL%s %sM%s %sL%s %s"><title>%sseq %d lost</title></path>',
+        num(x - 4), num(y - 4), num(x + 4), num(y + 4), num(x - 4), num(y + 4), num(x + 4), num(y - 4),
+        r.session and (esc(r.session) .. " ") or "", r.seq))
     else
-      add(string.format('<circle class="rtt" cx="%s" cy="%s" r="2"><title>seq %d rtt %.3f ms</title></circle>',
-        num(x), num(Y(r.rtt / 1e6)), r.seq, r.rtt / 1e6))
+      add(string.format('<circle class="rtt" cx="%s" cy="%s" r="2"%s><title>%sseq %d rtt %.3f ms</title></circle>',
+        num(x), num(Y(r.rtt / 1e6)), r.session and string.format(' fill="%s"', colour[r.session]) or "",
+        r.session and (esc(r.session) .. " ") or "", r.seq, r.rtt / 1e6))
     end
   end
   -- legend
@@ -139,6 +178,15 @@ function M.svg(results, o)
   else
     add(string.format('<text x="%d" y="%d" fill="#666">one-way delays not shown: %s</text>', lx - 6, TOP1 + 46,
       esc(summary.owd and summary.owd.reason or "unavailable")))
+  end
+  if multi then -- one entry per session, down the right-hand side of the panel
+    add('<g class="legend sessions">')
+    for i, g in ipairs(groups) do
+      local y = TOP1 + 80 + (i - 1) * 16
+      add(string.format('<circle cx="%d" cy="%d" r="4" fill="%s"/><text x="%d" y="%d">%s</text>', lx, y, g.colour,
+        lx + 10, y + 4, esc(g.name or "(unnamed)")))
+    end
+    add('</g>')
   end
   add('</g>')
 
