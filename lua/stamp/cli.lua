@@ -294,11 +294,17 @@ local function sender_tlvs(a)
   return t
 end
 
--- Where results go: one object per output format, shared by single runs and campaigns.
+-- Where results go: one object per output format, shared by single runs and campaigns. Nothing grows
+-- with the packet count: records are written as they complete (`--output-format json` spools them to
+-- a temporary file until the summary is known), the plot keeps a thinned series of at most PLOT_MAX points.
+local PLOT_MAX = 10000
+
 local function make_output(a, campaign)
   local fmt = a.output_format
-  local o = { results = {} }
-  local keep = fmt == "json" or a.plot ~= nil
+  local o = {}
+  local spool = fmt == "json" and not campaign and assert(io.tmpfile())
+  local nspool = 0
+  local points, stride, seen = {}, 1, 0
   local interval_acc, interval_start = nil, core.mono()
   local progress = not a.quiet and core.isatty(2)
   local prog = { sent = 0, received = 0, sum = 0, last = nil, last_draw = 0 }
@@ -306,7 +312,22 @@ local function make_output(a, campaign)
   if fmt == "csv" then out((campaign and "session," or "") .. report.csv_header()) end
 
   function o.packet(r, session)
-    if keep then o.results[#o.results + 1] = r end
+    if spool then
+      spool:write(nspool > 0 and ",\n    " or "\n    ", report.json(report.packet_record(r)))
+      nspool = nspool + 1
+    end
+    if a.plot then
+      seen = seen + 1
+      if (seen - 1) % stride == 0 then
+        points[#points + 1] = { seq = r.seq, t1 = r.t1, lost = r.lost, rtt = r.rtt, fwd = r.fwd, bwd = r.bwd,
+          session = session }
+        if #points >= PLOT_MAX then -- thin evenly: every other point, and from now on every 2^k-th packet
+          local kept = {}
+          for i = 1, #points, 2 do kept[#kept + 1] = points[i] end
+          points, stride = kept, stride * 2
+        end
+      end
+    end
     if fmt == "text" then
       if a.R then out((session and ("[" .. session .. "] ") or "") .. report.packet_line(r)) end
     elseif fmt == "csv" then
@@ -317,13 +338,28 @@ local function make_output(a, campaign)
       out(report.json(rec))
     end
     if a.report_interval then
-      interval_acc = interval_acc or stamp.stats.new()
+      interval_acc = interval_acc or stamp.stats.new { first_seq = false }
       interval_acc:add(r)
     end
     prog.sent = prog.sent + 1
     if not r.lost then
       prog.received, prog.sum, prog.last = prog.received + 1, prog.sum + r.rtt, r.rtt
     end
+  end
+
+  --- The JSON document: the summary, then the spooled packet records.
+  function o.json_document(summary_rec)
+    local head = report.json({ summary = summary_rec }, true):gsub("%s*}%s*$", "")
+    io.stdout:write(head, ",\n  \"packets\": [")
+    spool:seek("set", 0)
+    while true do
+      local chunk = spool:read(65536)
+      if not chunk then break end
+      io.stdout:write(chunk)
+    end
+    spool:close()
+    io.stdout:write(nspool > 0 and "\n  ]\n}\n" or "]\n}\n")
+    io.stdout:flush()
   end
 
   -- called often; throttles itself (`final`: flush the last, partial interval)
@@ -360,9 +396,10 @@ local function make_output(a, campaign)
     if progress and prog.last_draw > 0 then io.stderr:write("\r\27[K") io.stderr:flush() end
   end
 
-  function o.write_plot(results, title)
+  -- `summary`: the run's (or the campaign's overall) figures, for the subtitle
+  function o.write_plot(title, summary)
     if not a.plot then return true end
-    local ok, err = stamp.plot.write(a.plot, results, { title = title })
+    local ok, err = stamp.plot.write(a.plot, points, { title = title, summary = summary })
     if not ok then
       io.stderr:write("stamp: cannot write --plot file: ", tostring(err), "\n")
       return false
@@ -408,13 +445,11 @@ local function run_sender(a)
     if a.R then out("") end
     out(report.text_summary(summary))
   elseif fmt == "json" then
-    local packets = {}
-    for i, r in ipairs(o.results) do packets[i] = report.packet_record(r) end
-    out(report.json({ summary = report.summary_record(summary), packets = packets }, true))
+    o.json_document(report.summary_record(summary))
   elseif fmt == "jsonl" then
     out(report.json(report.summary_record(summary)))
   end
-  if not o.write_plot(o.results, string.format("STAMP %s port %d", a.remote_addr, a.remote_port)) then return 1 end
+  if not o.write_plot(string.format("STAMP %s port %d", a.remote_addr, a.remote_port), summary) then return 1 end
   return 0
 end
 
@@ -431,6 +466,7 @@ local function run_campaign(a)
     return 2
   end
   core.trap_signals()
+  if cfg.keep == nil then cfg.keep = false end -- the outputs stream what they need
   local o = make_output(a, true)
   local user_result, user_tick = cfg.on_result, cfg.on_tick
   cfg.on_result = function(name, r, sess)
@@ -476,11 +512,7 @@ local function run_campaign(a)
       out(report.json(overall))
     end
   end
-  if a.plot then
-    local all = {}
-    for _, sess in ipairs(rep.sessions) do for _, r in ipairs(sess.results or {}) do all[#all + 1] = r end end
-    if not o.write_plot(all, "STAMP campaign " .. a.campaign) then return 1 end
-  end
+  if not o.write_plot("STAMP campaign " .. a.campaign, rep.overall) then return 1 end
   return 0
 end
 
