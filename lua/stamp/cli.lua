@@ -12,7 +12,10 @@ local M = {}
 local function int_in(lo, hi)
   return function(s)
     local n = tonumber(s)
-    if n and n == math.floor(n) and n >= lo and n <= hi and s:match("^%s*[-+]?%d+%s*$") then return math.floor(n) end
+    -- decimal only; an integral value written as a float (64.0, 1e3) is that integer, as in the Lua options
+    if n and n == math.floor(n) and n >= lo and n <= hi and s:match("^%s*[-+]?%d*%.?%d*[eE]?[-+]?%d*%s*$") then
+      return math.tointeger and math.tointeger(n) or math.floor(n)
+    end
   end, string.format("an integer from %d to %d", lo, hi)
 end
 
@@ -30,25 +33,33 @@ local function one_of(...)
 end
 
 
+-- HMAC keys: at least 16 octets (RFC 8762 §4.4 keys are up to 256 octets long).
+local MIN_KEY = 16
+
 local function hex_key(s)
-  return core.hex_decode(s)
+  local k = core.hex_decode(s)
+  if k and #k >= MIN_KEY then return k end
 end
 
 -- name, short, long, argument name, default, description, check, check description
 local OPTIONS = {
-  { "remote_addr", "-r", "--remote-addr", "REMOTE_ADDR", "0.0.0.0", "Remote address for Session Reflector" },
-  { "local_addr", "-S", "--local-addr", "LOCAL_ADDR", "0.0.0.0", "Local address to bind for" },
-  { "remote_port", "-p", "--remote-port", "REMOTE_PORT", "862", "UDP port number for outgoing packets", int_in(1, 65535) },
-  { "local_port", "-o", "--local-port", "LOCAL_PORT", "862", "UDP port number for incoming packets", int_in(0, 65535) },
+  { "remote_addr", "-r", "--remote-addr", "REMOTE_ADDR", nil, "Address of the Session-Reflector (sender; required)" },
+  { "local_addr", "-S", "--local-addr", "LOCAL_ADDR", "0.0.0.0", "Local address to bind to" },
+  { "remote_port", "-p", "--remote-port", "REMOTE_PORT", "862", "UDP port of the Session-Reflector (sender's destination)",
+    int_in(1, 65535) },
+  { "local_port", "-o", "--local-port", "LOCAL_PORT", nil,
+    "Local UDP port to bind (sender: 0 = any, the default; reflector: 862)", int_in(0, 65535) },
   { "clock_source", "-K", "--clock-source", "CLOCK_SOURCE", "NTP", "Clock source to be used (NTP or PTP)", one_of("NTP", "PTP") },
-  { "send_delay", "-d", "--send-delay", "SEND_DELAY", "1000", "Delay between packets in milliseconds", num_in(0, 3600000) },
+  { "send_delay", "-d", "--send-delay", "SEND_DELAY", "1000", "Delay between packets in milliseconds (fractions allowed)",
+    num_in(0, 3600000) },
   { "count", "-c", "--count", "COUNT", "1000", "Number of packets to send (0: until interrupted)", int_in(0, 4294967295) },
   { "timeout", "-L", "--timeout", "TIMEOUT", "5", "Timeout for lost packets in seconds", num_in(0.001, 3600) },
   { "auth_mode", "-A", "--auth-mode", "AUTH_MODE", "O", "Work mode: A=authenticated, O=open", one_of("A", "O") },
   { "session_timeout", nil, "--session-timeout", "SECONDS", "300", "Session timeout for stateful mode", num_in(0.001, 31536000) },
-  { "hmac_key", nil, "--hmac-key", "HEX", nil, "HMAC key in hex format", hex_key, "an even number of hex digits (at most 256 octets)" },
+  { "hmac_key", nil, "--hmac-key", "HEX", nil, "HMAC key in hex format", hex_key,
+    "an even number of hex digits, 16 to 256 octets" },
   { "hmac_key_file", nil, "--hmac-key-file", "PATH", nil, "Path to file containing HMAC key (hex, or raw octets)" },
-  { "ssid", nil, "--ssid", "ID", nil, "Session-Sender Identifier (1-65535)", int_in(0, 65535) },
+  { "ssid", nil, "--ssid", "ID", nil, "Session-Sender Identifier, 0-65535 (0: none, the default)", int_in(0, 65535) },
   { "ttl", nil, "--ttl", "TTL", "255", "TTL / Hop Limit of sent packets", int_in(1, 255) },
   -- output and campaigns
   { "output_format", nil, "--output-format", "FORMAT", "text", "Sender output: text, json, csv or jsonl",
@@ -167,6 +178,10 @@ end
 -- @treturn table|nil args, or nil and the exit code after printing one line
 function M.parse(argv)
   local p = build_parser()
+  if #argv == 0 then
+    io.stderr:write(p:get_usage(), "\n")
+    return nil, 2
+  end
   local ok, args = p:pparse(glue_negative(argv))
   if not ok then return nil, fail((args:gsub("\n.*", ""))) end
   for _, o in ipairs(OPTIONS) do
@@ -183,6 +198,7 @@ function M.parse(argv)
   if args.hmac_key_file then
     if args.hmac_key then return nil, fail("give either --hmac-key or --hmac-key-file, not both") end
     local key, err = read_key_file(args.hmac_key_file)
+    if key and #key < MIN_KEY then key, err = nil, string.format("a key of %d octets; at least %d needed", #key, MIN_KEY) end
     if not key then return nil, fail(string.format("invalid value for --hmac-key-file: '%s' (%s)", args.hmac_key_file, err)) end
     args.hmac_key = key
   end
@@ -221,8 +237,8 @@ function M.parse(argv)
     end
     args.micro_session_id = { sender_id = sid, reflector_id = rid }
   end
-  if args.auth and #args.hmac_key < 16 then
-    io.stderr:write("stamp: warning: HMAC key shorter than 16 octets\n")
+  if not args.is_reflector and not args.campaign and not args.remote_addr then
+    return nil, fail("missing --remote-addr (the Session-Reflector to measure; -i to be one)")
   end
   return args
 end
@@ -233,6 +249,7 @@ local function out(s)
 end
 
 local function run_reflector(a)
+  a.local_port = a.local_port or 862
   local r, err = stamp.reflector{
     local_addr = a.local_addr, local_port = a.local_port, clock = a.clock_source,
     auth = a.auth,
@@ -411,10 +428,25 @@ local function make_output(a, campaign)
   return o
 end
 
+-- errno values of a failed bind: the local side is to blame, not the remote
+local BIND_ERRORS = { [-98] = true, [-99] = true, [-13] = true, [98] = true, [99] = true, [13] = true }
+
+--- The one-line message for a sender that could not start: bind errors name the local address and port.
+-- @tparam table a parsed arguments
+-- @tparam string err message
+-- @tparam[opt] number code error code (negative errno)
+-- @treturn string
+function M.sender_error(a, err, code)
+  if BIND_ERRORS[code] then
+    return string.format("cannot bind to local address %s port %d: %s", a.local_addr or "0.0.0.0", a.local_port or 0, err)
+  end
+  return string.format("cannot send to %s port %d: %s", a.remote_addr, a.remote_port, err)
+end
+
 local function run_sender(a)
   local tos
   if a.dscp or a.ecn or a.packet_dscp then tos = (a.packet_dscp or a.dscp or 0) * 4 + (a.ecn or 0) end
-  local s, err = stamp.sender{
+  local s, err, code = stamp.sender{
     tlvs = sender_tlvs(a), tos = tos, schedule = a.schedule,
     remote_addr = a.remote_addr, remote_port = a.remote_port,
     local_addr = a.local_addr, local_port = a.local_port,
@@ -423,7 +455,7 @@ local function run_sender(a)
     auth = a.auth, key = a.hmac_key, ttl = a.ttl,
   }
   if not s then
-    io.stderr:write(string.format("stamp: cannot send to %s port %d: %s\n", a.remote_addr, a.remote_port, err))
+    io.stderr:write("stamp: ", M.sender_error(a, err, code), "\n")
     return 1
   end
   core.trap_signals()
@@ -450,7 +482,7 @@ local function run_sender(a)
     out(report.json(report.summary_record(summary)))
   end
   if not o.write_plot(string.format("STAMP %s port %d", a.remote_addr, a.remote_port), summary) then return 1 end
-  return 0
+  return summary.received > 0 and 0 or 1
 end
 
 local function run_campaign(a)
@@ -513,7 +545,7 @@ local function run_campaign(a)
     end
   end
   if not o.write_plot("STAMP campaign " .. a.campaign, rep.overall) then return 1 end
-  return 0
+  return rep.overall.received > 0 and 0 or 1
 end
 
 --- Run the command line.

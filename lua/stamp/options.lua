@@ -9,6 +9,12 @@ local function isint(v)
   return type(v) == "number" and v == math.floor(v) and v > -math.huge and v < math.huge
 end
 
+-- 64.0 is the integer 64 (C wants integers); 64.5 is refused by `isint` before this.
+local toint = math.tointeger or function(v) return v end
+
+--- Shortest HMAC key accepted, in octets.
+M.MIN_KEY = 16
+
 -- Each entry: kind, [min, max], [default], [values]
 local COMMON = {
   local_addr = { kind = "string" },
@@ -81,6 +87,7 @@ local function check(name, spec, v, level)
     if not ok or (spec.min and v < spec.min) or (spec.max and v > spec.max) then
       bad(string.format("%s %s..%s", spec.kind, tostring(spec.min), tostring(spec.max)))
     end
+    if spec.kind == "integer" then v = toint(v) or v end
   end
   return v
 end
@@ -113,6 +120,10 @@ local function validate(cfg, specs, level)
   end
   if out.auth and (not out.key or #out.key == 0) then
     error("authenticated mode needs 'key' or 'hmac_key'", level + 1)
+  end
+  if out.key and #out.key < M.MIN_KEY then
+    error(string.format("bad option '%s' (a key of at least %d octets expected, got %d)", cfg.hmac_key and "hmac_key" or "key",
+      M.MIN_KEY, #out.key), level + 1)
   end
   return out
 end

@@ -133,6 +133,16 @@ function M.text_summary(s)
   end
   if (s.duplicates or 0) > 0 then add("Duplicates: %d", s.duplicates) end
   if (s.late or 0) > 0 then add("Late replies: %d", s.late) end
+  if (s.tx_errors or 0) > 0 then add("Send errors: %d", s.tx_errors) end
+  if (s.drop_hmac or 0) > 0 then add("Replies failing HMAC: %d", s.drop_hmac) end
+  if (s.drop_invalid or 0) > 0 then add("Invalid replies: %d", s.drop_invalid) end
+  if s.interrupted then
+    local more = {}
+    if s.outstanding then more[#more + 1] = string.format("%d still outstanding", s.outstanding) end
+    if s.aborted then more[#more + 1] = string.format("%d aborted", s.aborted) end
+    add("Interrupted: figures cover the packets completed before the signal%s",
+      #more > 0 and (" (" .. table.concat(more, ", ") .. ")") or "")
+  end
   return table.concat(out, "\n")
 end
 
@@ -194,16 +204,19 @@ function M.summary_record(s)
     type = "summary",
     sent = s.sent, received = s.received, lost = s.lost, loss_pct = s.loss_pct,
     duplicates = s.duplicates, late = s.late,
+    tx_errors = s.tx_errors, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
     rtt_ms = dist_ms(s.rtt), fwd_ms = dist_ms(s.fwd), bwd_ms = dist_ms(s.bwd),
     owd = s.owd and { valid = s.owd.valid, reason = s.owd.reason, error_bound_ms = ms3(s.owd.error_bound) },
     ipdv_ms = s.ipdv and { rtt = dist_ms(s.ipdv.rtt), fwd = dist_ms(s.ipdv.fwd), bwd = dist_ms(s.ipdv.bwd) },
     pdv_ms = s.pdv and { rtt = dist_ms(s.pdv.rtt), fwd = dist_ms(s.pdv.fwd), bwd = dist_ms(s.pdv.bwd) },
     loss = s.loss, reordering = s.reordering, interrupted = s.interrupted,
+    outstanding = s.outstanding, aborted = s.aborted,
   }
 end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
-  "received", "lost", "loss_pct", "duplicates", "late", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
+  "received", "lost", "loss_pct", "duplicates", "late", "tx_errors", "drop_hmac", "drop_invalid", "interrupted",
+  "outstanding", "aborted", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid", "n", "min", "max",
   "mean", "median", "p90", "p95", "p99", "stddev" }
 

@@ -434,6 +434,8 @@ local function figures(self, counters)
   local f = {
     sent = sent, received = self.n,
     duplicates = counters and counters.duplicates or 0, late = counters and counters.late or 0,
+    tx_errors = counters and counters.tx_errors or 0, drop_hmac = counters and counters.drop_hmac or 0,
+    drop_invalid = counters and counters.drop_invalid or 0,
     dists = d, owd_valid = self.owd_valid and self.n > 0, owd_reason = self.n > 0 and self.owd_reason or "no replies",
     err_bound = self.err_bound,
     episodes = episodes, longest = longest, burst_total = burst_total,
@@ -471,6 +473,7 @@ local function render(f)
     loss_pct = f.sent > 0 and (100 * lost / f.sent) or 0,
     duplicates = f.duplicates,
     late = f.late,
+    tx_errors = f.tx_errors, drop_hmac = f.drop_hmac, drop_invalid = f.drop_invalid,
     rtt = rtt, fwd = fwd, bwd = bwd,
     owd = { valid = f.owd_valid, reason = f.owd_reason, error_bound = f.err_bound },
     ipdv = { rtt = dist_describe(d.irtt, 0, true), fwd = dist_describe(d.ifwd, 0, true),
@@ -492,8 +495,10 @@ local function render(f)
 end
 
 --- Summary of everything added so far (the accumulator can go on afterwards).
--- @tparam[opt] table counters a sender's counters (authoritative for `sent`, `duplicates`, `late`)
--- @treturn table `sent`, `received`, `lost`, `loss_pct`, `duplicates`, `late`, `rtt`, `fwd`, `bwd`,
+-- @tparam[opt] table counters a sender's counters (authoritative for `sent`, `duplicates`, `late`; also
+--   the source of `tx_errors`, `drop_hmac`, `drop_invalid`)
+-- @treturn table `sent`, `received`, `lost`, `loss_pct`, `duplicates`, `late`, `tx_errors` (sends that failed),
+--   `drop_hmac` (replies failing their HMAC), `drop_invalid` (replies that are not valid STAMP), `rtt`, `fwd`, `bwd`,
 --   `owd` (validity of one-way delays), `ipdv` and `pdv` (each with `rtt`, `fwd`, `bwd`), `loss`
 --   (episodes and direction), `reordering`
 function Acc:summary(counters)
@@ -526,12 +531,15 @@ function M.merge(parts, counters)
     end
     fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
   end
-  local f = { sent = 0, received = 0, duplicates = 0, late = 0, owd_valid = true, err_bound = 0, episodes = 0,
+  local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0,
+    owd_valid = true, err_bound = 0, episodes = 0,
     longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
   local method, fwd, bwd, und, directions = nil, 0, 0, 0, true
   for _, x in ipairs(fs) do
     f.sent, f.received = f.sent + x.sent, f.received + x.received
     f.duplicates, f.late = f.duplicates + x.duplicates, f.late + x.late
+    f.tx_errors, f.drop_hmac = f.tx_errors + x.tx_errors, f.drop_hmac + x.drop_hmac
+    f.drop_invalid = f.drop_invalid + x.drop_invalid
     if not x.owd_valid and x.received > 0 and f.owd_valid then f.owd_valid, f.owd_reason = false, x.owd_reason end
     if x.err_bound > f.err_bound then f.err_bound = x.err_bound end
     f.episodes, f.burst_total = f.episodes + x.episodes, f.burst_total + x.burst_total

@@ -1,0 +1,70 @@
+-- Option checks at the Lua layer and on the command line: one error naming the option, before any C.
+local stamp = require "stamp"
+local h = require "helper"
+
+local function err_of(f)
+  local ok, e = pcall(f)
+  assert.is_false(ok)
+  return tostring(e)
+end
+
+describe("option checks", function()
+  it("session_timeout of 1e10 is refused naming it", function()
+    assert.matches("bad option 'session_timeout'", err_of(function() stamp.reflector { session_timeout = 1e10 } end))
+  end)
+
+  it("NaN and huge floats are refused with one line naming the option", function()
+    local nan, big = 0 / 0, 1e300
+    for _, c in ipairs {
+      { "send_delay", { remote_addr = "127.0.0.1", send_delay = nan } },
+      { "timeout", { remote_addr = "127.0.0.1", timeout = nan } },
+      { "count", { remote_addr = "127.0.0.1", count = big } },
+      { "count", { remote_addr = "127.0.0.1", count = math.huge } },
+      { "ttl", { remote_addr = "127.0.0.1", ttl = nan } },
+      { "seed", { remote_addr = "127.0.0.1", seed = big } },
+    } do
+      local e = err_of(function() stamp.sender(c[2]) end)
+      assert.matches("bad option '" .. c[1] .. "'", e)
+      assert.not_matches("\n", e)
+    end
+    for _, c in ipairs { { "session_timeout", nan }, { "max_sessions", big }, { "reflected_min_interval_ns", math.huge } } do
+      local e = err_of(function() stamp.reflector { [c[1]] = c[2] } end)
+      assert.matches("bad option '" .. c[1] .. "'", e)
+    end
+  end)
+
+  it("integers given as integral floats are accepted (ttl = 64.0 reaches the wire as 64); 64.5 is refused", function()
+    local r, s = h.loopback_pair({}, { count = 2, ttl = 64.0, ssid = 7.0 })
+    local res = assert(s:run { pump = function() r:step(0) end })
+    assert.equal(2, #res)
+    assert.equal(64, res[1].ttl)
+    assert.equal(7, res[1].ssid)
+    s:close()
+    r:close()
+    local r2 = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0, ttl = 200.0, max_sessions = 8.0 })
+    r2:close()
+    assert.matches("bad option 'ttl'", err_of(function() stamp.sender { remote_addr = "127.0.0.1", ttl = 64.5 } end))
+    assert.matches("bad option 'local_port'", err_of(function() stamp.reflector { local_port = 862.5 } end))
+  end)
+end)
+
+describe("option checks on the command line", function()
+  h.bad_flag_cases(it, {
+    { "-r 127.0.0.1 --send-delay nan", "--send-delay" },
+    { "-r 127.0.0.1 --timeout 1e400", "--timeout" },
+    { "-r 127.0.0.1 --send-delay inf", "--send-delay" },
+    { "-i --session-timeout 1e10", "--session-timeout" },
+    { "-i --session-timeout nan", "--session-timeout" },
+    { "-r 127.0.0.1 --ttl 64.5", "--ttl" },
+    { "-r 127.0.0.1 --count 0x10", "--count" },
+  })
+
+  it("integral values written as floats are integers there too", function()
+    local pid, rout, port = h.cli_reflector()
+    local code, out, err = h.run(string.format("%s -r 127.0.0.1 -p %d -c 2.0 -d 1 --ttl 64.0 -R", h.STAMP, port))
+    h.stop(pid)
+    os.remove(rout)
+    assert.equal(0, code, err)
+    assert.matches("seq=1 rtt=[%d.]+ms ttl=64 ", out)
+  end)
+end)
