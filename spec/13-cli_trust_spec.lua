@@ -125,3 +125,70 @@ describe("ports, keys and usage", function()
     h.bad_flag_cases(function(_, f) f() end, { { "-c 1", "--remote-addr" } })
   end)
 end)
+
+describe("Ctrl-C", function()
+  local function interrupt(signals, fmt)
+    local pid, rout, port = h.cli_reflector()
+    local spid, sout = h.spawn(string.format("%s -r 127.0.0.1 -p %d -c 100000 -d 5 -L 3 %s", STAMP, port, fmt or ""))
+    h.sleep(0.4)
+    for _ = 1, signals do
+      os.execute("kill -INT " .. spid)
+      h.sleep(0.05)
+    end
+    for _ = 1, 100 do
+      if not os.execute("kill -0 " .. spid .. " 2>/dev/null") then break end
+      h.sleep(0.05)
+    end
+    h.stop(pid)
+    os.remove(rout)
+    local out = h.slurp(sout)
+    os.remove(sout)
+    return out
+  end
+
+  it("the summary says interrupted (text and JSON)", function()
+    local out = interrupt(1)
+    assert.matches("Interrupted: sending stopped early; the figures cover the packets sent\n", out .. "\n")
+    assert.matches("Packets lost: 0 ", out)
+    local doc = assert(report.json_decode(interrupt(1, "--output-format json")))
+    assert.is_true(doc.summary.interrupted)
+    assert.is_true(doc.summary.received > 0)
+  end)
+end)
+
+describe("signals", function()
+  it("the reflector survives SIGHUP (a line on stderr), then prints its counters on SIGINT", function()
+    local pid, rout, port = h.cli_reflector()
+    os.execute("kill -HUP " .. pid)
+    assert.is_true(h.wait_for(rout, "SIGHUP", 5), h.slurp(rout))
+    assert.is_true(os.execute("kill -0 " .. pid .. " 2>/dev/null") and true or false)
+    local code = h.run(string.format("%s -r 127.0.0.1 -p %d -c 3 -d 1", STAMP, port))
+    assert.equal(0, code)
+    h.stop(pid)
+    local rep = h.slurp(rout)
+    os.remove(rout)
+    assert.matches("SIGHUP: nothing to reload yet; the reflector goes on\n", rep)
+    assert.matches("Packets reflected: 3\n", rep)
+  end)
+
+  it("core.interrupted(true) reports, then clears", function()
+    local script = [[
+      local core = require "stamp.core"
+      core.trap_signals()
+      local pid = io.popen("echo $PPID"):read("*l")
+      os.execute("kill -TERM " .. pid) -- not INT: system() ignores SIGINT while it waits
+      local a, n = core.interrupted(true)
+      local b, m = core.interrupted()
+      print(a, n, b, m)
+    ]]
+    local f = os.tmpname()
+    local fh = assert(io.open(f, "w"))
+    fh:write(script)
+    fh:close()
+    local code, out, err = h.run(string.format("cd %s && lua5.4 -e 'package.path=\"lua/?.lua;lua/?/init.lua;\"..package.path "
+      .. "package.cpath=\"build/?.so;\"..package.cpath' %s", h.ROOT, f))
+    os.remove(f)
+    assert.equal(0, code, err)
+    assert.equal("15\t1\tfalse\t0\n", out)
+  end)
+end)

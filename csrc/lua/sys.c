@@ -59,6 +59,7 @@ static int l_isatty(lua_State *L)
 
 static volatile sig_atomic_t g_signal = 0;
 static volatile sig_atomic_t g_signals = 0; /* how many arrived: a second Ctrl-C stops a sender at once */
+static volatile sig_atomic_t g_hangups = 0; /* SIGHUPs not yet taken by `hangups` */
 
 static void on_signal(int sig)
 {
@@ -66,14 +67,21 @@ static void on_signal(int sig)
     g_signals++;
 }
 
+static void on_hangup(int sig)
+{
+    (void)sig;
+    g_hangups++;
+}
+
 /***
  * Catch SIGINT and SIGTERM: a blocking step returns early, and `interrupted`
- * reports the signal. Process-wide; meant for command-line programs.
+ * reports the signal. With `hup` true, SIGHUP is caught too (and only counted, see
+ * `hangups`): a reflector survives it. Process-wide; meant for command-line programs.
  * @function trap_signals
+ * @tparam[opt] boolean hup also catch SIGHUP
  */
 static int l_trap_signals(lua_State *L)
 {
-    (void)L;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -81,26 +89,49 @@ static int l_trap_signals(lua_State *L)
     sa.sa_flags = 0; /* no SA_RESTART: poll() returns EINTR */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    if (lua_toboolean(L, 1)) {
+        sa.sa_handler = on_hangup;
+        sigaction(SIGHUP, &sa, NULL);
+    }
     return 0;
 }
 
 /***
- * The signal caught since `trap_signals`, or false; and how many signals arrived.
+ * The signal caught since `trap_signals` (or the last reset), or false; and how many
+ * signals arrived. `interrupted(true)` reports, then clears both (a program that goes on
+ * after a Ctrl-C, e.g. to run another measurement).
  * @function interrupted
+ * @tparam[opt] boolean reset clear after reporting
  * @treturn integer|boolean the last signal
  * @treturn integer how many (SIGINT and SIGTERM together)
  */
 static int l_interrupted(lua_State *L)
 {
-    if (g_signal)
-        lua_pushinteger(L, g_signal);
+    int sig = g_signal, n = g_signals;
+    if (lua_toboolean(L, 1)) {
+        g_signal = 0;
+        g_signals = 0;
+    }
+    if (sig)
+        lua_pushinteger(L, sig);
     else
         lua_pushboolean(L, 0);
-    lua_pushinteger(L, g_signals);
+    lua_pushinteger(L, n);
     return 2;
 }
 
-
+/***
+ * How many SIGHUPs arrived since the last call (see `trap_signals`); the count restarts at 0.
+ * @function hangups
+ * @treturn integer
+ */
+static int l_hangups(lua_State *L)
+{
+    int n = g_hangups;
+    g_hangups = 0;
+    lua_pushinteger(L, n);
+    return 1;
+}
 
 void sys_open(lua_State *L)
 {
@@ -109,6 +140,7 @@ void sys_open(lua_State *L)
         {"isatty", l_isatty},
         {"trap_signals", l_trap_signals},
         {"interrupted", l_interrupted},
+        {"hangups", l_hangups},
         {NULL, NULL}};
     luaL_setfuncs(L, funcs, 0);
 }

@@ -267,9 +267,16 @@ local function run_reflector(a)
   local host, port = r:local_addr()
   out(string.format("STAMP reflector listening on %s port %d (%s, %s%s)", host, port,
     a.auth and "authenticated" or "open", a.clock_source, a.stateful_reflector and ", stateful" or ""))
-  core.trap_signals()
+  core.trap_signals(true) -- SIGHUP too: a reflector survives it
   local last = -1
   local c, rerr = r:run{
+    stop = function()
+      if core.hangups() > 0 then
+        io.stderr:write("stamp: SIGHUP: nothing to reload yet; the reflector goes on\n")
+        io.stderr:flush()
+      end
+      return false
+    end,
     on_tick = a.R and function(ctr)
       if ctr.rx ~= last then
         last = ctr.rx
@@ -329,6 +336,19 @@ local function make_output(a, campaign)
   if fmt == "csv" then out((campaign and "session," or "") .. report.csv_header()) end
 
   function o.packet(r, session)
+    if r.aborted then -- abandoned by a second Ctrl-C: neither received nor lost, in the records only
+      if fmt == "text" and a.R then out((session and ("[" .. session .. "] ") or "") .. report.packet_line(r))
+      elseif fmt == "csv" then out((session and (session .. ",") or "") .. report.csv_row(r))
+      elseif fmt == "jsonl" then
+        local rec = report.packet_record(r)
+        rec.session = session
+        out(report.json(rec))
+      elseif spool then
+        spool:write(nspool > 0 and ",\n    " or "\n    ", report.json(report.packet_record(r)))
+        nspool = nspool + 1
+      end
+      return
+    end
     if spool then
       spool:write(nspool > 0 and ",\n    " or "\n    ", report.json(report.packet_record(r)))
       nspool = nspool + 1

@@ -67,6 +67,7 @@ end
 -- @treturn string
 function M.packet_line(r)
   if r.lost then return string.format("seq=%d lost", r.seq) end
+  if r.aborted then return string.format("seq=%d aborted", r.seq) end
   local t = {
     string.format("seq=%d rtt=%sms ttl=%d reflector_recv_ts=%d reflector_send_ts=%d",
       r.seq, ms(r.rtt), r.ttl, r.t2, r.t3),
@@ -137,11 +138,8 @@ function M.text_summary(s)
   if (s.drop_hmac or 0) > 0 then add("Replies failing HMAC: %d", s.drop_hmac) end
   if (s.drop_invalid or 0) > 0 then add("Invalid replies: %d", s.drop_invalid) end
   if s.interrupted then
-    local more = {}
-    if s.outstanding then more[#more + 1] = string.format("%d still outstanding", s.outstanding) end
-    if s.aborted then more[#more + 1] = string.format("%d aborted", s.aborted) end
-    add("Interrupted: figures cover the packets completed before the signal%s",
-      #more > 0 and (" (" .. table.concat(more, ", ") .. ")") or "")
+    add("Interrupted: sending stopped early; the figures cover the packets sent%s",
+      (s.aborted or 0) > 0 and string.format(" (%d abandoned at the second signal)", s.aborted) or "")
   end
   return table.concat(out, "\n")
 end
@@ -174,8 +172,8 @@ end
 -- @tparam table r result
 -- @treturn table
 function M.packet_record(r)
-  local o = { type = "packet", seq = r.seq, lost = r.lost, t1 = r.t1 }
-  if r.lost then return o end
+  local o = { type = "packet", seq = r.seq, lost = r.lost, t1 = r.t1, aborted = r.aborted or nil }
+  if r.lost or r.aborted then return o end
   local ok = require("stamp.stats").owd_ok(r)
   o.refl_seq, o.t2, o.t3, o.t4 = r.refl_seq, r.t2, r.t3, r.t4
   o.rtt_ms, o.fwd_ms, o.bwd_ms, o.owd_valid = ms3(r.rtt), ms3(r.fwd), ms3(r.bwd), ok
@@ -210,13 +208,13 @@ function M.summary_record(s)
     ipdv_ms = s.ipdv and { rtt = dist_ms(s.ipdv.rtt), fwd = dist_ms(s.ipdv.fwd), bwd = dist_ms(s.ipdv.bwd) },
     pdv_ms = s.pdv and { rtt = dist_ms(s.pdv.rtt), fwd = dist_ms(s.pdv.fwd), bwd = dist_ms(s.pdv.bwd) },
     loss = s.loss, reordering = s.reordering, interrupted = s.interrupted,
-    outstanding = s.outstanding, aborted = s.aborted,
+    aborted = s.aborted,
   }
 end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
-  "received", "lost", "loss_pct", "duplicates", "late", "tx_errors", "drop_hmac", "drop_invalid", "interrupted",
-  "outstanding", "aborted", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
+  "received", "lost", "aborted", "loss_pct", "duplicates", "late", "tx_errors", "drop_hmac", "drop_invalid", "interrupted",
+  "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid", "n", "min", "max",
   "mean", "median", "p90", "p95", "p99", "stddev" }
 

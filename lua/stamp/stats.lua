@@ -364,9 +364,10 @@ local function lost_seq(self, seq)
   end
 end
 
---- Add one per-packet result (as returned by `sender:step`). Nothing of `r` is kept.
+--- Add one per-packet result (as returned by `sender:step`; aborted ones are ignored). Nothing of `r` is kept.
 -- @tparam table r
 function Acc:add(r)
+  if r.aborted then return end -- abandoned at a second Ctrl-C: neither received nor lost
   local seq = r.seq
   if seq > self.max_seq then self.max_seq = seq end
   if r.lost then
