@@ -113,6 +113,14 @@ describe("stamp.sender_machine", function()
     assert.equal(t0 + 1250000, m:next_deadline())
   end)
 
+  it("duration: sends exactly the packets scheduled before the first one plus the duration", function()
+    local m = assert(stamp.sender_machine { duration = 0.001, send_delay = 0.25, timeout = 1 })
+    assert.is_string((m:build(1e9)))
+    assert.equal(3, #m:build_due(1e9 + 5 * MS)) -- offsets 0.25, 0.5 and 0.75 ms; 1 ms is past the duration
+    assert.is_false(m:due(1e9 + 10 * MS))
+    assert.equal(1e9 + 1e9, m:next_deadline()) -- only the timeout of the first packet is left
+  end)
+
   it("draws Poisson gaps exactly from the exponential distribution (median ln 2 of the mean)", function()
     local m = assert(stamp.sender_machine { count = 0, send_delay = 1, timeout = 3600, schedule = "poisson", seed = 12345 })
     local now = 1e9

@@ -36,6 +36,7 @@ struct stamp_sm {
     stamp_hmac_t *hmac;
     stamp_clockstate_t clk;
     stamp_ns_t next_send; /* caller's monotonic clock; valid once started */
+    stamp_ns_t first;     /* when the first packet was due */
     int started;
     uint64_t nsent;  /* sequence numbers used */
     uint64_t oldest; /* lowest sequence number not yet resolved */
@@ -69,7 +70,7 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
     if (cfg->mode == STAMP_MODE_AUTH && (!cfg->key || cfg->keylen == 0 || cfg->keylen > STAMP_KEY_MAX))
         return STAMP_EINVAL;
     if (cfg->keylen > STAMP_KEY_MAX || plen < base + cfg->tlvs_len || plen > STAMP_MAX_PKT ||
-        (cfg->tlvs_len && !cfg->tlvs) || cfg->interval < 0 || cfg->timeout <= 0)
+        (cfg->tlvs_len && !cfg->tlvs) || cfg->interval < 0 || cfg->timeout <= 0 || cfg->duration < 0)
         return STAMP_EINVAL;
 
     stamp_sm_t *m = calloc(1, sizeof *m);
@@ -153,7 +154,8 @@ int stamp_sm_stopped(const stamp_sm_t *m) { return m->stopped; }
 
 static int sending(const stamp_sm_t *m)
 {
-    return !m->stopped && (m->cfg.count == 0 || m->nsent < m->cfg.count);
+    if (m->stopped || (m->cfg.count && m->nsent >= m->cfg.count)) return 0;
+    return !(m->cfg.duration > 0 && m->started && m->next_send - m->first >= m->cfg.duration);
 }
 
 int stamp_sm_done(const stamp_sm_t *m) { return !sending(m) && m->oldest >= m->nsent; }
@@ -254,7 +256,7 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
     /* the schedule: absolute deadlines anchored at the first packet */
     if (!m->started) {
         m->started = 1;
-        m->next_send = now;
+        m->next_send = m->first = now;
     }
     m->next_send += next_gap(m);
     if (now - m->next_send > STAMP_NS_PER_SEC) m->next_send = now; /* do not burst after a stall */

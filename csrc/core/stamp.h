@@ -511,6 +511,7 @@ typedef struct {
     size_t tlvs_len;
     int poisson;           /* 1: exponential gaps with mean `interval` (RFC 2330 Poisson sampling) */
     uint64_t seed;         /* for the Poisson schedule, 0 = from the clock */
+    stamp_ns_t duration;   /* > 0: send only packets scheduled less than this after the first one (with count: both limits) */
 } stamp_sender_cfg_t;
 
 /* How a packet ended: answered, no reply within the timeout, or still outstanding when the

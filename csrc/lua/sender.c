@@ -40,6 +40,7 @@ void sender_read_cfg(lua_State *L, int t, stamp_sender_cfg_t *c, int need_remote
     c->count = (uint64_t)opt_int(L, t, "count", 1000, 0, 0xffffffffLL);
     c->interval = opt_int(L, t, "interval_ns", 1000000000LL, 0, 3600LL * STAMP_NS_PER_SEC);
     c->timeout = opt_int(L, t, "timeout_ns", 5000000000LL, 1, 3600LL * STAMP_NS_PER_SEC);
+    c->duration = opt_int(L, t, "duration_ns", 0, 0, 366LL * 86400 * STAMP_NS_PER_SEC);
     c->ssid = (uint16_t)opt_int(L, t, "ssid", 0, 0, 0xffff);
     opt_auth(L, t, &c->mode, &c->key, &c->keylen);
     c->clock = opt_clock(L, t);
@@ -70,7 +71,7 @@ int sender_stop_now_arg(lua_State *L, int i)
 /***
  * Create a Session-Sender.
  * @function sender
- * @tparam table cfg `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0), `count`, `interval_ns`, `timeout_ns`, `ssid`, `auth`, `key`, `clock`, `ttl` (255), `tos`, `packet_len`, `tlvs`, `schedule`, `seed`
+ * @tparam table cfg `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0), `count`, `interval_ns`, `timeout_ns`, `duration_ns`, `ssid`, `auth`, `key`, `clock`, `ttl` (255), `tos`, `packet_len`, `tlvs`, `schedule`, `seed`
  * @return sender object, or nil, message, code
  */
 static int l_sender(lua_State *L)

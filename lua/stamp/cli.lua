@@ -53,6 +53,8 @@ local OPTIONS = {
   { "send_delay", "-d", "--send-delay", "SEND_DELAY", "1000", "Delay between packets in milliseconds (fractions allowed)",
     num_in(0, 3600000) },
   { "count", "-c", "--count", "COUNT", "1000", "Number of packets to send (0: until interrupted)", int_in(0, 4294967295) },
+  { "duration", nil, "--duration", "SECONDS", nil, "Send for SECONDS seconds (instead of --count packets, unless both are given)",
+    num_in(0.000001, 31536000) },
   { "timeout", "-L", "--timeout", "TIMEOUT", "5", "Timeout for lost packets in seconds", num_in(0.001, 3600) },
   { "auth_mode", "-A", "--auth-mode", "AUTH_MODE", "O", "Work mode: A=authenticated, O=open", one_of("A", "O") },
   { "session_timeout", nil, "--session-timeout", "SECONDS", "300", "Session timeout for stateful mode", num_in(0.001, 31536000) },
@@ -184,6 +186,9 @@ function M.parse(argv)
   end
   local ok, args = p:pparse(glue_negative(argv))
   if not ok then return nil, fail((args:gsub("\n.*", ""))) end
+  for _, v in ipairs(argv) do -- --duration alone sends as many packets as fit in it
+    if v == "-c" or v:match("^%-%-count") or v:match("^%-c.") then args.count_given = true end
+  end
   for _, o in ipairs(OPTIONS) do
     local check, what = o[7], o[8]
     local v = args[o[1]]
@@ -470,7 +475,8 @@ local function run_sender(a)
     tlvs = sender_tlvs(a), tos = tos, schedule = a.schedule,
     remote_addr = a.remote_addr, remote_port = a.remote_port,
     local_addr = a.local_addr, local_port = a.local_port,
-    count = a.count, send_delay = a.send_delay, timeout = a.timeout,
+    count = (a.duration and not a.count_given) and 0 or a.count, duration = a.duration,
+    send_delay = a.send_delay, timeout = a.timeout,
     ssid = a.ssid or 0, clock = a.clock_source,
     auth = a.auth, key = a.hmac_key, ttl = a.ttl,
   }
@@ -483,7 +489,7 @@ local function run_sender(a)
   local results, summary = s:run {
     keep = false,
     on_result = o.packet,
-    tick = function(snd) o.tick(a.count, snd:counters().sent) end,
+    tick = function(snd) o.tick((a.duration and not a.count_given) and 0 or a.count, snd:counters().sent) end,
   }
   o.finish()
   if not results then

@@ -35,6 +35,7 @@ local SENDER = {
   count = { kind = "integer", min = 0, max = 4294967295, default = 1000 },
   send_delay = { kind = "number", min = 0, max = 3600000, default = 1000 },
   timeout = { kind = "number", min = 0.001, max = 3600, default = 5 },
+  duration = { kind = "number", min = 0.000001, max = 31536000 }, -- seconds of sending; count then defaults to 0
   ssid = { kind = "integer", min = 0, max = 65535, default = 0 },
   packet_len = { kind = "integer", min = 0, max = core.MAX_PKT },
   tlvs = { kind = "tlvs" },
@@ -134,6 +135,10 @@ end
 -- @treturn table
 function M.sender(cfg, level)
   local c = validate(cfg, { COMMON, SENDER }, level or 2)
+  if c.duration then
+    if cfg.count == nil then c.count = 0 end -- a duration alone: as many packets as fit in it
+    c.duration_ns, c.duration = math.floor(c.duration * 1e9 + 0.5), nil
+  end
   c.interval_ns = math.floor(c.send_delay * 1e6 + 0.5)
   c.timeout_ns = math.floor(c.timeout * 1e9 + 0.5)
   c.send_delay, c.timeout = nil, nil
