@@ -62,10 +62,11 @@ describe("reflector over loopback", function()
     assert.equal(h.tohex(tail), h.tohex(reply:sub(45)))
   end)
 
-  it("tlv_mode = 'ignore' strips what follows the base packet", function()
+  it("tlv_mode = 'ignore' copies what follows the base packet unprocessed (RFC 8762 4.3 symmetry)", function()
     r = new_reflector { tlv_mode = "ignore" }
     local reply = assert(exchange(r, codec.encode_test { seq = 1 } .. h.hex("80c80010") .. string.rep("x", 16)))
-    assert.equal(44, #reply)
+    assert.equal(64, #reply)
+    assert.equal("80c80010" .. h.tohex(string.rep("x", 16)), h.tohex(reply:sub(45)))
   end)
 
   it("answers TWAMP-Light sized packets zero-filled, drops anything under 14 octets", function()

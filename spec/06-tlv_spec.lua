@@ -142,11 +142,11 @@ describe("TLV reflector fill (hand-built vectors through real sockets)", functio
     end
   end)
 
-  it("Access Report: valid ones echoed with U cleared, invalid ones marked M", function()
+  it("Access Report: valid ones echoed with U cleared, an invalid Access ID discarded (returned with U)", function()
     local res = exchange({}, { tlvs = { tlv.access_report { id = 1, return_code = 2 } } })
     assert.equal("0006000410020000", reply_tlvs(res[1]))
     res = exchange({}, { tlvs = { tlv.access_report { id = 3, return_code = 1 } } })
-    assert.equal("4006000430010000", reply_tlvs(res[1])) -- understood (U cleared) but invalid (M)
+    assert.equal("8006000430010000", reply_tlvs(res[1])) -- RFC 8972 4.6: the TLV is discarded, not malformed
   end)
 
   it("Follow-Up Telemetry: the previous reply's sequence number and its kernel transmit time", function()
@@ -191,9 +191,9 @@ describe("TLV reflector fill (hand-built vectors through real sockets)", functio
   end)
 
   it("Destination Node Address: ours is understood, another address keeps U", function()
-    local res = exchange({}, { tlvs = { tlv.destination { addr = "127.0.0.1" } } })
+    local res = exchange({}, { ssid = 7, tlvs = { tlv.destination { addr = "127.0.0.1" } } })
     assert.equal("000900047f000001", reply_tlvs(res[1]))
-    res = exchange({}, { tlvs = { tlv.destination { addr = "192.0.2.1" } } })
+    res = exchange({}, { ssid = 7, tlvs = { tlv.destination { addr = "192.0.2.1" } } })
     assert.equal("80090004c0000201", reply_tlvs(res[1]))
   end)
 

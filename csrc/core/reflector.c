@@ -377,8 +377,14 @@ static size_t reflect_one(stamp_reflector_t *r, int i, stamp_ns_t mono)
         if (c.want_len) olen = stamp_tlv_fit(out, STAMP_MAX_PKT, base, olen, c.want_len, &ti->hmac_off);
         ti->extra = c.extra_count;
         ti->extra_ival = c.extra_interval;
-    } else if (s) {
-        s->rx++;
+    } else {
+        /* RFC 8762 4.3/4.6: without TLV processing the octets past the base are copied, unprocessed,
+           so the reply stays as long as the request */
+        if (len > base) {
+            memcpy(out + base, in + base, len - base);
+            olen = len;
+        }
+        if (s) s->rx++;
     }
     if (!ti->to.len) ti->to = m->src;
     if (!ti->has_from && m->dst.len) {

@@ -368,7 +368,7 @@ typedef struct {
 
 /** Reflector TLV policy. */
 typedef struct stamp_tlv_policy {
-    int process;              /* 1: echo and process (default), 0: ignore = strip TLVs from replies */
+    int process;              /* 1: echo and process (default), 0: ignore = copy them unprocessed */
     int verify_hmac;          /* verify the HMAC TLV (key needed) */
     int cos_refuse;           /* local policy refuses to use DSCP1 for replies (RP = 1) */
     int location_hide;        /* answer Location with zeros (privacy) */

@@ -233,6 +233,9 @@ static int walk_subs(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len, uint16_t off,
 
 static int loc_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
 {
+    /* RFC 8972 4.2.1: MAC sub-TLVs (1-3) have Length 8, address sub-TLVs (4-9) Length 16 */
+    if (type >= 1 && type <= 3 && len != 8) return STAMP_TLV_M;
+    if (type >= 4 && type <= 9 && len != 16) return STAMP_TLV_M;
     const stamp_addr_t *a;
     uint8_t v4, v6;
     if (type == 4) {
@@ -304,16 +307,20 @@ static int r_dm(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 static int r_access(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
     (void)c;
-    uint64_t id = get(v, len, F_ACCESS, "id"), rc = get(v, len, F_ACCESS, "return_code");
-    /* Access ID: 1 3GPP, 2 non-3GPP; Return Code: 1 available, 2 unavailable. Echoed as received. */
-    if ((id != 1 && id != 2) || (rc != 1 && rc != 2)) return STAMP_TLV_M;
+    uint64_t id = get(v, len, F_ACCESS, "id");
+    /* RFC 8972 4.6: an Access ID other than 1 (3GPP) or 2 (non-3GPP) means the TLV is discarded:
+       not used, returned as received with U. The Return Code is echoed whatever its value. */
+    if (id != 1 && id != 2) return STAMP_TLV_U;
+    v[0] &= 0xf0; /* Resv */
+    v[2] = v[3] = 0; /* Reserved */
     return 0;
 }
 
 static int r_followup(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
     memset(v, 0, len);
-    if (c->has_prev) {
+    /* RFC 8972 4.7 (erratum 8339): a stateless reflector has no previous reply to report */
+    if (c->stateful && c->has_prev) {
         put(v, len, F_FOLLOWUP, "seq", c->prev_seq);
         stamp_ts_encode(v + 4, c->prev_tx, c->clock, c->tai);
         put(v, len, F_FOLLOWUP, "mode", STAMP_TSM_SW);
@@ -421,8 +428,13 @@ static int r_micro(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 static int refl_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
 {
     uint8_t *val = sub + STAMP_TLV_HDR;
+    if (type == 10) { /* Layer-2 Address Group: mask and group of equal length */
+        if (len != 4 && len != 12 && len != 16) return STAMP_TLV_M | (STAMP_TLV_M << 8);
+        return STAMP_TLV_U; /* not visible to a UDP socket */
+    }
     if (type == 11) {
         if (len != 8 && len != 20) return STAMP_TLV_M | (STAMP_TLV_M << 8);
+        val[1] = val[2] = val[3] = 0; /* Reserved: zero on send */
         int n = len - 4, plen = val[0];
         uint8_t own[16];
         if (plen > n * 8) return STAMP_TLV_M | (STAMP_TLV_M << 8);
@@ -618,6 +630,8 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
             continue;
         }
         if (!stamp_tlv_len_ok(d, t.len)) {
+            /* RFC 8972 4.7, erratum 8339: a bad Follow-Up Length zeroes its Sequence Number and Timestamp */
+            if (t.type == STAMP_TLV_FOLLOWUP) memset(pkt + t.off + STAMP_TLV_HDR, 0, t.len < 12 ? t.len : 12);
             *flags = (uint8_t)((*flags & ~(STAMP_TLV_U | STAMP_TLV_C)) | STAMP_TLV_M);
             acc |= STAMP_TLV_M;
             break;

@@ -73,7 +73,7 @@ local OPTIONS = {
   { "schedule", nil, "--schedule", "SCHEDULE", "periodic", "Sending schedule: periodic or poisson (mean --send-delay)",
     one_of("periodic", "poisson") },
   -- TLVs (RFC 8972, RFC 9503, RFC 9534, reflected packet control)
-  { "tlv_mode", nil, "--tlv-mode", "MODE", "echo", "Reflector TLV handling: echo (process, RFC 8972) or ignore (strip)",
+  { "tlv_mode", nil, "--tlv-mode", "MODE", "echo", "Reflector TLV handling: echo (process, RFC 8972) or ignore (return unprocessed)",
     one_of("echo", "ignore") },
   { "dscp", nil, "--dscp", "VALUE", nil, "DSCP for the CoS TLV (DSCP1) and the test packets (0-63)", int_in(0, 63) },
   { "ecn", nil, "--ecn", "VALUE", nil, "ECN of the test packets (0-3)", int_in(0, 3) },
@@ -227,6 +227,16 @@ function M.parse(argv)
       list[#list + 1] = pfx
     end
     args.allow_return_address = list
+  end
+  -- RFC 9503 4.1 and 3, RFC 10052 4.3: combinations a sender must never send
+  if args.no_reply and args.return_address then
+    return nil, fail("invalid value for --no-reply: a Control Code goes with no Return Address (RFC 9503 4.1)")
+  end
+  if args.no_reply and args.reflected_count ~= 0 and (args.reflected_count or args.reflected_length or args.reflected_interval_ns) then
+    return nil, fail("invalid value for --no-reply: never together with a type 12 request (RFC 10052 4.3)")
+  end
+  if args.destination_address and (args.ssid or 0) == 0 then
+    return nil, fail("invalid value for --destination-address: needs a non-zero --ssid (RFC 9503 3)")
   end
   for _, k in ipairs { "destination_address", "return_address" } do
     local v = args[k]

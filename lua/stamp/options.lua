@@ -148,12 +148,23 @@ function M.sender(cfg, level)
   end
   c.dscp, c.ecn = nil, nil
   if type(c.tlvs) == "table" then
+    local no_reply, t12 = false, false
     for i, t in ipairs(c.tlvs) do
       if type(t) ~= "table" then error(string.format("bad option 'tlvs' (TLV #%d is not a table)", i), (level or 2) + 1) end
       if t.packet_tos and c.tos == nil then c.tos = t.packet_tos end -- the CoS TLV's DSCP/ECN
       if (t.type == 8 or t.key == "hmac") and not c.key then
         error("bad option 'tlvs' (the HMAC TLV needs 'key' or 'hmac_key')", (level or 2) + 1)
       end
+      if (t.type == 10 or t.key == "return_path") and type(t.subtlvs) == "table" then
+        for _, st in ipairs(t.subtlvs) do if st.type == 1 and st.uint32 == 0 then no_reply = true end end
+      end
+      if (t.type == 12 or t.key == "reflected_control") and t.count ~= 0 then t12 = true end
+      if (t.type == 9 or t.key == "destination") and (c.ssid or 0) == 0 then
+        error("bad option 'ssid' (the Destination Node Address TLV needs a non-zero SSID, RFC 9503 3)", (level or 2) + 1)
+      end
+    end
+    if no_reply and t12 then
+      error("bad option 'tlvs' (a Return Path 'no reply' never goes with a type 12 request, RFC 10052 4.3)", (level or 2) + 1)
     end
     -- RFC 8972 4.8: in authenticated mode TLVs other than a lone Extra Padding go with an HMAC TLV
     -- (placed after the last TLV that is not Extra Padding); a reflector obeys none of them without it

@@ -100,11 +100,22 @@ function M.destination(o)
 end
 
 --- Return Path (type 10, RFC 9503).
+-- RFC 9503 4.1: a Control Code never goes with a Return Address or a segment list, and one
+-- segment list at most; such combinations raise.
 -- @tparam table o `no_reply = true` (Control Code 0: one-way, no reply), `reply_same_link = true`
 --   (Control Code 1), `return_addr` (send the reply there: the reflector must allow it),
 --   `srv6` (list of IPv6 segments), `mpls` (list of label stack entries, 32-bit)
 function M.return_path(o)
   o = opt(o, "return_path")
+  if o.no_reply and o.reply_same_link then
+    error("bad argument #1 to 'return_path' (no_reply and reply_same_link exclude each other)", 2)
+  end
+  if (o.no_reply or o.reply_same_link) and (o.return_addr or o.srv6 or o.mpls) then
+    error("bad argument #1 to 'return_path' (a Control Code goes with no Return Address or segment list, RFC 9503 4.1)", 2)
+  end
+  if o.srv6 and o.mpls then
+    error("bad argument #1 to 'return_path' (one segment list: srv6 or mpls, RFC 9503 4.1.3)", 2)
+  end
   local subs = {}
   if o.no_reply then subs[#subs + 1] = { type = 1, uint32 = 0 } end
   if o.reply_same_link then subs[#subs + 1] = { type = 1, uint32 = 1 } end
@@ -137,8 +148,9 @@ function M.micro_session(o)
     reflector_id = int_arg(o, "reflector_id", 0, 65535, "micro_session", 0) }
 end
 
---- Reflected Test Packet Control (type 12): ask for `count` replies of `length` octets,
--- `interval_ns` apart; the reflector caps what it grants and sets the C flag when it did.
+--- Reflected Test Packet Control (type 12, RFC 10052): ask for `count` replies of `length` octets,
+-- `interval_ns` apart. The Value is 12 octets (the last 4 zero: no Address Group sub-TLV). A reflector
+-- answers a request over its limits with one reply and the C flag; `count = 0` asks for no reply.
 -- @tparam table o `count`, `length`, `interval_ns`
 function M.reflected_control(o)
   o = opt(o, "reflected_control")
