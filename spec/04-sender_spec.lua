@@ -2,6 +2,7 @@ local stamp = require "stamp"
 local codec = stamp.codec
 local socket = require "socket"
 local h = require "helper"
+local tlv = stamp.tlv
 
 local KEY = h.hex(string.rep("c3", 32))
 
@@ -378,5 +379,110 @@ describe("duration", function()
     assert.equal(2, code)
     h.stop(pid)
     os.remove(out)
+  end)
+end)
+
+describe("sender conformance (RFC 8762 / TWAMP-Light, RFC 9534, RFC 8972 reply flags)", function()
+  -- A scripted reflector: answer(test, data) returns the reply octets (or nil for none).
+  local function scripted(scfg, answer)
+    local u = socket.udp()
+    assert(u:setsockname("127.0.0.1", 0))
+    u:settimeout(0)
+    local _, port = u:getsockname()
+    scfg.remote_addr, scfg.remote_port = "127.0.0.1", tonumber(port)
+    scfg.send_delay = scfg.send_delay or 1
+    scfg.timeout = scfg.timeout or 0.3
+    local s = assert(stamp.sender(scfg))
+    local results, sum = s:run { pump = function()
+      local data, ip, p = u:receivefrom()
+      if not data then return end
+      local t = codec.decode_test(data)
+      local reply = answer(t, data)
+      if reply then u:sendto(reply, ip, p) end
+    end }
+    u:close()
+    local c = s:counters()
+    s:close()
+    return results, sum, c
+  end
+
+  local function reflected(t, extra)
+    local p = { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw, timestamp = stamp.core.now(),
+      rx_timestamp = stamp.core.now(), sender_ttl = 64 }
+    for k, v in pairs(extra or {}) do p[k] = v end
+    return codec.encode_reflected(p)
+  end
+
+  it("accepts TWAMP-Light replies of 38 octets (zero-filled, Sender TTL unknown), refuses 35", function()
+    local results, sum = scripted({ count = 5 }, function(t) return reflected(t):sub(1, 38) end)
+    assert.same({ 5, 5, 0 }, { sum.sent, sum.received, sum.lost })
+    for _, r in ipairs(results) do
+      assert.equal(38, r.length)
+      assert.is_nil(r.ttl)
+      assert.is_true(r.rtt >= 0 and r.rtt < 1e9)
+    end
+    local _, sum2, c = scripted({ count = 3, timeout = 0.1 }, function(t) return reflected(t):sub(1, 35) end)
+    assert.same({ 0, 3, 3 }, { sum2.received, sum2.lost, c.drop_invalid })
+  end)
+
+  it("RFC 9534: discards replies whose Micro-session IDs do not match what it sent", function()
+    local ids = { { 5, 9 }, { 6, 9 }, { 5, 8 }, { 5, 9 } } -- right, wrong sender ID, wrong reflector ID, right
+    local results, _, c = scripted({ count = 4, timeout = 0.2, tlvs = { tlv.micro_session { sender_id = 5, reflector_id = 9 } } },
+      function(t)
+        local id = ids[t.seq + 1]
+        return reflected(t, { tlvs = { { type = 11, flags = 0, sender_id = id[1], reflector_id = id[2] } } })
+      end)
+    local got = {}
+    for _, r in ipairs(results) do if not r.lost then got[#got + 1] = r.seq end end
+    table.sort(got)
+    assert.same({ 0, 3 }, got)
+    assert.equal(2, c.drop_invalid)
+    -- a reflector ID of 0 sent (unknown) accepts the reflector's own
+    local _, sum = scripted({ count = 2, tlvs = { tlv.micro_session { sender_id = 5 } } }, function(t)
+      return reflected(t, { tlvs = { { type = 11, flags = 0, sender_id = 5, reflector_id = 77 } } })
+    end)
+    assert.equal(2, sum.received)
+  end)
+
+  it("RFC 8972 reply flags: a TLV marked I makes every TLV unusable, after M none that follow", function()
+    local dm = { type = 5, flags = 0, s_txc = 1, r_rxc = 1, r_txc = 1 }
+    local cases = {
+      { { dm }, 1 },                                                        -- usable
+      { { { type = 5, flags = tlv.I, s_txc = 1, r_rxc = 1, r_txc = 1 } }, 0 }, -- I: none
+      { { { type = 3, flags = tlv.M }, dm }, 0 },                           -- M first: nothing after it
+      { { dm, { type = 3, flags = tlv.M } }, 1 },                           -- M after DM: DM still usable
+      { { dm, { type = 4, flags = tlv.I } }, 0 },                           -- I anywhere: none
+    }
+    for _, case in ipairs(cases) do
+      local results = scripted({ count = 1, tlvs = { tlv.direct_measurement() } }, function(t)
+        return reflected(t, { tlvs = case[1] })
+      end)
+      local r = results[1]
+      assert.is_false(r.lost)
+      assert.equal(#case[1], #r.tlv_list) -- every TLV is shown
+      assert.equal(case[2] == 1, r.tlvs.direct_measurement ~= nil)
+      assert.equal(#case[1] - case[2], r.tlv_ignored or 0)
+    end
+    -- the loss direction does not come from a Direct Measurement TLV marked I
+    local _, sum = scripted({ count = 3, tlvs = { tlv.direct_measurement() } }, function(t)
+      return reflected(t, { tlvs = { { type = 5, flags = tlv.I, s_txc = 1, r_rxc = 1, r_txc = 1 } } })
+    end)
+    local d = sum.loss and sum.loss.direction
+    assert.is_true(d == nil or d.method ~= "direct_measurement")
+  end)
+
+  it("authenticated mode: reply TLVs without a valid HMAC TLV are not used", function()
+    local results = scripted({ count = 1, auth = true, key = KEY, tlvs = { tlv.direct_measurement(), tlv.hmac() } },
+      function(_, data)
+        local tt = codec.decode_test(data, "auth")
+        local p = { seq = tt.seq, sender_seq = tt.seq, sender_timestamp_raw = tt.timestamp_raw,
+          timestamp = stamp.core.now(), rx_timestamp = stamp.core.now(), sender_ttl = 64,
+          tlvs = { { type = 5, flags = 0, s_txc = 1, r_rxc = 1, r_txc = 1 } } } -- HMAC TLV stripped
+        return codec.encode_reflected(p, "auth", KEY)
+      end)
+    local r = results[1]
+    assert.is_false(r.lost)
+    assert.is_nil(r.tlvs.direct_measurement)
+    assert.equal(1, r.tlv_ignored)
   end)
 end)

@@ -201,7 +201,16 @@ int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, in
             n += stamp_sm_reply(s->m, s->rxbuf[i], s->rxlen[i], &s->meta[i], &res[n]);
         }
         n += stamp_sm_expire(s->m, stamp_mono(), res + n, max - n);
-        if (n > 0) return n;
+        if (n > 0) {
+            /* a departure due within the spin window goes first: the caller then has a whole gap */
+            stamp_ns_t d = stamp_sm_next_deadline(s->m);
+            if (stamp_sm_due(s->m, d) && d - stamp_mono() <= SPIN_NS && wait_until(s->fd, d) >= 0) {
+                while (stamp_mono() < d) {
+                }
+                send_due(s, stamp_mono());
+            }
+            return n;
+        }
         if (got == want) continue; /* more may be queued */
         now = stamp_mono();
         stamp_ns_t d = stamp_sm_next_deadline(s->m);

@@ -49,6 +49,8 @@ struct stamp_sm {
     size_t dm_off[8];
     int ndm;
     long hmac_off;
+    int has_micro; /* RFC 9534: we send a Micro-session ID TLV */
+    uint16_t micro_sender, micro_refl;
 };
 
 void stamp_sm_free(stamp_sm_t *m)
@@ -108,6 +110,11 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
         while (stamp_tlv_next(m->tlvs, cfg->tlvs_len, &pos, &t) == 1) {
             if (t.type == STAMP_TLV_DM && t.len >= 4 && m->ndm < 8) m->dm_off[m->ndm++] = base + t.off + STAMP_TLV_HDR;
             if (t.type == STAMP_TLV_HMAC && t.len == STAMP_HMAC_LEN) m->hmac_off = (long)(base + t.off);
+            if (t.type == STAMP_TLV_MICRO && t.len >= 4 && !m->has_micro) {
+                m->has_micro = 1;
+                m->micro_sender = rd16(m->tlvs + t.off + STAMP_TLV_HDR);
+                m->micro_refl = rd16(m->tlvs + t.off + STAMP_TLV_HDR + 2);
+            }
         }
     }
     if (m->hmac_off >= 0 && (!cfg->key || !cfg->keylen)) {
@@ -273,12 +280,57 @@ static void result_init(stamp_result_t *r, int status, const slot_t *sl)
     r->tlv_hmac = -1;
 }
 
+/* RFC 9534 3.2: both Micro-session IDs of the reply must be ours (the reflector's when we know it). */
+static int micro_ok(const stamp_sm_t *m, const uint8_t *b, size_t len)
+{
+    size_t pos = m->base;
+    stamp_tlv_t t;
+    while (stamp_tlv_next(b, len, &pos, &t) == 1) {
+        if (t.type == STAMP_TLV_MICRO && t.len >= 4) {
+            const uint8_t *v = b + t.off + STAMP_TLV_HDR;
+            return rd16(v) == m->micro_sender && (!m->micro_refl || rd16(v + 2) == m->micro_refl);
+        }
+    }
+    return 1; /* TLVs stripped: nothing to check */
+}
+
+/* RFC 8972 4 and 4.8: which of the reply's TLVs the sender may use (see stamp_result_t). */
+static void tlv_usability(const stamp_sm_t *m, const uint8_t *b, size_t len, stamp_result_t *res)
+{
+    size_t pos = m->base;
+    stamp_tlv_t t;
+    int n = 0, usable = -1, hmac_at = -1, flagged_i = 0, only_padding = 1, r;
+    while (pos < len && (r = stamp_tlv_next(b, len, &pos, &t)) != 0) {
+        if (t.flags & STAMP_TLV_I) flagged_i = 1;
+        if (((t.flags & STAMP_TLV_M) || r < 0) && usable < 0) usable = n;
+        if (t.type == STAMP_TLV_HMAC && hmac_at < 0) hmac_at = n;
+        if (t.type != STAMP_TLV_PADDING) only_padding = 0;
+        n++;
+        if (r < 0) break;
+    }
+    if (usable < 0) usable = n;
+    int hmac_due = (m->cfg.mode == STAMP_MODE_AUTH || m->hmac_off >= 0) && !only_padding;
+    if (flagged_i || res->tlv_hmac == 0 || (hmac_due && res->tlv_hmac != 1))
+        usable = 0;
+    else if (res->tlv_hmac == 1 && usable > hmac_at + 1)
+        usable = hmac_at + 1; /* nothing after the HMAC TLV is covered by it */
+    res->tlv_count = n;
+    res->tlv_usable = usable;
+}
+
 int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxmeta_t *meta, stamp_result_t *res)
 {
     size_t base = m->base;
+    uint8_t light[STAMP_BASE_LEN]; /* a short TWAMP-Light reply, zero-filled to the base */
+    const uint8_t *pb = b;
     if (!b || len > STAMP_MAX_PKT || len < base) {
-        m->ctr.drop_invalid++;
-        return 0;
+        if (!b || m->cfg.mode != STAMP_MODE_OPEN || len < STAMP_LIGHT_REPLY_MIN || len > STAMP_MAX_PKT) {
+            m->ctr.drop_invalid++;
+            return 0;
+        }
+        memset(light, 0, sizeof light);
+        memcpy(light, b, len);
+        pb = light;
     }
     if (m->has_peer && meta && meta->src.addr.ss_family != AF_UNSPEC && !stamp_addr_equal(&meta->src, &m->peer)) {
         m->ctr.drop_invalid++;
@@ -289,8 +341,8 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
         return 0;
     }
     stamp_reflected_t p;
-    stamp_reflected_decode(b, len, m->cfg.mode, &p);
-    if (m->cfg.ssid && p.ssid && p.ssid != m->cfg.ssid) {
+    stamp_reflected_decode(pb, len < base ? base : len, m->cfg.mode, &p);
+    if ((m->cfg.ssid && p.ssid && p.ssid != m->cfg.ssid) || (m->has_micro && !micro_ok(m, b, len))) {
         m->ctr.drop_invalid++;
         return 0;
     }
@@ -338,7 +390,7 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
     res->rtt = (res->t4 - res->t1) - (res->t3 - res->t2);
     res->fwd = res->t2 - res->t1;
     res->bwd = res->t4 - res->t3;
-    res->sender_ttl = p.sender_ttl;
+    res->sender_ttl = len > 40 ? p.sender_ttl : -1; /* octet 40 (open mode) was not in a short reply */
     res->reply_ttl = meta ? meta->ttl : -1;
     res->reply_tos = meta ? meta->tos : -1;
     res->rx_kernel = meta ? meta->rx_kernel : 0;
@@ -354,6 +406,7 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
             }
         }
     }
+    if (len > base) tlv_usability(m, b, len, res);
     return 1;
 }
 

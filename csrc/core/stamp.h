@@ -113,6 +113,7 @@ STAMP_API void stamp_ee_local(stamp_ee_t *ee, stamp_clock_t fmt);
 #define STAMP_HMAC_LEN 16
 #define STAMP_HMAC_COVERED 96   /* octets 0..95 are authenticated */
 #define STAMP_TWAMP_LIGHT_MIN 14
+#define STAMP_LIGHT_REPLY_MIN 36 /* shortest reply the sender accepts in open mode: through the Sender Timestamp */
 #define STAMP_MAX_PKT 9216      /* largest datagram handled (jumbo) */
 
 typedef enum { STAMP_MODE_OPEN = 0, STAMP_MODE_AUTH = 1 } stamp_mode_t;
@@ -528,13 +529,17 @@ typedef struct {
     stamp_ns_t rtt;       /* (t4 - t1) - (t3 - t2) */
     stamp_ns_t fwd, bwd;  /* t2 - t1, t4 - t3 (meaningful with synchronized clocks) */
     stamp_ee_t sender_ee, refl_ee;
-    int sender_ttl;       /* Ses-Sender TTL reported by the reflector */
+    int sender_ttl;       /* Ses-Sender TTL reported by the reflector, -1 unknown (a short TWAMP-Light reply) */
     int reply_ttl;        /* TTL/Hop Limit of the reply as received, -1 unknown */
     int reply_tos;        /* TOS/Traffic Class of the reply as received, -1 unknown */
     int rx_kernel;        /* t4 is a kernel timestamp */
     int tlv_hmac;         /* reply's HMAC TLV: 1 verified, 0 failed, -1 absent or no key */
     const uint8_t *pkt;   /* the reply, valid until the next step (machine: the caller's buffer) */
     size_t pkt_len;
+    int tlv_count;        /* TLVs in the reply */
+    int tlv_usable;       /* how many of them, from the first, the sender may use (RFC 8972 4, 4.8): none when
+                             one is marked I or the reply's HMAC TLV is missing or fails where one is due;
+                             none from the first marked M on; none after the HMAC TLV */
 } stamp_result_t;
 
 typedef struct {

@@ -107,7 +107,7 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
     set_int(L, "rtt", r->rtt);
     set_int(L, "fwd", r->fwd);
     set_int(L, "bwd", r->bwd);
-    set_int(L, "ttl", r->sender_ttl);
+    if (r->sender_ttl >= 0) set_int(L, "ttl", r->sender_ttl);
     if (r->reply_ttl >= 0) set_int(L, "reply_ttl", r->reply_ttl);
     if (r->reply_tos >= 0) set_int(L, "reply_tos", r->reply_tos);
     lua_pushboolean(L, r->rx_kernel);
@@ -125,6 +125,27 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
     }
     if (r->pkt_len > base) {
         push_tlvs(L, r->pkt, base, r->pkt_len, r->refl_ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
+        if (r->tlv_usable < r->tlv_count) {
+            /* `tlvs` (what consumers act on) holds only the usable ones; `tlv_list` shows them all */
+            lua_pop(L, 1);
+            lua_newtable(L);
+            for (int i = 1; i <= r->tlv_usable; i++) {
+                lua_rawgeti(L, -2, i);
+                lua_getfield(L, -1, "key");
+                lua_pushvalue(L, -1);
+                lua_rawget(L, -4);
+                int have = !lua_isnil(L, -1);
+                lua_pop(L, 1);
+                if (have) {
+                    lua_pop(L, 2);
+                } else {
+                    lua_insert(L, -2); /* key, entry */
+                    lua_rawset(L, -3);
+                }
+            }
+            lua_pushinteger(L, r->tlv_count - r->tlv_usable);
+            lua_setfield(L, -4, "tlv_ignored"); /* result, list, map, n */
+        }
         lua_setfield(L, -3, "tlvs");
         lua_setfield(L, -2, "tlv_list");
     }
