@@ -68,3 +68,44 @@ describe("option checks on the command line", function()
     assert.matches("seq=1 rtt=[%d.]+ms ttl=64 ", out)
   end)
 end)
+
+describe("what the README says about options", function()
+  local options = require "stamp.options"
+
+  it("packet_len pads with zero octets, whatever the heap held before", function()
+    local junk = {}
+    for i = 1, 200 do junk[i] = string.rep(string.char(0x5a), 100 + i) end
+    junk = nil -- luacheck: ignore 311
+    collectgarbage()
+    local c = options.sender { remote_addr = "127.0.0.1", packet_len = 300 }
+    assert.equal(300 - 44, #c.tlvs)
+    assert.equal(1, c.tlvs:byte(2)) -- an Extra Padding TLV
+    assert.equal(string.rep("\0", 300 - 44 - 4), c.tlvs:sub(5))
+    -- and on the wire: the reflector sees the same length
+    local r, s = h.loopback_pair({}, { count = 1, packet_len = 300 })
+    local res = assert(s:run { pump = function() r:step(0) end })
+    assert.equal(300, res[1].length)
+    s:close()
+    r:close()
+  end)
+
+  it("--send-delay takes fractions of a millisecond (0.5 ms = 500,000 ns between packets)", function()
+    assert.equal(500000, options.sender { remote_addr = "127.0.0.1", send_delay = 0.5 }.interval_ns)
+    assert.equal(1500, options.sender { remote_addr = "127.0.0.1", send_delay = 0.0015 }.interval_ns)
+    local pid, rout, port = h.cli_reflector()
+    local code, out = h.run(string.format("%s -r 127.0.0.1 -p %d -c 10 -d 0.5", h.STAMP, port))
+    h.stop(pid)
+    os.remove(rout)
+    assert.equal(0, code)
+    assert.matches("Packets received: 10\n", out)
+  end)
+
+  it("the help texts of -p, -o and --ssid say what they do", function()
+    local _, out = h.run(h.STAMP .. " -h")
+    assert.matches("%-%-remote%-port <REMOTE_PORT>%s+UDP port of the Session%-Reflector %(sender's destination%)", out)
+    assert.matches("%-%-local%-port <LOCAL_PORT>%s+Local UDP port to bind %(sender: 0 = any, the default; reflector: 862%)", out)
+    assert.matches("%-%-ssid <ID>%s+Session%-Sender Identifier, 0%-65535 %(0: none, the default%)", out)
+    assert.matches("%-%-hmac%-key <HEX>%s+HMAC key in hex format, 16 to 256 octets", out)
+    assert.matches("Delay between packets in milliseconds %(fractions allowed%)", out)
+  end)
+end)

@@ -58,7 +58,7 @@ local OPTIONS = {
   { "timeout", "-L", "--timeout", "TIMEOUT", "5", "Timeout for lost packets in seconds", num_in(0.001, 3600) },
   { "auth_mode", "-A", "--auth-mode", "AUTH_MODE", "O", "Work mode: A=authenticated, O=open", one_of("A", "O") },
   { "session_timeout", nil, "--session-timeout", "SECONDS", "300", "Session timeout for stateful mode", num_in(0.001, 31536000) },
-  { "hmac_key", nil, "--hmac-key", "HEX", nil, "HMAC key in hex format", hex_key,
+  { "hmac_key", nil, "--hmac-key", "HEX", nil, "HMAC key in hex format, 16 to 256 octets", hex_key,
     "an even number of hex digits, 16 to 256 octets" },
   { "hmac_key_file", nil, "--hmac-key-file", "PATH", nil, "Path to file containing HMAC key (hex, or raw octets)" },
   { "ssid", nil, "--ssid", "ID", nil, "Session-Sender Identifier, 0-65535 (0: none, the default)", int_in(0, 65535) },

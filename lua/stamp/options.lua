@@ -194,7 +194,9 @@ function M.sender(cfg, level)
     if c.packet_len - have < 4 then
       error(string.format("bad option 'packet_len' (%d: needs at least %d for a padding TLV)", c.packet_len, have + 4), (level or 2) + 1)
     end
-    c.tlvs = (c.tlvs or "") .. core.tlv_encode { { type = 1, length = c.packet_len - have - 4 } }
+    -- zero octets, written here: the padding never depends on what the encoder's buffers held before
+    local n = c.packet_len - have - 4
+    c.tlvs = (c.tlvs or "") .. core.tlv_encode { { type = 1, value = string.rep("\0", n) } }
   elseif c.packet_len and c.packet_len < have then
     error(string.format("bad option 'packet_len' (%d: at least %d octets needed)", c.packet_len, have), (level or 2) + 1)
   end
