@@ -163,3 +163,19 @@ describe("bad output flags", function()
   h.bad_flag_cases(it, { { "--output-format xml", "--output-format" }, { "--report-interval 0", "--report-interval" },
     { "--schedule random", "--schedule" }, { "--campaign /nonexistent.lua", "--campaign" } })
 end)
+
+describe("--plot of a long run", function()
+  it("keeps at most 10,000 points, thinned evenly", function()
+    local pid, rlog, port = h.cli_reflector()
+    local svg = os.tmpname() .. ".svg"
+    local code, out, err = h.run(string.format("%s -r 127.0.0.1 -p %d -c 12000 -d 0.02 -L 1 --plot %s", STAMP, port, svg))
+    h.stop(pid)
+    os.remove(rlog)
+    assert.equal(0, code, err)
+    assert.matches("Packets sent: 12000\n", out)
+    local doc = h.slurp(svg)
+    os.remove(svg)
+    local n = select(2, doc:gsub('<circle class="rtt" cx', "")) + select(2, doc:gsub('<path class="lost" d="[^"]*"><title>', ""))
+    assert.equal(6000, n) -- every other packet once 10,000 were drawn
+  end)
+end)
