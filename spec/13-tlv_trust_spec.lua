@@ -172,6 +172,14 @@ describe("fallback: a TLV request that cannot be honoured is answered, flagged",
     assert.equal("127.0.0.1", replies[1].from)
   end)
 
+  it("Destination Node Address naming another of our addresses: U cleared, the reply comes from that address", function()
+    local pkt = codec.encode_test { seq = 1 } .. h.hex("80090004 7f000005")
+    local replies = exchange({ local_addr = "0.0.0.0" }, pkt, { to = "127.0.0.3" })
+    assert.equal(1, #replies)
+    assert.equal("000900047f000005", h.tohex(replies[1].data:sub(45)))
+    assert.equal("127.0.0.5", replies[1].from)
+  end)
+
   it("Return Path 'reply on the same link': U cleared when the arrival interface is known, reply from the arrival address", function()
     local pkt = codec.encode_test { seq = 1 } .. h.hex("800a0008 80010004 00000001")
     local replies = exchange({ local_addr = "0.0.0.0" }, pkt, { to = "127.0.0.3" })

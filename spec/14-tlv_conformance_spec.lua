@@ -128,6 +128,22 @@ describe("RFC 10052 Reflected Test Packet Control (type 12)", function()
       .. " " .. h.tohex(replies[1]:sub(65, 68)))
   end)
 
+  it("an L3 Address Group we are not in: the request is not for us, no reply", function()
+    local replies, c = exchange(T12, test(1, "800c0014 00400001 00000000 800b0008 08000000 0a000000"))
+    assert.equal(0, #replies)
+    assert.same({ 1, 0 }, { c.rx, c.reflected })
+  end)
+
+  it("a sender whose type 12 burst would outlast its send interval is refused (RFC 10052 5)", function()
+    assert.has_error(function()
+      stamp.sender { remote_addr = "127.0.0.1", send_delay = 9, tlvs = { tlv.reflected_control { count = 11, interval_ns = 1000000 } } }
+    end, "bad option 'send_delay' (9 ms: the type 12 burst of 11 replies 1000000 ns apart lasts 10 ms; "
+      .. "the next request must not start before it ends, RFC 10052 5)")
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", send_delay = 10,
+      tlvs = { tlv.reflected_control { count = 11, interval_ns = 1000000 } } })
+    s:close()
+  end)
+
   it("the sender's builder sends a Value of 12 octets, C clear", function()
     assert.equal("800c000c 00000001 00000000 00000000", h.tohex(tlv.encode { tlv.reflected_control {} }):gsub("(%x%x%x%x%x%x%x%x)", "%1 "):sub(1, 35))
   end)
@@ -225,6 +241,15 @@ describe("RFC 9503 Return Path", function()
 end)
 
 describe("sender builders", function()
+  it("the sender fills none of the reflector's fields: Location, Timestamp Information, Follow-Up, DM R fields; CoS RP zero", function()
+    local oct = tlv.encode { tlv.location(), tlv.timestamp_info(), tlv.follow_up(), tlv.direct_measurement(),
+      tlv.cos { dscp = 63, ecn = 3 } }
+    local want = "8002002c 00000000 80040010" .. string.rep("00", 16) .. "80070010" .. string.rep("00", 16)
+      .. "80030004 00000000" .. "80070010" .. string.rep("00", 16) .. "8005000c" .. string.rep("00", 12) .. "80040004 fc000000"
+    assert.equal(h.tohex(h.hex(want)), h.tohex(oct))
+  end)
+
+
   it("never put a Control Code and a Return Address (or segment list) in one Return Path TLV", function()
     assert.has_error(function() tlv.return_path { no_reply = true, return_addr = "127.0.0.2" } end)
     assert.has_error(function() tlv.return_path { reply_same_link = true, srv6 = { "2001:db8::1" } } end)

@@ -140,6 +140,7 @@ function M.sender(cfg, level)
     c.duration_ns, c.duration = math.floor(c.duration * 1e9 + 0.5), nil
   end
   c.interval_ns = math.floor(c.send_delay * 1e6 + 0.5)
+  local send_delay_ms = c.send_delay
   c.timeout_ns = math.floor(c.timeout * 1e9 + 0.5)
   c.send_delay, c.timeout = nil, nil
   if c.dscp or c.ecn then
@@ -158,7 +159,16 @@ function M.sender(cfg, level)
       if (t.type == 10 or t.key == "return_path") and type(t.subtlvs) == "table" then
         for _, st in ipairs(t.subtlvs) do if st.type == 1 and st.uint32 == 0 then no_reply = true end end
       end
-      if (t.type == 12 or t.key == "reflected_control") and t.count ~= 0 then t12 = true end
+      if (t.type == 12 or t.key == "reflected_control") and t.count ~= 0 then
+        t12 = true
+        -- RFC 10052 5: the next request should not start before the previous burst ends
+        local n, gap = t.count or 1, t.interval or 0
+        if n > 1 and (n - 1) * gap > c.interval_ns then
+          error(string.format("bad option 'send_delay' (%g ms: the type 12 burst of %d replies %d ns apart lasts %g ms; "
+            .. "the next request must not start before it ends, RFC 10052 5)", send_delay_ms, n, gap,
+            (n - 1) * gap / 1e6), (level or 2) + 1)
+        end
+      end
       if (t.type == 9 or t.key == "destination") and (c.ssid or 0) == 0 then
         error("bad option 'ssid' (the Destination Node Address TLV needs a non-zero SSID, RFC 9503 3)", (level or 2) + 1)
       end

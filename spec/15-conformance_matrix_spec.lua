@@ -1,0 +1,69 @@
+-- The conformance matrix (docs/conformance/) is checked by scripts/check-conformance.lua;
+-- a few base rules of RFC 8762 / RFC 8972 that the matrix cites are pinned here.
+local stamp = require "stamp"
+local h = require "helper"
+local socket = require "socket"
+
+local CHECK = "lua5.4 " .. h.ROOT .. "/scripts/check-conformance.lua"
+
+describe("conformance matrix", function()
+  it("every row has a status and every Compliant row names an existing spec", function()
+    local code, out, err = h.run(CHECK .. " " .. h.ROOT .. "/docs/conformance " .. h.ROOT)
+    assert.equal(0, code, err)
+    assert.matches("0 problems", out)
+    for _, rfc in ipairs { "8762", "8972", "9503", "9534", "10052" } do
+      assert.truthy(io.open(h.ROOT .. "/docs/conformance/rfc" .. rfc .. ".md"), "rfc" .. rfc .. ".md missing")
+    end
+  end)
+
+  it("the check fails on a row without status, a Compliant row without spec, an unknown spec file or it name", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    local f = assert(io.open(dir .. "/rfc0000.md", "w"))
+    f:write("# test\n\n| ID | Requirement | Status | Proof |\n|---|---|---|---|\n",
+      "| 1 | a | | |\n",
+      "| 2 | b | Compliant | |\n",
+      "| 3 | c | Compliant | `spec/99-nothing_spec.lua: x` |\n",
+      "| 4 | d | Compliant | `spec/15-conformance_matrix_spec.lua: no such it` |\n",
+      "| 5 | e | Maybe | |\n",
+      "| 6 | f | Partial | `spec/15-conformance_matrix_spec.lua: every row has a status and every Compliant row names an existing spec` |\n")
+    f:close()
+    local code, out, err = h.run(CHECK .. " " .. dir .. " " .. h.ROOT)
+    os.execute("rm -rf " .. dir)
+    assert.equal(1, code)
+    assert.matches("5 problems", out)
+    assert.matches("rfc0000.md:5: row without a status", err)
+    assert.matches("rfc0000.md:6: a Compliant row names no spec", err)
+    assert.matches("rfc0000.md:7: names spec/99%-nothing_spec.lua, which does not exist", err)
+    assert.matches("rfc0000.md:8: names 'no such it', which is no `it` in spec/15%-conformance_matrix_spec.lua", err)
+    assert.matches("rfc0000.md:9: unknown status 'Maybe'", err)
+  end)
+end)
+
+describe("RFC 8762 base rules cited by the matrix", function()
+  it("default ports: the sender sends to 862, the reflector listens on 862", function()
+    local opts = require "stamp.options"
+    assert.equal(862, opts.sender({ remote_addr = "127.0.0.1" }).remote_port)
+    assert.equal(862, opts.reflector({}).local_port)
+  end)
+
+  it("the sender numbers packets from 0 up by one, sends MBZ as zero and its SSID in every packet", function()
+    local u = socket.udp()
+    u:setsockname("127.0.0.1", 0)
+    u:settimeout(1)
+    local _, port = u:getsockname()
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = tonumber(port), count = 3, send_delay = 1,
+      timeout = 0.05, ssid = 0x0102 })
+    s:run()
+    s:close()
+    for i = 0, 2 do
+      local p = assert(u:receive())
+      assert.equal(44, #p)
+      assert.equal(string.format("%08x", i), h.tohex(p:sub(1, 4)))
+      assert.equal("0102", h.tohex(p:sub(15, 16)))
+      assert.equal(string.rep("00", 28), h.tohex(p:sub(17, 44)))
+    end
+    u:close()
+  end)
+end)
