@@ -1,0 +1,94 @@
+-- Writes the seed corpora of the fuzz targets (fuzz/corpus/<target>/):
+-- every TLV type of the registry (1-12) with its sub-TLVs, an unknown type,
+-- base packets of both modes and directions. Run: lua5.4 fuzz/seeds.lua
+-- (from the repository root). The output is committed; rerun after adding a type.
+local function tlv(t, v, flags) return string.pack(">BBs2", flags or 0x80, t, v) end
+local function sub(t, v) return string.pack(">BBs2", 0, t, v) end
+local z = function(n) return string.rep("\0", n) end
+local ip4 = function(a, b, c, d) return string.char(a, b, c, d) end
+local lo6 = z(15) .. "\1"
+
+local T = {
+  padding = tlv(1, z(8)),
+  location = tlv(2, string.pack(">I2I2", 862, 862) .. sub(4, z(16)) .. sub(7, z(16)) .. sub(1, z(8))),
+  location6 = tlv(2, z(4) .. sub(6, lo6) .. sub(9, lo6)),
+  tsinfo = tlv(3, z(4)),
+  cos = tlv(4, string.pack(">I2I2", 46 << 10, 0)),
+  dm = tlv(5, string.pack(">I4I4I4", 1, 0, 0)),
+  access = tlv(6, string.char(0x10, 0x01, 0, 0)),
+  followup = tlv(7, z(16)),
+  hmac = tlv(8, z(16)),
+  destnode4 = tlv(9, ip4(127, 0, 0, 2)),
+  destnode6 = tlv(9, lo6),
+  returnpath = tlv(10, sub(1, string.pack(">I4", 1)) .. sub(2, ip4(127, 0, 0, 1))),
+  returnpath6 = tlv(10, sub(1, string.pack(">I4", 0)) .. sub(2, lo6) .. sub(3, z(4)) .. sub(4, z(16))),
+  micro = tlv(11, string.pack(">I2I2", 1, 9)),
+  reflctrl = tlv(12, string.pack(">I2I2I4", 200, 3, 1000) .. sub(11, string.char(8, 0, 0, 0) .. ip4(127, 0, 0, 0))),
+  reflctrl2 = tlv(12, string.pack(">I2I2I4", 60, 1, 0) .. sub(10, z(8))),
+  unknown = tlv(200, z(4)),
+}
+local order = { "padding", "location", "location6", "tsinfo", "cos", "dm", "access", "followup", "hmac", "destnode4",
+  "destnode6", "returnpath", "returnpath6", "micro", "reflctrl", "reflctrl2", "unknown" }
+
+-- every TLV before an HMAC TLV, then Extra Padding (the one TLV allowed after it)
+local all = {}
+for _, k in ipairs(order) do
+  if k ~= "hmac" and k ~= "padding" then all[#all + 1] = T[k] end
+end
+local chain = table.concat(all) .. T.hmac .. T.padding
+
+local function write(dir, name, s)
+  os.execute("mkdir -p fuzz/corpus/" .. dir)
+  local f = assert(io.open("fuzz/corpus/" .. dir .. "/" .. name, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- TLV areas: each type alone, the whole chain, a truncated chain
+for _, k in ipairs(order) do
+  write("fuzz_tlv_walk", k, T[k])
+  write("fuzz_lua_codec", k, T[k])
+end
+write("fuzz_tlv_walk", "chain", chain)
+write("fuzz_tlv_walk", "truncated", chain:sub(1, #chain - 3))
+write("fuzz_lua_codec", "chain", chain)
+
+-- fields: octet 0 picks the type (registry index), octet 1 = 0xff (whole value), value, new values
+for i = 1, 12 do
+  local k = ({ "padding", "location", "tsinfo", "cos", "dm", "access", "followup", "hmac", "destnode4",
+    "returnpath", "micro", "reflctrl" })[i]
+  local v = T[k]:sub(5)
+  write("fuzz_tlv_fields", k, string.char(i - 1, #v) .. v .. string.rep("\x5a\xa5", 16))
+end
+
+-- reflector: switch octet (0x10 authenticated, 0x20 signed, 0x02 verify in open mode), then the TLVs
+write("fuzz_reflector", "open-chain", "\x02" .. chain)
+write("fuzz_reflector", "open-chain-signed", "\x22" .. chain)
+write("fuzz_reflector", "auth-chain-signed", "\x30" .. chain)
+write("fuzz_reflector", "auth-chain-unsigned", "\x10" .. chain)
+write("fuzz_reflector", "auth-no-hmac", "\x30" .. T.cos .. T.reflctrl .. T.returnpath)
+write("fuzz_reflector", "auth-padding-only", "\x30" .. T.padding)
+for _, k in ipairs(order) do write("fuzz_reflector", "open-" .. k, "\x00" .. T[k]) end
+
+-- base packets: test and reflected, open (44) and authenticated (112), and a TWAMP-Light-sized one
+local ts = string.pack(">I4I4", 0xec000000, 0x80000000)
+local open_test = string.pack(">I4", 1) .. ts .. string.pack(">I2I2", 0x8001, 7) .. z(28)
+local open_refl = string.pack(">I4", 1) .. ts .. string.pack(">I2I2", 0x0101, 7) .. ts .. string.pack(">I4", 1) .. ts
+  .. string.pack(">I2", 0x0101) .. z(2) .. "\64" .. z(3)
+local auth_test = string.pack(">I4", 1) .. z(12) .. ts .. string.pack(">I2I2", 0x4001, 7) .. z(68) .. z(16)
+write("fuzz_packet", "open-test", open_test)
+write("fuzz_packet", "open-reflected", open_refl)
+write("fuzz_packet", "auth-test", auth_test)
+write("fuzz_packet", "twamp-light", open_test:sub(1, 14))
+write("fuzz_packet", "open-test-chain", open_test .. chain)
+
+-- sender: switch octet (bit 0 authenticated sender, 0x02 aim at a packet in flight, 0x04 sign, 0x08 send twice), then the reply
+local auth_refl = string.pack(">I4", 1) .. z(12) .. ts .. string.pack(">I2I2", 0x4001, 77) .. z(4) .. ts .. z(8)
+  .. string.pack(">I4", 1) .. z(12) .. ts .. string.pack(">I2", 0x0101) .. z(6) .. "\64" .. z(15) .. z(16)
+local reply_tlvs = tlv(5, string.pack(">I4I4I4", 1, 1, 1), 0) .. tlv(8, z(16), 0)
+write("fuzz_sender", "open", "\x02\x00" .. open_refl:sub(2) .. reply_tlvs)
+write("fuzz_sender", "open-signed", "\x06\x00" .. open_refl:sub(2) .. reply_tlvs)
+write("fuzz_sender", "open-twice", "\x0e\x01" .. open_refl:sub(2) .. reply_tlvs)
+write("fuzz_sender", "auth-signed", "\x07\x00" .. auth_refl:sub(2) .. reply_tlvs)
+write("fuzz_sender", "auth-unsigned", "\x03\x00" .. auth_refl:sub(2) .. reply_tlvs)
+write("fuzz_sender", "short", "\x02\x00" .. open_refl:sub(2, 20))
