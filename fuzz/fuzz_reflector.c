@@ -1,96 +1,106 @@
 /* libFuzzer target: the reflector's processing of one test packet's TLVs
- * (stamp_tlv_reflect) with every policy on: HMAC TLV verification, Return
- * Path with an allowed prefix, Destination Node Address, Class of Service,
- * Micro-session ID, Type 12 with caps, in open and authenticated mode.
- * Input: octet 0 chooses mode, addresses and switches; the rest is the
- * packet after the base (a base packet is put in front). When the octet
- * asks for it, the packet is signed with the key first (HMAC TLV and base),
- * so the fuzzer reaches what lies behind the checks.
+ * (stamp_tlv_reflect, then stamp_tlv_fit for Type 12) with every policy on:
+ * authenticated mode, HMAC TLV verification, Return Path with allowed
+ * prefixes, Destination Node Address, Class of Service, Micro-session ID,
+ * Type 12 with caps, stateful sequence checks; IPv4 and IPv6.
+ * Input: octet 0 and octet 1 choose mode, addresses and switches; the rest
+ * is the packet after the base (a base packet is put in front). When octet
+ * 0 asks for it, the packet is signed with the key first (HMAC TLV and
+ * base), so the fuzzer reaches what lies behind the checks.
  *
- * Invariants: TLVs go back in order and length (only flags and values
- * change, the area never grows in place); the reply grows only for a
- * granted Type 12 and never beyond the policy's cap; extra replies within
- * the cap; an HMAC TLV that fails verification leaves every TLV flagged I
- * and nothing acted on; a reply HMAC TLV, once signed, verifies. */
+ * Invariants (checked against an independent reading of the request):
+ * - TLVs go back in order and length, only flags and values change;
+ * - trust (RFC 8972 4.8): in authenticated mode or with HMAC verification,
+ *   unless the only TLV is one Extra Padding TLV, nothing is acted on and
+ *   every TLV is flagged I unless one valid HMAC TLV covers all TLVs before
+ *   it with only Extra Padding after it;
+ * - the reply never grows but for Type 12, never beyond the size cap, and
+ *   never below the TLVs it must carry; extra replies within the count cap;
+ *   stamp_tlv_fit makes it exactly that long or sets C; the non-padding TLVs
+ *   survive it in order, the HMAC TLV offset follows it, and the reply's
+ *   HMAC TLV verifies once signed;
+ * - Return Address only inside the allowed prefixes, Destination Node
+ *   Address in the family of the test. */
 #include <arpa/inet.h>
 
 #include "fuzz.h"
 
-static void hdrs(const uint8_t *p, size_t base, size_t len, uint8_t *types, uint16_t *lens, int *n, int *bad)
+#define MAXT 4096
+
+typedef struct {
+    uint8_t type[MAXT], flags[MAXT];
+    uint16_t len[MAXT];
+    size_t off[MAXT];
+    int n, bad; /* bad: the area does not parse to its end */
+} tlvs_t;
+
+static void scan(const uint8_t *p, size_t from, size_t len, tlvs_t *o)
 {
-    size_t pos = base;
+    size_t pos = from;
     stamp_tlv_t t;
     int r;
-    *n = 0;
-    while ((r = stamp_tlv_next(p, len, &pos, &t)) == 1 && *n < 4096) {
-        types[*n] = t.type;
-        lens[*n] = t.len;
-        (*n)++;
+    o->n = 0;
+    while ((r = stamp_tlv_next(p, len, &pos, &t)) == 1 && o->n < MAXT) {
+        o->type[o->n] = t.type;
+        o->flags[o->n] = t.flags;
+        o->len[o->n] = t.len;
+        o->off[o->n] = t.off;
+        o->n++;
     }
-    *bad = r < 0;
+    o->bad = r < 0;
 }
 
-static int count_type(const uint8_t *types, int n, uint8_t type)
+/* Does the request carry what the trust rule asks for? */
+static int trusted(const tlvs_t *in, const uint8_t *pkt, size_t base, stamp_hmac_t *h)
 {
-    int k = 0;
-    for (int i = 0; i < n; i++) k += types[i] == type;
-    return k;
-}
-
-/* Return Address sub-TLVs in all Return Path TLVs */
-static int return_addrs(const uint8_t *p, size_t base, size_t len)
-{
-    size_t pos = base;
-    stamp_tlv_t t;
-    int k = 0;
-    while (stamp_tlv_next(p, len, &pos, &t) == 1) {
-        if (t.type != STAMP_TLV_RETURNPATH) continue;
-        const uint8_t *v = p + t.off + STAMP_TLV_HDR;
-        size_t sp = 0;
-        stamp_tlv_t s;
-        while (stamp_tlv_next(v, t.len, &sp, &s) == 1) k += s.type == 2;
+    if (in->bad) return 0;
+    int at = -1;
+    for (int i = 0; i < in->n; i++) {
+        if (in->type[i] == STAMP_TLV_HMAC) {
+            if (at >= 0) return 0; /* two of them */
+            at = i;
+        } else if (at >= 0 && in->type[i] != STAMP_TLV_PADDING) {
+            return 0; /* something after it that it does not cover */
+        }
     }
-    return k;
+    return at >= 0 && in->len[at] == STAMP_HMAC_LEN && stamp_tlv_verify(h, pkt, base, in->off[at]) == STAMP_OK;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static stamp_hmac_t *hmac;
-    static int strict = -1;
-    if (strict < 0) strict = getenv("FUZZ_STRICT") != NULL;
-    static uint8_t types[2][4096];
-    static uint16_t lens[2][4096];
+    static tlvs_t in, out, fit;
     if (!hmac) hmac = stamp_hmac_new(FUZZ_KEY, FUZZ_KEYLEN);
-    if (size < 1) return 0;
-    const unsigned sw = data[0];
+    if (size < 2) return 0;
+    const unsigned sw = data[0], sw2 = data[1];
     const stamp_mode_t mode = (sw & 0x10) ? STAMP_MODE_AUTH : STAMP_MODE_OPEN;
     const size_t base = stamp_base_len(mode);
-    if (size - 1 + base > STAMP_MAX_PKT) return 0;
-    size_t len = base + size - 1;
+    if (size - 2 + base > STAMP_MAX_PKT) return 0;
+    size_t len = base + size - 2;
     uint8_t *pkt = malloc(len); /* exact size: ASan sees any access past the datagram */
     CHECK(pkt);
     memset(pkt, 0, base);
     pkt[3] = 7; /* sequence number */
-    memcpy(pkt + base, data + 1, size - 1);
+    memcpy(pkt + base, data + 2, size - 2);
     if (sw & 0x20) fz_sign(hmac, pkt, len, base, mode == STAMP_MODE_AUTH);
-    uint8_t *in0 = fz_dup(pkt, len); /* the request as it came */
 
     stamp_rxmeta_t m;
     memset(&m, 0, sizeof m);
     int v6 = sw & 1;
     stamp_addr_parse(&m.src, v6 ? "::1" : "127.0.0.1", 8621);
     stamp_addr_parse(&m.dst, v6 ? "::1" : "127.0.0.2", 8620);
+    m.ifindex = (sw2 & 0x20) ? 1 : 0;
     m.ttl = 64;
     m.tos = (sw & 0x40) ? -1 : 0xb8;
     stamp_tlv_policy_t pol;
     memset(&pol, 0, sizeof pol);
     pol.process = 1;
-    pol.verify_hmac = mode == STAMP_MODE_AUTH || (sw & 2);
+    pol.verify_hmac = sw & 2;
     pol.cos_refuse = sw & 4;
     pol.has_member_link = sw & 8;
     pol.location_hide = sw & 0x80;
     pol.member_link = 9;
-    pol.refl_max_count = 4;
+    pol.refl_max_count = (sw2 & 0x10) ? 0 : 4;
     pol.refl_max_size = 2000;
     pol.refl_min_interval = 1000;
     pol.n_allow_return = 2;
@@ -108,30 +118,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c.pol = &pol;
     c.clock = (sw & 0x40) ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP;
     c.tai = 37;
+    c.stateful = sw2 & 1;
     c.sess_rx = 3;
     c.sess_tx = 2;
     c.prev_seq = 6;
     c.prev_tx = (stamp_ns_t)1764201600 * STAMP_NS_PER_SEC;
     c.has_prev = sw & 0x40;
+    c.sender_seq = 7;
+    c.has_last_sender_seq = sw2 & 2;
+    c.last_sender_seq = (sw2 & 4) ? 7 : 6;
+    c.max_len = (sw2 & 8) ? 1472 : 0;
     c.local_addrs = local;
     c.local_lens = local_lens;
     c.n_local = 2;
     c.tos = -1;
 
-    /* what came in: headers, and whether its HMAC TLV verifies */
-    int nin, badin, nout, badout;
-    hdrs(pkt, base, len, types[0], lens[0], &nin, &badin);
-    int has_hmac = 0, hmac_ok = 0;
-    {
-        size_t pos = base;
-        stamp_tlv_t t;
-        while (stamp_tlv_next(pkt, len, &pos, &t) == 1)
-            if (t.type == STAMP_TLV_HMAC) {
-                has_hmac = 1;
-                hmac_ok = t.len == STAMP_HMAC_LEN && stamp_tlv_verify(hmac, pkt, base, t.off) == STAMP_OK;
-                break;
-            }
-    }
+    scan(pkt, base, len, &in);
+    const int need = mode == STAMP_MODE_AUTH || pol.verify_hmac;
+    const int lone_pad = !in.bad && in.n == 1 && in.type[0] == STAMP_TLV_PADDING;
+    const int ok_hmac = trusted(&in, pkt, base, hmac);
+    size_t nopad = base;
+    for (int i = 0; i < in.n; i++)
+        if (in.type[i] != STAMP_TLV_PADDING) nopad += STAMP_TLV_HDR + in.len[i];
+    int has12 = 0;
+    for (int i = 0; i < in.n; i++) has12 |= in.type[i] == STAMP_TLV_REFLCTRL;
 
     int hoff = -2;
     int f = stamp_tlv_reflect(&c, hmac, pkt, base, len, &hoff);
@@ -139,57 +149,76 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(f == STAMP_TLV_DROP || (f & ~0xff) == 0);
 
     /* in order and length: the same headers but for their flags */
-    hdrs(pkt, base, len, types[1], lens[1], &nout, &badout);
-    CHECK(nout == nin && badout == badin);
-    CHECK(memcmp(types[0], types[1], (size_t)nin) == 0);
-    CHECK(memcmp(lens[0], lens[1], (size_t)nin * sizeof lens[0][0]) == 0);
+    scan(pkt, base, len, &out);
+    CHECK(out.n == in.n && out.bad == in.bad);
+    CHECK(memcmp(in.type, out.type, (size_t)in.n) == 0);
+    CHECK(memcmp(in.len, out.len, (size_t)in.n * sizeof in.len[0]) == 0);
 
-    if (f != STAMP_TLV_DROP) {
-        /* the reply may grow only by a granted Type 12, within the cap */
-        CHECK(c.want_len <= pol.refl_max_size);
-        CHECK(c.extra_count + 1 <= pol.refl_max_count);
+    if (need && !lone_pad && !ok_hmac) { /* trust: nothing acted on, everything flagged I */
+        CHECK(f == STAMP_TLV_I);
+        for (int i = 0; i < out.n; i++) CHECK(out.flags[i] & STAMP_TLV_I);
+        CHECK(!c.no_reply && !c.has_return_to && !c.has_source && !c.extra_count && !c.want_len);
+        CHECK(c.tos == -1 && c.ifindex == 0 && hoff == -1);
+    }
+    if (f != STAMP_TLV_DROP && !c.no_reply) {
+        if (c.want_len || c.extra_count) CHECK(has12 && pol.refl_max_count);
+        CHECK(c.extra_count + 1 <= pol.refl_max_count || c.extra_count == 0);
         if (c.extra_count) CHECK(c.extra_interval >= pol.refl_min_interval);
-        if (c.want_len || c.extra_count) {
-            int has12 = 0;
-            for (int i = 0; i < nin; i++) has12 |= types[0][i] == STAMP_TLV_REFLCTRL;
-            CHECK(has12);
+        if (c.want_len) {
+            CHECK(!in.bad && c.want_len >= nopad);                    /* never below what it must carry */
+            if (c.want_len > len) CHECK(c.want_len <= pol.refl_max_size); /* grows only within the cap */
+            if (c.max_len && c.want_len > nopad) CHECK(c.want_len <= c.max_len);
+            CHECK(c.want_len % 4 == 0 || c.want_len == nopad);
         }
-        /* Known bug K1 (fuzz/README.md): a second Return Path (or Destination Node Address) TLV whose
-         * address cannot be made in the reply's family zeroes the address the first one set, and the
-         * reply goes to a zeroed sockaddr. Tolerated unless FUZZ_STRICT is set, until tlv.c is fixed. */
-        int k1 = !strict && (return_addrs(in0, base, len) > 1 || count_type(types[0], nin, STAMP_TLV_DESTNODE) > 1);
-        if (c.has_return_to && !(k1 && c.return_to.addr.ss_family == 0)) {
-            /* only inside the allowed prefixes: 127/8 and ::1 (or mapped), to the source port */
+        if (c.has_return_to) { /* only inside the allowed prefixes: 127/8 and ::1 (or mapped), to the source port */
             char host[64];
             unsigned port;
             CHECK(stamp_addr_format(&c.return_to, host, sizeof host, &port) == 0);
             CHECK(strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0);
             CHECK(port == 8621);
         }
-        if (c.has_source && !(k1 && c.source.addr.ss_family == 0)) {
-            /* one of our addresses, in the family of the socket */
+        if (c.has_source) { /* in the family of the test, on the port it came to */
             char host[64];
             unsigned port;
             CHECK(stamp_addr_format(&c.source, host, sizeof host, &port) == 0);
             CHECK(c.source.addr.ss_family == m.src.addr.ss_family);
             CHECK(port == 8620);
         }
-        /* an HMAC TLV that does not verify: every TLV flagged I and nothing acted on */
-        if (pol.verify_hmac && has_hmac && !hmac_ok) {
-            CHECK(f & STAMP_TLV_I);
-            size_t pos = base;
-            stamp_tlv_t t;
-            while (stamp_tlv_next(pkt, len, &pos, &t) == 1) CHECK(t.flags & STAMP_TLV_I);
-            CHECK(!c.no_reply && !c.has_return_to && !c.has_source && !c.extra_count && !c.want_len && c.tos == -1);
-            CHECK(hoff == -1);
+        /* Type 12: the reply made exactly as long as asked, or C */
+        size_t rlen = len;
+        uint8_t *reply = malloc(STAMP_MAX_PKT);
+        CHECK(reply);
+        memcpy(reply, pkt, len);
+        if (c.want_len) {
+            int h2 = hoff;
+            rlen = stamp_tlv_fit(reply, STAMP_MAX_PKT, base, len, c.want_len, &h2);
+            CHECK(rlen <= STAMP_MAX_PKT);
+            scan(reply, base, rlen, &fit);
+            CHECK(!fit.bad);
+            int k = 0, c12 = 0;
+            for (int i = 0; i < fit.n; i++) {
+                if (fit.type[i] == STAMP_TLV_PADDING) {
+                    CHECK(i == fit.n - 1 && fit.flags[i] == 0); /* only the one the reflector appends */
+                    continue;
+                }
+                while (k < out.n && out.type[k] == STAMP_TLV_PADDING) k++;
+                CHECK(k < out.n && out.type[k] == fit.type[i] && out.len[k] == fit.len[i]);
+                CHECK(memcmp(reply + fit.off[i] + 1, pkt + out.off[k] + 1, STAMP_TLV_HDR - 1 + out.len[k]) == 0);
+                if (fit.type[i] == STAMP_TLV_REFLCTRL && !c12++) CHECK(rlen == c.want_len || (reply[fit.off[i]] & STAMP_TLV_C));
+                if (hoff >= 0 && (size_t)hoff == out.off[k]) CHECK(h2 == (int)fit.off[i]);
+                k++;
+            }
+            if (hoff >= 0) CHECK(h2 >= 0 && reply[h2 + 1] == STAMP_TLV_HMAC);
+            hoff = h2;
         }
+        if (rlen > len) CHECK(has12 && rlen <= pol.refl_max_size);
         /* the reply's HMAC TLV, signed as the reflector signs it, verifies */
         if (hoff >= 0) {
-            CHECK(stamp_tlv_sign(hmac, pkt, base, (size_t)hoff) == STAMP_OK);
-            CHECK(stamp_tlv_verify(hmac, pkt, base, (size_t)hoff) == STAMP_OK);
+            CHECK(stamp_tlv_sign(hmac, reply, base, (size_t)hoff) == STAMP_OK);
+            CHECK(stamp_tlv_verify(hmac, reply, base, (size_t)hoff) == STAMP_OK);
         }
+        free(reply);
     }
     free(pkt);
-    free(in0);
     return 0;
 }

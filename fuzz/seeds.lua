@@ -23,8 +23,8 @@ local T = {
   returnpath = tlv(10, sub(1, string.pack(">I4", 1)) .. sub(2, ip4(127, 0, 0, 1))),
   returnpath6 = tlv(10, sub(1, string.pack(">I4", 0)) .. sub(2, lo6) .. sub(3, z(4)) .. sub(4, z(16))),
   micro = tlv(11, string.pack(">I2I2", 1, 9)),
-  reflctrl = tlv(12, string.pack(">I2I2I4", 200, 3, 1000) .. sub(11, string.char(8, 0, 0, 0) .. ip4(127, 0, 0, 0))),
-  reflctrl2 = tlv(12, string.pack(">I2I2I4", 60, 1, 0) .. sub(10, z(8))),
+  reflctrl = tlv(12, string.pack(">I2I2I4I4", 200, 3, 1000, 0) .. sub(11, string.char(8, 0, 0, 0) .. ip4(127, 0, 0, 0))),
+  reflctrl2 = tlv(12, string.pack(">I2I2I4I4", 60, 1, 0, 0) .. sub(10, z(8))),
   unknown = tlv(200, z(4)),
 }
 local order = { "padding", "location", "location6", "tsinfo", "cos", "dm", "access", "followup", "hmac", "destnode4",
@@ -61,14 +61,17 @@ for i = 1, 12 do
   write("fuzz_tlv_fields", k, string.char(i - 1, #v) .. v .. string.rep("\x5a\xa5", 16))
 end
 
--- reflector: switch octet (0x10 authenticated, 0x20 signed, 0x02 verify in open mode), then the TLVs
-write("fuzz_reflector", "open-chain", "\x02" .. chain)
-write("fuzz_reflector", "open-chain-signed", "\x22" .. chain)
-write("fuzz_reflector", "auth-chain-signed", "\x30" .. chain)
-write("fuzz_reflector", "auth-chain-unsigned", "\x10" .. chain)
-write("fuzz_reflector", "auth-no-hmac", "\x30" .. T.cos .. T.reflctrl .. T.returnpath)
-write("fuzz_reflector", "auth-padding-only", "\x30" .. T.padding)
-for _, k in ipairs(order) do write("fuzz_reflector", "open-" .. k, "\x00" .. T[k]) end
+-- reflector: switch octets (0x10 authenticated, 0x20 signed, 0x02 verify in open mode, 0x01 IPv6;
+-- second octet: 0x01 stateful, 0x02 a previous sequence number, 0x08 egress MTU 1500), then the TLVs
+write("fuzz_reflector", "open-chain", "\x02\x00" .. chain)
+write("fuzz_reflector", "open-chain-signed", "\x22\x03" .. chain)
+write("fuzz_reflector", "open6-chain-signed", "\x23\x08" .. chain)
+write("fuzz_reflector", "auth-chain-signed", "\x30\x01" .. chain)
+write("fuzz_reflector", "auth-chain-unsigned", "\x10\x00" .. chain)
+write("fuzz_reflector", "auth-no-hmac", "\x30\x00" .. T.cos .. T.reflctrl .. T.returnpath)
+write("fuzz_reflector", "auth-padding-only", "\x30\x00" .. T.padding)
+write("fuzz_reflector", "open-type12-hmac", "\x22\x00" .. T.reflctrl .. T.hmac .. T.padding)
+for _, k in ipairs(order) do write("fuzz_reflector", "open-" .. k, "\x00\x00" .. T[k]) end
 
 -- base packets: test and reflected, open (44) and authenticated (112), and a TWAMP-Light-sized one
 local ts = string.pack(">I4I4", 0xec000000, 0x80000000)
