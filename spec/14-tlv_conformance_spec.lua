@@ -266,6 +266,12 @@ describe("sender builders", function()
 end)
 
 describe("sender combinations the RFCs forbid", function()
+  it("at most one Return Path TLV (RFC 9503 4)", function()
+    assert.has_error(function()
+      stamp.sender { remote_addr = "127.0.0.1", tlvs = { tlv.return_path { reply_same_link = true }, tlv.return_path { no_reply = true } } }
+    end, "bad option 'tlvs' (at most one Return Path TLV, RFC 9503 4)")
+  end)
+
   it("'no reply' with a type 12 request raises (RFC 10052 4.3)", function()
     assert.has_error(function()
       stamp.sender { remote_addr = "127.0.0.1", tlvs = { tlv.return_path { no_reply = true }, tlv.reflected_control { count = 2 } } }

@@ -149,12 +149,16 @@ function M.sender(cfg, level)
   end
   c.dscp, c.ecn = nil, nil
   if type(c.tlvs) == "table" then
-    local no_reply, t12 = false, false
+    local no_reply, t12, n_rp = false, false, 0
     for i, t in ipairs(c.tlvs) do
       if type(t) ~= "table" then error(string.format("bad option 'tlvs' (TLV #%d is not a table)", i), (level or 2) + 1) end
       if t.packet_tos and c.tos == nil then c.tos = t.packet_tos end -- the CoS TLV's DSCP/ECN
       if (t.type == 8 or t.key == "hmac") and not c.key then
         error("bad option 'tlvs' (the HMAC TLV needs 'key' or 'hmac_key')", (level or 2) + 1)
+      end
+      if t.type == 10 or t.key == "return_path" then
+        n_rp = n_rp + 1
+        if n_rp > 1 then error("bad option 'tlvs' (at most one Return Path TLV, RFC 9503 4)", (level or 2) + 1) end
       end
       if (t.type == 10 or t.key == "return_path") and type(t.subtlvs) == "table" then
         for _, st in ipairs(t.subtlvs) do if st.type == 1 and st.uint32 == 0 then no_reply = true end end
