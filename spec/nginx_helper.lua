@@ -13,8 +13,8 @@ M.BUILD = h.ROOT .. "/build-luajit"
 -- Build (or bring up to date) stamp.core for LuaJIT, the Lua nginx runs. Raises on failure:
 -- a spec that needs nginx never skips silently.
 function M.build_luajit()
-  local code, out, err = h.run("(cmake -S " .. h.ROOT .. " -B " .. M.BUILD .. " -DLUA_VERSION=luajit && cmake --build "
-    .. M.BUILD .. " -j2)")
+  local code, out, err = h.run("(cmake -S " .. h.ROOT .. " -B " .. M.BUILD
+    .. " -DLUA_VERSION=luajit -DLUADIR=share/lua/5.1 -DLIBDIR=lib/lua/5.1 && cmake --build " .. M.BUILD .. " -j2)")
   assert(code == 0, "building stamp.core for LuaJIT failed:\n" .. out .. err)
 end
 
@@ -159,6 +159,34 @@ function M.start(conf, port)
     error("nginx did not start:\n" .. log)
   end
   return self
+end
+
+-- `cmake --install` of the LuaJIT build into a temporary prefix, as the README tells users to
+-- install (LUADIR share/lua/5.1, LIBDIR lib/lua/5.1). Returns the prefix.
+function M.install()
+  M.build_luajit()
+  local prefix = assert(io.popen("mktemp -d /tmp/stamp-install.XXXXXX")):read("*l")
+  local code, out, err = h.run("cmake --install " .. M.BUILD .. " --prefix " .. prefix)
+  assert(code == 0, "cmake --install failed:\n" .. out .. err)
+  return prefix
+end
+
+-- examples/openresty/nginx.conf made to run here: its lines that name the HTTP port, the
+-- reflector's UDP port and the install paths replaced (each must be found exactly once).
+function M.example_conf(http_port, udp_port, install_prefix)
+  local conf = h.slurp(h.ROOT .. "/examples/openresty/nginx.conf")
+  local function sub(from, to)
+    local n
+    conf, n = conf:gsub(from:gsub("%p", "%%%0"), (to:gsub("%%", "%%%%")))
+    assert(n == 1, "examples/openresty/nginx.conf: expected one '" .. from .. "', found " .. n)
+  end
+  sub("error_log logs/error.log;", "error_log logs/error.log info;")
+  sub("listen 127.0.0.1:8080;", "listen 127.0.0.1:" .. http_port .. ";")
+  sub("local_port = 8620", "local_port = " .. udp_port)
+  sub("/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;;",
+    install_prefix .. "/share/lua/5.1/?.lua;" .. install_prefix .. "/share/lua/5.1/?/init.lua;;")
+  sub("/usr/local/lib/lua/5.1/?.so;;", install_prefix .. "/lib/lua/5.1/?.so;;")
+  return conf
 end
 
 -- A free TCP port on 127.0.0.1.
