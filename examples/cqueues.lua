@@ -6,7 +6,14 @@
 --
 --     lua5.4 examples/cqueues.lua [count] [interval_ms]
 --
+-- Run from the repository root after building (`build/`, or `build-luajit/` for LuaJIT).
 -- Loaded with `loadfile("examples/cqueues.lua")("lib")` it returns the drivers instead of running.
+if ... ~= "lib" then -- run as a program from the repository root, after building
+  local jit = rawget(_G, "jit")
+  package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+  package.cpath = (jit and "build-luajit/?.so;" or _VERSION == "Lua 5.4" and "build/?.so;"
+    or "build-" .. _VERSION:sub(5) .. "/?.so;") .. package.cpath
+end
 local cqueues = require "cqueues"
 local stamp = require "stamp"
 

@@ -57,6 +57,16 @@ for _, host in ipairs { { name = "luv", file = "luv", unit = 1e-6 }, { name = "c
   end)
 end
 
+describe("the luv and cqueues examples as programs", function()
+  for _, name in ipairs { "luv", "cqueues" } do
+    it("lua5.4 examples/" .. name .. ".lua 20 5 prints 20 received, 0 lost", function()
+      local code, out, err = h.run("cd " .. ROOT .. " && lua5.4 examples/" .. name .. ".lua 20 5")
+      assert.equal(0, code, err)
+      assert.truthy(out:find("sent 20, received 20, lost 0", 1, true), out)
+    end)
+  end
+end)
+
 describe("the schedule check", function()
   it("rejects a driver that re-arms a fixed interval after each step (it drifts)", function()
     -- results as such a driver produces them: every gap 10 ms plus the ~0.3 ms each turn costs

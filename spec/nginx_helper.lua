@@ -173,7 +173,8 @@ end
 
 -- examples/openresty/nginx.conf made to run here: its lines that name the HTTP port, the
 -- reflector's UDP port and the install paths replaced (each must be found exactly once).
-function M.example_conf(http_port, udp_port, install_prefix)
+-- `extra` (optional): spec-only locations, put into the example's server block.
+function M.example_conf(http_port, udp_port, install_prefix, extra)
   local conf = h.slurp(h.ROOT .. "/examples/openresty/nginx.conf")
   local function sub(from, to)
     local n
@@ -186,6 +187,7 @@ function M.example_conf(http_port, udp_port, install_prefix)
   sub("/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;;",
     install_prefix .. "/share/lua/5.1/?.lua;" .. install_prefix .. "/share/lua/5.1/?/init.lua;;")
   sub("/usr/local/lib/lua/5.1/?.so;;", install_prefix .. "/lib/lua/5.1/?.so;;")
+  if extra then sub("    location = /ping {", extra .. "\n    location = /ping {") end
   return conf
 end
 
