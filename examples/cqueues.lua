@@ -60,7 +60,7 @@ function M.sender(s, on_result)
     end
   end
   local summary = acc:summary(s:counters())
-  summary.interrupted = false
+  summary.interrupted, summary.aborted = false, 0 -- as sender:run: never stopped early here
   return results, summary
 end
 

@@ -53,7 +53,7 @@ function M.sender(s, o)
       return
     end
     local summary = acc:summary(s:counters())
-    summary.interrupted = false
+    summary.interrupted, summary.aborted = false, 0 -- as sender:run: never stopped early here
     if o.on_done then o.on_done(results, summary) end
   end
   local function pump()

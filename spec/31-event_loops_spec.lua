@@ -27,6 +27,22 @@ local function assert_schedule(results, interval_ns)
   assert(earliest > -0.5e6, string.format("a packet left %.3f ms before its slot", -earliest / 1e6))
 end
 
+local function keys(t)
+  local k = {}
+  for name in pairs(t) do k[#k + 1] = name end
+  table.sort(k)
+  return k
+end
+
+-- The summary keys of `sender:run`, for comparison with the drivers'.
+local function run_summary_keys()
+  local r, s = h.loopback_pair({}, { count = 3 })
+  local _, summary = s:run { pump = function() r:step(0) end }
+  s:close()
+  r:close()
+  return keys(summary)
+end
+
 local function max_gap(ticks, scale)
   local g = 0
   for i = 2, #ticks do g = math.max(g, (ticks[i] - ticks[i - 1]) * scale) end
@@ -44,6 +60,7 @@ for _, host in ipairs { { name = "luv", file = "luv", unit = 1e-6 }, { name = "c
       assert.equal(0, summary.lost)
       assert.equal(200, #results)
       assert.truthy(summary.rtt and summary.rtt.median > 0)
+      assert.same(run_summary_keys(), keys(summary))
       -- 2 s of sending with a 5 ms timer: about 400 callbacks
       assert.is_true(#ticks >= 300, "the other timer fired only " .. #ticks .. " times")
       local gap = max_gap(ticks, host.unit)

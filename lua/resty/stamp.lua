@@ -1,0 +1,250 @@
+--- STAMP Session-Sender for OpenResty / nginx + lua-nginx-module (LuaJIT 2.1, lua-resty-core).
+--
+-- The protocol is `stamp.sender_machine`, the I/O-free sender of the C core: it builds the
+-- test packets, keeps the schedule, matches replies and accounts for loss. This module only
+-- owns the socket: an `ngx.socket.udp` cosocket. Every wait is that cosocket's `receive`
+-- with a timeout up to the machine's next deadline (the next send or the oldest packet's
+-- timeout), so the worker's event loop is never blocked and any number of measurements can
+-- run at once in one worker, each in its own request or `ngx.timer` / `ngx.thread`.
+--
+--     local results, summary = require("resty.stamp").measure {
+--       host = "192.0.2.1", port = 862, count = 100, interval = 0.01, timeout = 1,
+--     }
+--     if not results then ngx.log(ngx.ERR, "stamp: ", summary) end
+--     ngx.say(summary.rtt.median / 1e6, " ms")
+--
+-- Timestamps: T1 is `stamp.core.now()` (CLOCK_REALTIME, ns) taken right before the cosocket's
+-- `send`, T4 right after its `receive` returns; both are user-space times, so T4 includes the
+-- time nginx takes to come back to this request (its event loop, other requests' Lua code).
+-- There are no kernel timestamps, TTL or TOS of replies through cosockets (`kernel_rx` is false,
+-- `reply_ttl`/`reply_tos` absent). The schedule is held to the millisecond of nginx's timers.
+-- @module resty.stamp
+local stamp = require "stamp"
+local core = stamp.core
+
+local ngx = ngx
+local udp = ngx.socket.udp
+local ceil, floor, min = math.ceil, math.floor, math.min
+
+local _M = { _VERSION = stamp._VERSION }
+
+-- ---------------------------------------------------------------------------
+-- DSCP/ECN: ngx.socket.udp has no option for the TOS byte, so the cosocket's descriptor is
+-- found and set with setsockopt through the FFI. socket() returns the lowest free descriptor:
+-- the lowest free one just before setpeername is the one setpeername's socket gets (nothing in
+-- between yields; the host must be numeric for that). It is verified (a UDP socket connected
+-- to that very address and port) before anything is set; when it cannot be, measure fails.
+-- ---------------------------------------------------------------------------
+local ffi = require "ffi"
+local C = ffi.C
+for _, decl in ipairs {
+  "int socket(int domain, int type, int protocol);",
+  "int close(int fd);",
+  "int getsockopt(int fd, int level, int name, void *val, uint32_t *len);",
+  "int setsockopt(int fd, int level, int name, const void *val, uint32_t len);",
+  "int getpeername(int fd, void *addr, uint32_t *len);",
+  "int inet_pton(int af, const char *src, void *dst);",
+  "char *strerror(int errnum);",
+} do
+  pcall(ffi.cdef, decl) -- already declared by another module: same libc function
+end
+local AF_INET, AF_INET6, SOCK_DGRAM, SOL_SOCKET, SO_TYPE = 2, 10, 2, 1, 3
+local IPPROTO_IP, IP_TOS, IPPROTO_IPV6, IPV6_TCLASS = 0, 1, 41, 67
+
+-- The address family and octets of a numeric host, or nil.
+local function numeric(host)
+  local buf = ffi.new("uint8_t[16]")
+  if C.inet_pton(AF_INET, host, buf) == 1 then return AF_INET, ffi.string(buf, 4) end
+  if C.inet_pton(AF_INET6, host, buf) == 1 then return AF_INET6, ffi.string(buf, 16) end
+end
+
+-- The lowest free descriptor right now.
+local function lowest_free_fd()
+  local fd = C.socket(AF_INET, SOCK_DGRAM, 0)
+  if fd >= 0 then C.close(fd) end
+  return fd
+end
+
+-- True when fd is a UDP socket connected to family/octets/port.
+local function is_peer(fd, family, octets, port)
+  local t, tl = ffi.new("int[1]"), ffi.new("uint32_t[1]", 4)
+  if C.getsockopt(fd, SOL_SOCKET, SO_TYPE, t, tl) ~= 0 or t[0] ~= SOCK_DGRAM then return false end
+  local sa, sl = ffi.new("uint8_t[128]"), ffi.new("uint32_t[1]", 128)
+  if C.getpeername(fd, sa, sl) ~= 0 then return false end
+  local fam = sa[0] + sa[1] * 256 -- sa_family, host byte order (little-endian x86/arm)
+  if ffi.abi("be") then fam = sa[0] * 256 + sa[1] end
+  if fam ~= family or sa[2] * 256 + sa[3] ~= port then return false end
+  local off, len = family == AF_INET and 4 or 8, family == AF_INET and 4 or 16
+  return ffi.string(sa + off, len) == octets
+end
+
+-- Set the TOS / Traffic Class of fd.
+local function set_tos(fd, family, tos)
+  local v = ffi.new("int[1]", tos)
+  local level, name = IPPROTO_IP, IP_TOS
+  if family == AF_INET6 then level, name = IPPROTO_IPV6, IPV6_TCLASS end
+  return C.setsockopt(fd, level, name, v, 4) == 0
+end
+
+-- measure{} options: ours (host, port, interval, timeout) and those passed to stamp.sender_machine.
+local PASS = { count = true, ssid = true, auth = true, mode = true, key = true, hmac_key = true, clock = true,
+  tlvs = true, packet_len = true, schedule = true, seed = true, dscp = true, ecn = true, tos = true,
+  stateful_reflector = false }
+
+-- stamp.sender_machine's options from measure{}'s; raises on a bad argument (level 3: measure's caller).
+local function machine_options(o)
+  if type(o) ~= "table" then error("bad argument #1 to 'measure' (table expected, got " .. type(o) .. ")", 3) end
+  if type(o.host) ~= "string" or o.host == "" then error("bad option 'host' (string expected)", 3) end
+  local port = o.port == nil and 862 or o.port
+  if type(port) ~= "number" or port ~= floor(port) or port < 1 or port > 65535 then
+    error("bad option 'port' (integer 1..65535 expected, got " .. tostring(o.port) .. ")", 3)
+  end
+  local interval = o.interval == nil and 1 or o.interval
+  if type(interval) ~= "number" or interval ~= interval or interval < 0.001 or interval > 3600 then
+    error("bad option 'interval' (seconds 0.001..3600 expected, got " .. tostring(o.interval) .. ")", 3)
+  end
+  local c = { send_delay = interval * 1000, timeout = o.timeout == nil and 1 or o.timeout, count = o.count or 100 }
+  for k, v in pairs(o) do
+    if PASS[k] then
+      c[k] = v
+    elseif PASS[k] == nil and k ~= "host" and k ~= "port" and k ~= "interval" and k ~= "timeout" then
+      error("unknown option '" .. tostring(k) .. "'", 3)
+    end
+  end
+  if c.count == 0 then error("bad option 'count' (1 or more: a request cannot run until stopped)", 3) end
+  return c
+end
+
+-- Deliver results into the accumulator and the result list (aborted packets are neither
+-- received nor lost: kept in the results, left out of the statistics, as in `sender:run`).
+local function take(res, acc, results, on_result)
+  for i = 1, #res do
+    local r = res[i]
+    if not r.aborted then acc:add(r) end
+    results[#results + 1] = r
+    if on_result then on_result(r) end
+  end
+end
+
+--- Run one STAMP measurement from nginx without blocking the worker.
+-- Options: `host` (address or name; names need nginx's `resolver`), `port` (862), `count` (100),
+-- `interval` (seconds between packets, 1), `timeout` (seconds a reply may take, 1), and the
+-- options of `stamp.sender`: `ssid`, `auth` with `key` or `hmac_key`, `clock`, `tlvs`,
+-- `packet_len`, `schedule`, `seed`, `dscp` and `ecn` (or `tos`; these need a numeric `host`);
+-- plus `stateful_reflector` (a hint for the loss direction) and `on_result(result)`, called for
+-- each packet as it ends.
+-- Argument errors raise; a socket that cannot be set up returns `nil, err`.
+-- @tparam table o options
+-- @treturn table|nil results, one per packet in completion order (as `stamp.sender:run` returns them)
+-- @treturn table|string summary (as `stamp.sender:run` returns it: `stamp.stats`), or the error
+function _M.measure(o)
+  local on_result = type(o) == "table" and o.on_result or nil
+  if on_result ~= nil and type(on_result) ~= "function" then error("bad option 'on_result' (function expected)", 2) end
+  local copy = {}
+  if type(o) == "table" then for k, v in pairs(o) do if k ~= "on_result" then copy[k] = v end end else copy = o end
+  local c = machine_options(copy)
+  local stateful = c.stateful_reflector
+  c.stateful_reflector = nil
+  local m, merr = stamp.sender_machine(c)
+  if not m then return nil, "stamp: " .. tostring(merr) end
+
+  -- the TOS byte the options ask for (dscp/ecn, tos, or a Class of Service TLV's DSCP/ECN)
+  local copy2 = {}
+  for k, v in pairs(c) do copy2[k] = v end
+  copy2.remote_addr = o.host
+  local tos = require("stamp.options").sender(copy2, 2).tos
+  local port = o.port or 862
+  local family, octets, fd
+  if tos then
+    family, octets = numeric(o.host)
+    if not family then error("bad option 'host' (a numeric address is needed with dscp, ecn or tos)", 2) end
+    fd = lowest_free_fd()
+  end
+
+  local sock = udp()
+  local ok, err = sock:setpeername(o.host, port)
+  if not ok then return nil, "stamp: " .. tostring(err) end
+  if tos then
+    if fd < 0 or not is_peer(fd, family, octets, port) then
+      sock:close()
+      return nil, "stamp: cannot find the cosocket's descriptor to set the TOS byte"
+    end
+    if not set_tos(fd, family, tos) then
+      sock:close()
+      return nil, "stamp: cannot set the TOS byte: " .. ffi.string(C.strerror(ffi.errno()))
+    end
+  end
+
+  local results, acc = {}, stamp.stats.new { stateful_reflector = stateful }
+  local now, mono, exiting = core.now, core.mono, ngx.worker.exiting
+  local interrupted = false
+  while not m:done() do
+    if not interrupted and exiting() then
+      -- nginx is shutting down or reloading: stop at once, outstanding packets end as aborted
+      interrupted = true
+      m:stop(true)
+    end
+    -- send what is due; T1 is read right before each send
+    while m:due(mono()) do
+      local pkt = m:build(mono(), now())
+      if not pkt then break end
+      local sent, serr = sock:send(pkt)
+      if not sent then
+        m:tx_error()
+        ngx.log(ngx.INFO, "stamp: send: ", serr)
+      end
+    end
+    take(m:expire(mono()), acc, results, on_result)
+    if m:done() then break end
+    -- wait for a reply until the next deadline (whole ms: the resolution of nginx's timers)
+    local dl = m:next_deadline() -- nil: nothing left, 0: act now
+    local left = dl and dl ~= 0 and dl - mono() or 0
+    if left > 0 then
+      local wait_ms = min(1000, ceil(left / 1e6))
+      sock:settimeout(wait_ms)
+      local data, rerr = sock:receive()
+      local t4 = now()
+      if data then
+        local r = m:reply(data, t4)
+        if r then take({ r }, acc, results, on_result) end
+      elseif rerr ~= "timeout" then
+        -- e.g. "connection refused" (ICMP port unreachable): the packets in flight will be lost
+        ngx.log(ngx.INFO, "stamp: receive: ", rerr)
+        ngx.sleep(wait_ms / 1000)
+      end
+    end
+  end
+  sock:close()
+  -- the summary as `sender:run` completes it
+  local ctr = m:counters()
+  local summary = acc:summary(ctr)
+  summary.interrupted = interrupted
+  summary.aborted = ctr.aborted or 0
+  if summary.aborted > 0 then
+    summary.lost = summary.sent - summary.received - summary.aborted
+    local n = summary.sent - summary.aborted
+    summary.loss_pct = n > 0 and 100 * summary.lost / n or 0
+  end
+  return results, summary
+end
+
+--- The JSON record `stamp --output-format json` prints, for results and summary of `measure`
+-- (`stamp.report`'s encoder and records).
+-- @tparam table results
+-- @tparam table summary
+-- @treturn string JSON text
+function _M.json(results, summary)
+  local report = stamp.report
+  local packets = {}
+  for i, r in ipairs(results) do packets[i] = report.packet_record(r) end
+  return report.json({ summary = report.summary_record(summary), packets = packets }, true)
+end
+
+--- A JSON error record, `{"error": "..."}` (`stamp.report`'s encoder).
+-- @tparam string msg
+-- @treturn string JSON text
+function _M.json_error(msg)
+  return stamp.report.json({ error = tostring(msg) })
+end
+
+return _M
