@@ -1,7 +1,7 @@
 #!/usr/bin/env lua5.4
 -- Fails when a public function has no documentation comment:
 --  * every C function registered by a file of csrc/lua/ needs a /*** ... */ block;
---  * every public Lua function in lua/stamp/*.lua needs a --- comment just above it.
+--  * every public Lua function in lua/stamp/*.lua and lua/resty/ needs a --- comment just above it.
 local missing = {}
 
 local function slurp(p)
@@ -40,7 +40,7 @@ for _, r in ipairs(registered) do
 end
 
 -- Lua modules
-local p = io.popen("ls lua/stamp/*.lua")
+local p = io.popen("ls lua/stamp/*.lua lua/resty/*.lua lua/resty/stamp/*.lua")
 for path in p:lines() do
   local prev = ""
   local n = 0
