@@ -19,7 +19,7 @@ local function alive(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null")
 local function measure(udp_port, count)
   local code, out, err = h.run(h.STAMP .. " -r 127.0.0.1 -p " .. udp_port .. " -o 0 -c " .. count
     .. " -d 5 --timeout 1 --output-format json")
-  assert(code == 0, "stamp sender failed: " .. err)
+  assert(code == 0 or code == 1, "stamp sender failed: " .. err) -- 1: some packets lost, like ping
   return require("stamp.report").json_decode(out).summary
 end
 
