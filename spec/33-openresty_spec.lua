@@ -19,11 +19,13 @@ end
 local NO_CMSG = { reply_ttl = true, reply_tos = true }
 
 describe("resty.stamp in nginx", function()
-  local n, install, rpid, rout, rport
+  local n, install, rpid, rout, rport, apid, aout, aport
+  local KEY = string.rep("3c", 32)
 
   setup(function()
     install = ngxh.install()
     rpid, rout, rport = h.cli_reflector()
+    apid, aout, aport = h.cli_reflector("--local-addr 127.0.0.1 -A A --hmac-key " .. KEY)
     local http_port = ngxh.free_tcp_port()
     n = ngxh.start(ngxh.example_conf(http_port, h.free_port(), install, [[
     location = /shape {
@@ -60,6 +62,18 @@ describe("resty.stamp in nginx", function()
         ngx.say(require("stamp.report").json(out))
       }
     }
+    location = /auth {
+      content_by_lua_block {
+        local rs, tlv = require "resty.stamp", require "stamp.tlv"
+        local results, summary = rs.measure { host = "127.0.0.1", port = tonumber(ngx.var.arg_port), count = 4,
+          interval = 0.005, timeout = 1, auth = true, hmac_key = ngx.var.arg_key, ssid = 4242, packet_len = 200,
+          tlvs = { tlv.timestamp_info() } }
+        if not results then ngx.say(rs.json_error(summary)) return end
+        local r = results[1]
+        ngx.say(require("stamp.report").json { received = summary.received, ssid = r.ssid, length = r.length,
+          tsinfo = r.tlvs and r.tlvs.timestamp_info ~= nil, drop_hmac = summary.drop_hmac })
+      }
+    }
     location = /badopt {
       content_by_lua_block {
         local rs = require "resty.stamp"
@@ -74,6 +88,7 @@ describe("resty.stamp in nginx", function()
   teardown(function()
     if n then n.cleanup() end
     if rpid then h.stop(rpid) os.remove(rout) end
+    if apid then h.stop(apid) os.remove(aout) end
     if install then os.execute("rm -rf " .. install) end
   end)
 
@@ -158,6 +173,20 @@ describe("resty.stamp in nginx", function()
     assert.same({ received = 3, dscp2 = { 46, 46, 46 } }, got[2])
     -- without dscp the Class of Service TLV's own DSCP1 (10) goes on the test packets
     assert.same({ received = 3, dscp2 = { 10, 10, 10 } }, got[3])
+  end)
+
+  it("measures in authenticated mode with an SSID, TLVs and a packet length", function()
+    local status, body = n.get("/auth?port=" .. aport .. "&key=" .. KEY, 30)
+    assert.equal(200, status, body)
+    local got = assert(report.json_decode(body))
+    assert.equal(4, got.received, body)
+    assert.equal(4242, got.ssid)
+    assert.equal(200, got.length)
+    assert.is_true(got.tsinfo)
+    -- and with the wrong key the reflector drops every packet
+    status, body = n.get("/auth?port=" .. aport .. "&key=" .. string.rep("11", 32), 30)
+    assert.equal(200, status, body)
+    assert.equal(0, report.json_decode(body).received, body)
   end)
 
   it("answers a bad query with 400 and a JSON error, and measure{} raises on a bad option", function()
