@@ -222,7 +222,7 @@ int stamp_reflector_new(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **ou
     }
     if (cfg->tlv.refl_max_count) {
         r->pending = calloc(PENDING_MAX, sizeof *r->pending);
-        r->pendmem = malloc((size_t)PENDING_MAX * STAMP_MAX_PKT);
+        r->pendmem = calloc(PENDING_MAX, STAMP_MAX_PKT); /* zeroed: every octet that can reach the wire */
         if (!r->pending || !r->pendmem) {
             stamp_reflector_free(r);
             return STAMP_ENOMEM;

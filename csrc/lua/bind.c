@@ -171,7 +171,8 @@ void check_ee(lua_State *L, int t, const char *k, uint16_t *out)
     if (lua_isnil(L, -1)) {
         *out = 0x0001; /* S=0 Z=0 Scale=0 Multiplier=1 */
     } else if (lua_isnumber(L, -1)) {
-        long long v = (long long)lua_tonumber(L, -1);
+        if (!lua_isinteger(L, -1)) luaL_error(L, "bad field '%s' (16-bit value expected)", k);
+        long long v = (long long)lua_tointeger(L, -1);
         if (v < 0 || v > 0xffff) luaL_error(L, "bad field '%s' (16-bit value expected)", k);
         *out = (uint16_t)v;
     } else if (lua_istable(L, -1)) {
@@ -205,10 +206,16 @@ void check_ts(lua_State *L, int t, const char *k, stamp_clock_t fmt, uint8_t out
     if (!lua_isnil(L, -1)) {
         if (!lua_isnumber(L, -1)) luaL_error(L, "bad field '%s' (nanoseconds expected)", k);
 #if LUA_VERSION_NUM >= 503
-        v = lua_isinteger(L, -1) ? (long long)lua_tointeger(L, -1) : (long long)lua_tonumber(L, -1);
-#else
-        v = (long long)lua_tonumber(L, -1);
+        if (lua_isinteger(L, -1)) {
+            v = (long long)lua_tointeger(L, -1);
+        } else
 #endif
+        {
+            lua_Number x = lua_tonumber(L, -1); /* a float: finite and in range, fraction dropped */
+            if (!(x >= -9223372036854775808.0 && x < 9223372036854775808.0))
+                luaL_error(L, "bad field '%s' (nanoseconds expected, got %f)", k, (double)x);
+            v = (long long)x;
+        }
     }
     lua_pop(L, 1);
     stamp_ts_encode(out, v, fmt, 0);

@@ -159,8 +159,7 @@ static int l_ee(lua_State *L)
         lua_pushinteger(L, stamp_ee_pack(&ee));
         return 1;
     }
-    lua_Integer v = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, v >= 0 && v <= 0xffff, 1, "16-bit value expected");
+    long long v = check_int(L, 1, 0, 0xffff);
     stamp_ee_t ee;
     stamp_ee_unpack((uint16_t)v, &ee);
     push_ee(L, &ee);

@@ -40,7 +40,8 @@ static inline int lua_isinteger(lua_State *L, int i)
 {
     if (lua_type(L, i) != LUA_TNUMBER) return 0;
     lua_Number n = lua_tonumber(L, i);
-    return n == (lua_Number)(lua_Integer)n;
+    /* range first: converting NaN, an infinity or a huge value is undefined */
+    return n >= -9223372036854775808.0 && n < 9223372036854775808.0 && n == (lua_Number)(lua_Integer)n;
 }
 #endif
 
@@ -59,7 +60,10 @@ static inline long long check_i64(lua_State *L, int i)
 #if LUA_VERSION_NUM >= 503
     return (long long)luaL_checkinteger(L, i);
 #else
-    return (long long)luaL_checknumber(L, i);
+    lua_Number n = luaL_checknumber(L, i);
+    if (!(n >= -9223372036854775808.0 && n < 9223372036854775808.0))
+        luaL_argerror(L, i, "number has no integer representation");
+    return (long long)n;
 #endif
 }
 

@@ -5,6 +5,7 @@
 #include "bind.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -20,13 +21,15 @@
 static int l_poll(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    int t = (int)luaL_optinteger(L, 2, -1);
+    int t = (int)opt_arg_int(L, 2, -1, INT_MIN, INT_MAX);
     size_t n = lua_rawlen(L, 1);
     if (n > 1024) luaL_argerror(L, 1, "at most 1024 descriptors");
     struct pollfd p[1024];
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 1, (int)i + 1);
-        p[i].fd = (int)luaL_checkinteger(L, -1);
+        if (!lua_isnumber(L, -1) || !lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > INT_MAX)
+            luaL_argerror(L, 1, "file descriptors (non-negative integers) expected");
+        p[i].fd = (int)lua_tointeger(L, -1);
         p[i].events = POLLIN;
         p[i].revents = 0;
         lua_pop(L, 1);
@@ -49,7 +52,7 @@ static int l_poll(lua_State *L)
  */
 static int l_isatty(lua_State *L)
 {
-    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    lua_pushboolean(L, isatty((int)check_int(L, 1, INT_MIN, INT_MAX)));
     return 1;
 }
 

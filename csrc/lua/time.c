@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#define TAI_MAX 1000000 /* seconds: any TAI - UTC offset there will be, and no overflow */
+
 /***
  * Current UTC time in nanoseconds.
  * @function now
@@ -38,9 +40,9 @@ static int l_mono(lua_State *L)
  */
 static int l_ts_encode(lua_State *L)
 {
-    long long ns = check_i64(L, 1);
+    long long ns = check_int(L, 1, INT64_MIN, INT64_MAX);
     const char *f = luaL_optstring(L, 2, "NTP");
-    int tai = (int)luaL_optinteger(L, 3, 0);
+    int tai = (int)opt_arg_int(L, 3, 0, -TAI_MAX, TAI_MAX);
     uint8_t out[8];
     stamp_ts_encode(out, ns, clock_of(f), tai);
     lua_pushlstring(L, (const char *)out, 8);
@@ -62,7 +64,7 @@ static int l_ts_decode(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &n);
     if (n != 8) luaL_argerror(L, 1, "8-octet string expected");
     const char *f = luaL_optstring(L, 2, "NTP");
-    int tai = (int)luaL_optinteger(L, 3, 0);
+    int tai = (int)opt_arg_int(L, 3, 0, -TAI_MAX, TAI_MAX);
     stamp_ns_t v;
     int rc = stamp_ts_decode((const uint8_t *)s, clock_of(f), tai, &v);
     push_i64(L, v);

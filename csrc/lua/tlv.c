@@ -318,6 +318,9 @@ static int l_tlv_encode(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     size_t n = lua_rawlen(L, 1), used = 0;
     uint8_t *buf = lua_newuserdata(L, STAMP_MAX_PKT); /* scratch, collected by the GC */
+    /* zeroed where it is made: a TLV whose `length` exceeds its content (padding)
+     * carries zeros, never octets of freed Lua strings */
+    memset(buf, 0, STAMP_MAX_PKT);
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, 1, (int)i);
         if (!lua_istable(L, -1)) luaL_error(L, "bad TLV #%d (table expected)", (int)i);
