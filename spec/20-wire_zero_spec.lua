@@ -9,11 +9,13 @@ local socket = require "socket"
 -- binding's and the core's buffers have, made and freed many times.
 local function dirty_heap()
   for round = 1, 4 do
-    local keep = {}
-    for i = 1, 400 do
-      keep[i] = string.rep(string.char(0xA0 + round, 0x5A, i % 256), (i % 40) * 250 + 100)
+    do
+      local keep = {}
+      for i = 1, 400 do
+        keep[i] = string.rep(string.char(0xA0 + round, 0x5A, i % 256), (i % 40) * 250 + 100)
+      end
+      assert(#keep == 400)
     end
-    keep = nil -- luacheck: ignore 311
     collectgarbage()
     collectgarbage()
   end
