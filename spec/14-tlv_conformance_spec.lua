@@ -278,9 +278,9 @@ describe("sender combinations the RFCs forbid", function()
     end, "bad option 'tlvs' (a Return Path 'no reply' never goes with a type 12 request, RFC 10052 4.3)")
   end)
 
-  it("the command refuses --no-reply with --return-address or a type 12 request, and --destination-address without --ssid", function()
+  it("the command refuses --no-reply with --return-address or type 12, --destination-address without --ssid, a burst outlasting -d", function()
     for _, args in ipairs { "--no-reply --return-address 127.0.0.2", "--no-reply --reflected-count 2",
-      "--destination-address 127.0.0.1" } do
+      "--destination-address 127.0.0.1", "--reflected-interval-ns 1000000 --reflected-count 11 -d 5" } do
       local code, out, err = h.run(h.STAMP .. " -r 127.0.0.1 -c 1 " .. args)
       assert.equal(2, code, err)
       assert.equal("", out)

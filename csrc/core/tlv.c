@@ -337,7 +337,9 @@ static int r_destnode(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     int fam = c->meta->src.len ? addr_octets(&c->meta->src, src) : n;
     if (fam != len) return STAMP_TLV_U;
     if ((n == len && memcmp(dst, v, len) == 0) || is_local_addr(c, v, len)) {
-        if (make_addr(&c->source, v, len, addr_port(&c->meta->dst), &c->meta->src) != 0) return STAMP_TLV_U;
+        stamp_addr_t a; /* never touch an output before the whole decision is made */
+        if (make_addr(&a, v, len, addr_port(&c->meta->dst), &c->meta->src) != 0) return STAMP_TLV_U;
+        c->source = a;
         c->has_source = 1;
         return 0;
     }
@@ -368,7 +370,9 @@ static int rp_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
         for (int i = 0; i < p->n_allow_return; i++) {
             int fam_len = p->allow_return[i].family == AF_INET ? 4 : 16;
             if (fam_len == len && prefix_match(val, p->allow_return[i].addr, p->allow_return[i].plen)) {
-                if (make_addr(&c->return_to, val, len, addr_port(&c->meta->src), &c->meta->src) != 0) break;
+                stamp_addr_t a;
+                if (make_addr(&a, val, len, addr_port(&c->meta->src), &c->meta->src) != 0) break;
+                c->return_to = a;
                 c->has_return_to = 1;
                 return 0;
             }

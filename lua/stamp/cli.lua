@@ -235,6 +235,12 @@ function M.parse(argv)
   if args.no_reply and args.reflected_count ~= 0 and (args.reflected_count or args.reflected_length or args.reflected_interval_ns) then
     return nil, fail("invalid value for --no-reply: never together with a type 12 request (RFC 10052 4.3)")
   end
+  local n12, gap12 = args.reflected_count or 1, args.reflected_interval_ns or 0
+  if n12 > 1 and (n12 - 1) * gap12 > (args.send_delay or 1000) * 1e6 then
+    return nil, fail(string.format("invalid value for --reflected-interval-ns: %d replies %d ns apart outlast "
+      .. "--send-delay (%g ms); the next request must not start before the burst ends (RFC 10052 5)", n12, gap12,
+      args.send_delay or 1000))
+  end
   if args.destination_address and (args.ssid or 0) == 0 then
     return nil, fail("invalid value for --destination-address: needs a non-zero --ssid (RFC 9503 3)")
   end
