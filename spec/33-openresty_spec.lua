@@ -112,17 +112,17 @@ describe("resty.stamp in nginx", function()
     assert.same(keys(cli), keys(rec))
     assert.same(keys(cli.summary), keys(rec.summary))
     assert.same(keys(cli.packets[1], NO_CMSG), keys(rec.packets[1]))
-    -- the schedule, held to nginx's millisecond timers: no drift over 200 packets
-    local t1 = {}
-    for _, p in ipairs(rec.packets) do t1[p.seq + 1] = p.t1 end
-    local within, worst = 0, 0
-    for i = 1, 200 do
-      local late = t1[i] - (t1[1] + (i - 1) * 10e6)
-      if late <= 2e6 then within = within + 1 end
-      worst = math.max(worst, late)
-    end
+    -- the schedule, held to nginx's millisecond timers: 90 % of packets within 2 ms of their slot,
+    -- and no drift (the last 20 packets' median lateness under 2 ms)
+    local late = {}
+    for _, p in ipairs(rec.packets) do late[p.seq + 1] = p.t1 end
+    for i = 200, 1, -1 do late[i] = late[i] - (late[1] + (i - 1) * 10e6) end
+    local within = 0
+    for i = 1, 200 do if late[i] <= 2e6 then within = within + 1 end end
     assert.is_true(within >= 180, within .. " of 200 packets within 2 ms of their slot")
-    assert.is_true(worst < 20e6, string.format("a packet left %.3f ms late", worst / 1e6))
+    local tail = { table.unpack(late, 181, 200) }
+    table.sort(tail)
+    assert.is_true(tail[10] < 2e6, string.format("the last packets left %.3f ms late (drift)", tail[10] / 1e6))
   end)
 
   it("runs four measurements at once in one worker while 20 other requests answer in under 50 ms each", function()
