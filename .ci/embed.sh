@@ -13,7 +13,7 @@ for v in 5.4 5.1; do
     test -f "/usr/lib/x86_64-linux-gnu/lua/$v/$m" || { echo "lua $v: $m missing (lua-luv / lua-cqueues)"; exit 1; }
   done
 done
-nginx -V 2>&1 | head -1
+nginx -v 2>&1
 luajit -v
 
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
