@@ -85,6 +85,12 @@ describe("output formats", function()
       seqs[tonumber(f[1])] = true
     end
     for i = 0, 49 do assert.is_true(seqs[i]) end
+    assert.equal("aborted", report.CSV_COLUMNS[#report.CSV_COLUMNS])
+    assert.matches(",0$", ls[2])
+    assert.equal("7,0,,5,,,,,,,,,,1", report.csv_row { seq = 7, lost = false, aborted = true, t1 = 5 })
+    assert.same({ type = "packet", seq = 7, lost = false, aborted = true, t1 = 5 },
+      report.packet_record { seq = 7, lost = false, aborted = true, t1 = 5 })
+    assert.equal("seq=7 aborted", report.packet_line { seq = 7, lost = false, aborted = true, t1 = 5 })
   end)
 
   it("--report-interval prints interval summaries", function()

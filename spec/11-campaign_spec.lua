@@ -202,3 +202,37 @@ describe("campaign figures and plot", function()
     assert.matches("sent 110, received 110, lost 0", doc)
   end)
 end)
+
+describe("stopping a campaign", function()
+  local function run(stop_value)
+    local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0 })
+    local _, p = r:local_addr()
+    local seen, aborted = 0, 0
+    local rep = assert(stamp.campaign { reflectors = { r }, keep = false,
+      sessions = { { name = "a", remote_addr = "127.0.0.1", remote_port = p, count = 100000, send_delay = 1, timeout = 2 },
+        { name = "b", remote_addr = "127.0.0.1", remote_port = p, count = 100000, send_delay = 1, timeout = 2 } },
+      on_result = function(_, res) seen = seen + 1 if res.aborted then aborted = aborted + 1 end end,
+      stop = function() return seen >= 20 and stop_value end })
+    r:close()
+    return rep, seen, aborted
+  end
+
+  it("stop() true: sending ends, the packets in flight are awaited, nothing counted lost", function()
+    local rep, seen = run(true)
+    assert.is_true(rep.interrupted)
+    assert.is_true(rep.overall.interrupted)
+    assert.equal(rep.overall.sent, seen)
+    assert.equal(rep.overall.sent, rep.overall.received)
+    assert.equal(0, rep.overall.lost)
+    assert.is_true(rep.overall.sent < 1000)
+  end)
+
+  it('stop() "now": the packets still outstanding are aborted, neither received nor lost', function()
+    local rep, seen, aborted = run("now")
+    assert.is_true(rep.interrupted)
+    assert.equal(rep.overall.sent, seen)
+    assert.equal(aborted, rep.overall.aborted)
+    assert.equal(rep.overall.sent, rep.overall.received + rep.overall.lost + rep.overall.aborted)
+    assert.equal(0, rep.overall.lost)
+  end)
+end)

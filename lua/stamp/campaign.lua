@@ -26,7 +26,8 @@ local CAMPAIGN_KEYS = { sessions = true, duration = true, schedule = true, refle
 -- @tparam table c `sessions` (array of sender option tables, each with an optional `name` and `padding`),
 --   `duration` (seconds: stop sending after it), `schedule` ("periodic" or "poisson", the sessions' default),
 --   `reflectors` (objects stepped in the same loop), `on_result(name, result, session)`,
---   `on_summary(name, summary)`, `on_tick(campaign_state)` (about once a loop), `stop()` (true to stop),
+--   `on_summary(name, summary)`, `on_tick(campaign_state)` (about once a loop), `stop()` (true: stop sending and
+--   await the packets in flight, as a first Ctrl-C does; `"now"`: stop at once, as a second one does),
 --   `keep` (keep per-packet results, default true; `false`: memory does not grow with the packet count)
 -- @treturn table|nil `{ sessions = { {name=, summary=, results=, counters=, remote=}... }, overall = summary, interrupted = bool }`,
 --   or `nil, message` when a session cannot start
@@ -78,13 +79,27 @@ function M.run(c)
   local reflectors = c.reflectors or {}
   local t0 = core.mono()
   local deadline = c.duration and t0 + math.floor(c.duration * 1e9)
-  local stopped, interrupted = false, false
+  local stopped, interrupted, aborted = false, false, false
+  local function signals()
+    local sig, n = core.interrupted()
+    return sig and (n or 1) or 0
+  end
+  local n0 = signals()
   local fds = {}
   while true do
     local active = 0
     for _, s in ipairs(sessions) do if not s.sender:done() then active = active + 1 end end
     if active == 0 then break end
-    if core.interrupted() or (c.stop and c.stop()) then interrupted = true break end
+    -- a first signal (or stop() true) ends sending and awaits the packets in flight; a second one
+    -- (or stop() returning "now") ends at once, the outstanding packets come out as aborted
+    local want, nsig = c.stop and c.stop(), signals() - n0
+    if (want or nsig > 0) and not aborted then
+      local now = want == "now" or nsig >= 2
+      if not interrupted or now then
+        for _, s in ipairs(sessions) do s.sender:stop(now) end
+      end
+      interrupted, aborted = true, now
+    end
     if deadline and not stopped and core.mono() >= deadline then
       for _, s in ipairs(sessions) do s.sender:stop() end
       stopped = true

@@ -396,7 +396,7 @@ local function make_output(a, campaign)
       out(report.json(rec))
     end
     if a.report_interval then
-      interval_acc = interval_acc or stamp.stats.new { first_seq = false }
+      interval_acc = interval_acc or stamp.stats.new()
       interval_acc:add(r)
     end
     prog.sent = prog.sent + 1

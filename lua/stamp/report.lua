@@ -234,7 +234,7 @@ function M.json_decode(s)
 end
 
 M.CSV_COLUMNS = { "seq", "lost", "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms", "owd_valid", "ttl",
-  "reply_ttl" }
+  "reply_ttl", "aborted" }
 
 --- The CSV header line.
 -- @treturn string
@@ -248,7 +248,8 @@ function M.csv_row(r)
   local t = {}
   for i, k in ipairs(M.CSV_COLUMNS) do
     local v = rec[k]
-    if v == nil then t[i] = ""
+    if v == nil and k == "aborted" then t[i] = "0"
+    elseif v == nil then t[i] = ""
     elseif type(v) == "boolean" then t[i] = v and "1" or "0"
     elseif math.type and math.type(v) == "integer" then t[i] = string.format("%d", v)
     elseif type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then t[i] = string.format("%d", v)

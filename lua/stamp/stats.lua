@@ -436,7 +436,7 @@ local function figures(self, counters)
     sent = sent, received = self.n,
     duplicates = counters and counters.duplicates or 0, late = counters and counters.late or 0,
     tx_errors = counters and counters.tx_errors or 0, drop_hmac = counters and counters.drop_hmac or 0,
-    drop_invalid = counters and counters.drop_invalid or 0,
+    drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
     dists = d, owd_valid = self.owd_valid and self.n > 0, owd_reason = self.n > 0 and self.owd_reason or "no replies",
     err_bound = self.err_bound,
     episodes = episodes, longest = longest, burst_total = burst_total,
@@ -463,7 +463,8 @@ end
 -- The summary table from figures.
 local function render(f)
   local d = f.dists
-  local lost = f.sent - f.received
+  local lost = f.sent - f.received - f.aborted -- aborted: abandoned at a second Ctrl-C, neither received nor lost
+  local counted = f.sent - f.aborted
   local rtt = dist_describe(d.rtt)
   local fwd = dist_describe(d.fwd)
   local bwd = dist_describe(d.bwd)
@@ -471,7 +472,8 @@ local function render(f)
     sent = f.sent,
     received = f.received,
     lost = lost,
-    loss_pct = f.sent > 0 and (100 * lost / f.sent) or 0,
+    aborted = f.aborted,
+    loss_pct = counted > 0 and (100 * lost / counted) or 0,
     duplicates = f.duplicates,
     late = f.late,
     tx_errors = f.tx_errors, drop_hmac = f.drop_hmac, drop_invalid = f.drop_invalid,
@@ -498,7 +500,8 @@ end
 --- Summary of everything added so far (the accumulator can go on afterwards).
 -- @tparam[opt] table counters a sender's counters (authoritative for `sent`, `duplicates`, `late`; also
 --   the source of `tx_errors`, `drop_hmac`, `drop_invalid`)
--- @treturn table `sent`, `received`, `lost`, `loss_pct`, `duplicates`, `late`, `tx_errors` (sends that failed),
+-- @treturn table `sent`, `received`, `lost`, `aborted` (from the counters: abandoned, neither received nor lost),
+--   `loss_pct` (of the packets not aborted), `duplicates`, `late`, `tx_errors` (sends that failed),
 --   `drop_hmac` (replies failing their HMAC), `drop_invalid` (replies that are not valid STAMP), `rtt`, `fwd`, `bwd`,
 --   `owd` (validity of one-way delays), `ipdv` and `pdv` (each with `rtt`, `fwd`, `bwd`), `loss`
 --   (episodes and direction), `reordering`
@@ -532,7 +535,7 @@ function M.merge(parts, counters)
     end
     fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
   end
-  local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0,
+  local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
     owd_valid = true, err_bound = 0, episodes = 0,
     longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
   local method, fwd, bwd, und, directions = nil, 0, 0, 0, true
@@ -540,7 +543,7 @@ function M.merge(parts, counters)
     f.sent, f.received = f.sent + x.sent, f.received + x.received
     f.duplicates, f.late = f.duplicates + x.duplicates, f.late + x.late
     f.tx_errors, f.drop_hmac = f.tx_errors + x.tx_errors, f.drop_hmac + x.drop_hmac
-    f.drop_invalid = f.drop_invalid + x.drop_invalid
+    f.drop_invalid, f.aborted = f.drop_invalid + x.drop_invalid, f.aborted + x.aborted
     if not x.owd_valid and x.received > 0 and f.owd_valid then f.owd_valid, f.owd_reason = false, x.owd_reason end
     if x.err_bound > f.err_bound then f.err_bound = x.err_bound end
     f.episodes, f.burst_total = f.episodes + x.episodes, f.burst_total + x.burst_total
