@@ -1,4 +1,5 @@
--- A reflector and a sender in one host event loop (libuv through lua-luv, cqueues), beside
+-- A reflector and a sender in one host event loop (libuv through lua-luv, cqueues; the socket
+-- objects, and the I/O-free sender machine on libuv's own UDP socket), beside
 -- other work: nothing blocks the loop, nothing is lost, and the sender keeps its schedule to
 -- the host timer's resolution (1 ms for both).
 local h = require "helper"
@@ -55,7 +56,13 @@ local function max_gap(ticks, scale)
   return g
 end
 
-for _, host in ipairs { { name = "luv", file = "luv", unit = 1e-6 }, { name = "cqueues", file = "cqueues", unit = 1e3 } } do
+local HOSTS = {
+  { name = "luv", file = "luv", unit = 1e-6 },
+  { name = "cqueues", file = "cqueues", unit = 1e3 },
+  { name = "luv with stamp.sender_machine on a uv UDP socket", file = "luv_machine", unit = 1e-6 },
+}
+
+for _, host in ipairs(HOSTS) do
   describe(host.name .. " event loop", function()
     local ex = assert(loadfile(ROOT .. "/examples/" .. host.file .. ".lua"))("lib")
 
@@ -77,6 +84,9 @@ for _, host in ipairs { { name = "luv", file = "luv", unit = 1e-6 }, { name = "c
       assert.same(run_summary_keys(), keys(summary))
       -- 2 s of sending with a 5 ms timer: about 400 callbacks
       assert.is_true(#ticks >= 300, "the other timer fired only " .. #ticks .. " times")
+      -- and the run ends with its last reply, not a timeout later: 2 s of sending plus a margin
+      local span = (ticks[#ticks] - ticks[1]) * host.unit
+      assert.is_true(span < 2400, string.format("the run lasted %.0f ms", span))
     end)
 
     it("holds the sender's schedule to the timer's resolution (no drift over 200 packets)", function()
@@ -87,7 +97,7 @@ for _, host in ipairs { { name = "luv", file = "luv", unit = 1e-6 }, { name = "c
 end
 
 describe("the luv and cqueues examples as programs", function()
-  for _, name in ipairs { "luv", "cqueues" } do
+  for _, name in ipairs { "luv", "cqueues", "luv_machine" } do
     it("lua5.4 examples/" .. name .. ".lua 20 5 prints 20 received, 0 lost", function()
       local code, out, err = h.run("cd " .. ROOT .. " && lua5.4 examples/" .. name .. ".lua 20 5")
       assert.equal(0, code, err)
