@@ -228,6 +228,22 @@ describe("Type 12 says exactly what it granted (RFC 10052 3)", function()
     assert.equal("000c000c", h.tohex(replies[1].data:sub(45, 48)))
   end)
 
+  it("with a valid HMAC TLV: the request's padding before it is dropped, the HMAC TLV moves up and is re-signed, padding follows it", function()
+    local seq4 = h.hex("00000001")
+    local t12 = h.hex("800c000c 00800001 00000000 00000000") -- 128 octets, one reply
+    local pad = h.hex("80010024") .. string.rep("\7", 36)
+    local pkt = codec.encode_test { seq = 1 } .. t12 .. pad .. hmac_tlv(seq4, t12 .. pad)
+    local replies, c = exchange({ key = KEY, verify_tlv_hmac = true, reflected_max_count = 5 }, pkt)
+    assert.equal(1, #replies)
+    local d = replies[1].data
+    assert.equal(128, #d)
+    assert.equal("000c000c", h.tohex(d:sub(45, 48)))
+    assert.equal("00080010", h.tohex(d:sub(61, 64)))
+    assert.equal(h.tohex(codec.hmac(KEY, d:sub(1, 4) .. d:sub(45, 60))), h.tohex(d:sub(65, 80)))
+    assert.equal("0001002c" .. string.rep("00", 44), h.tohex(d:sub(81)))
+    assert.equal(0, c.tlv_integrity)
+  end)
+
   it("a length that no TLV can make (1..3 octets short of it): C set, never claimed", function()
     -- base 44 + Type 12 (16) + an unknown 1-octet TLV (5) = 65; 66 rounds to 68: 3 octets, too few for a TLV
     local replies = exchange(R, req(66, h.hex("80c80001 ff")))
