@@ -65,6 +65,29 @@ describe("RFC 8762 base rules cited by the matrix", function()
     assert.equal(0, results[1].ssid)
   end)
 
+  it("drop_ssid_zero (--drop-ssid-zero): replies with SSID 0 are dropped as invalid", function()
+    local u = socket.udp()
+    u:setsockname("127.0.0.1", 0)
+    u:settimeout(0)
+    local _, port = u:getsockname()
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = tonumber(port), count = 2, send_delay = 1,
+      timeout = 0.3, ssid = 7, drop_ssid_zero = true })
+    s:run { pump = function()
+      local data, ip, p = u:receivefrom()
+      if not data then return end
+      local t = stamp.codec.decode_test(data)
+      u:sendto(stamp.codec.encode_reflected { seq = t.seq, sender_seq = t.seq, ssid = t.seq == 0 and 0 or 7,
+        sender_timestamp_raw = t.timestamp_raw, timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }, ip, p)
+    end }
+    local c = s:counters()
+    s:close()
+    u:close()
+    assert.same({ 1, 1, 1 }, { c.received, c.lost, c.drop_invalid })
+    local code, out = h.run(h.STAMP .. " -h")
+    assert.equal(0, code)
+    assert.matches("--drop-ssid-zero", out, 1, true)
+  end)
+
   it("default ports: the sender sends to 862, the reflector listens on 862", function()
     local opts = require "stamp.options"
     assert.equal(862, opts.sender({ remote_addr = "127.0.0.1" }).remote_port)

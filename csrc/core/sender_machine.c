@@ -342,7 +342,9 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
     }
     stamp_reflected_t p;
     stamp_reflected_decode(pb, len < base ? base : len, m->cfg.mode, &p);
-    if ((m->cfg.ssid && p.ssid && p.ssid != m->cfg.ssid) || (m->has_micro && !micro_ok(m, b, len))) {
+    /* RFC 8972 3: a different SSID is not ours; SSID 0 (a legacy reflector) is accepted unless told otherwise */
+    if ((m->cfg.ssid && p.ssid != m->cfg.ssid && (p.ssid || m->cfg.drop_ssid_zero)) ||
+        (m->has_micro && !micro_ok(m, b, len))) {
         m->ctr.drop_invalid++;
         return 0;
     }

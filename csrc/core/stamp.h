@@ -503,6 +503,7 @@ typedef struct {
     stamp_ns_t interval;   /* between packets */
     stamp_ns_t timeout;    /* a reply later than this after sending is lost */
     uint16_t ssid;
+    int drop_ssid_zero;    /* RFC 8972 3: with an SSID, 1 drops replies carrying SSID 0 (drop_invalid); 0 accepts them */
     stamp_mode_t mode;
     const uint8_t *key;
     size_t keylen;

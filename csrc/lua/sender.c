@@ -42,6 +42,7 @@ void sender_read_cfg(lua_State *L, int t, stamp_sender_cfg_t *c, int need_remote
     c->timeout = opt_int(L, t, "timeout_ns", 5000000000LL, 1, 3600LL * STAMP_NS_PER_SEC);
     c->duration = opt_int(L, t, "duration_ns", 0, 0, 366LL * 86400 * STAMP_NS_PER_SEC);
     c->ssid = (uint16_t)opt_int(L, t, "ssid", 0, 0, 0xffff);
+    c->drop_ssid_zero = opt_bool(L, t, "drop_ssid_zero", 0);
     opt_auth(L, t, &c->mode, &c->key, &c->keylen);
     c->clock = opt_clock(L, t);
     c->packet_len = (size_t)opt_int(L, t, "packet_len", 0, 0, STAMP_MAX_PKT);

@@ -62,6 +62,7 @@ local OPTIONS = {
     "an even number of hex digits, 16 to 256 octets" },
   { "hmac_key_file", nil, "--hmac-key-file", "PATH", nil, "Path to file containing HMAC key (hex, or raw octets)" },
   { "ssid", nil, "--ssid", "ID", nil, "Session-Sender Identifier, 0-65535 (0: none, the default)", int_in(0, 65535) },
+  { "drop_ssid_zero", nil, "--drop-ssid-zero", "Sender: with --ssid, drop replies carrying SSID 0 (legacy reflectors) instead of accepting them" },
   { "ttl", nil, "--ttl", "TTL", "255", "TTL / Hop Limit of sent packets", int_in(1, 255) },
   -- output and campaigns
   { "output_format", nil, "--output-format", "FORMAT", "text", "Sender output: text, json, csv or jsonl",
@@ -493,7 +494,7 @@ local function run_sender(a)
     local_addr = a.local_addr, local_port = a.local_port,
     count = (a.duration and not a.count_given) and 0 or a.count, duration = a.duration,
     send_delay = a.send_delay, timeout = a.timeout,
-    ssid = a.ssid or 0, clock = a.clock_source,
+    ssid = a.ssid or 0, drop_ssid_zero = a.drop_ssid_zero or false, clock = a.clock_source,
     auth = a.auth, key = a.hmac_key, ttl = a.ttl,
   }
   if not s then

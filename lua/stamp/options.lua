@@ -37,6 +37,7 @@ local SENDER = {
   timeout = { kind = "number", min = 0.001, max = 3600, default = 5 },
   duration = { kind = "number", min = 0.000001, max = 31536000 }, -- seconds of sending; count then defaults to 0
   ssid = { kind = "integer", min = 0, max = 65535, default = 0 },
+  drop_ssid_zero = { kind = "boolean", default = false },
   packet_len = { kind = "integer", min = 0, max = core.MAX_PKT },
   tlvs = { kind = "tlvs" },
   schedule = { kind = "enum", values = { periodic = "periodic", poisson = "poisson" }, default = "periodic" },
