@@ -28,6 +28,7 @@ build = {
     LIBDIR = "$(LIBDIR)",
     CMAKE_INSTALL_PREFIX = "$(PREFIX)",
     STAMP_WERROR = "OFF",
+    STAMP_INSTALL_CLIB = "OFF",
   },
   install = {
     bin = { stamp = "bin/stamp" },
