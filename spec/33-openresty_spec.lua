@@ -74,6 +74,19 @@ describe("resty.stamp in nginx", function()
           tsinfo = r.tlvs and r.tlvs.timestamp_info ~= nil, drop_hmac = summary.drop_hmac })
       }
     }
+    location = /stopkeep {
+      content_by_lua_block {
+        local rs = require "resty.stamp"
+        local seen = 0
+        local results, summary = rs.measure { host = "127.0.0.1", port = tonumber(ngx.var.arg_port), count = 1000,
+          interval = 0.002, timeout = 1, keep = false,
+          on_result = function() seen = seen + 1 end,
+          stop = function() return seen >= 20 end }
+        if not results then ngx.say(rs.json_error(summary)) return end
+        ngx.say(require("stamp.report").json { kept = #results, seen = seen, sent = summary.sent,
+          received = summary.received, interrupted = summary.interrupted })
+      }
+    }
     location = /badopt {
       content_by_lua_block {
         local rs = require "resty.stamp"
@@ -187,6 +200,17 @@ describe("resty.stamp in nginx", function()
     status, body = n.get("/auth?port=" .. aport .. "&key=" .. string.rep("11", 32), 30)
     assert.equal(200, status, body)
     assert.equal(0, report.json_decode(body).received, body)
+  end)
+
+  it("measure{} stops when stop() says so, awaiting packets in flight, and keeps nothing with keep = false", function()
+    local status, body = n.get("/stopkeep?port=" .. rport, 30)
+    assert.equal(200, status, body)
+    local got = assert(report.json_decode(body))
+    assert.equal(0, got.kept)
+    assert.is_true(got.interrupted)
+    assert.is_true(got.sent >= 20 and got.sent < 1000, body)
+    assert.equal(got.sent, got.received, body)
+    assert.equal(got.sent, got.seen, body)
   end)
 
   it("answers a bad query with 400 and a JSON error, and measure{} raises on a bad option", function()

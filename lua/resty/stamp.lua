@@ -117,11 +117,11 @@ end
 
 -- Deliver results into the accumulator and the result list (aborted packets are neither
 -- received nor lost: kept in the results, left out of the statistics, as in `sender:run`).
-local function take(res, acc, results, on_result)
+local function take(res, acc, results, on_result, keep)
   for i = 1, #res do
     local r = res[i]
     if not r.aborted then acc:add(r) end
-    results[#results + 1] = r
+    if keep then results[#results + 1] = r end
     if on_result then on_result(r) end
   end
 end
@@ -131,8 +131,10 @@ end
 -- `interval` (seconds between packets, 1), `timeout` (seconds a reply may take, 1), and the
 -- options of `stamp.sender`: `ssid`, `auth` with `key` or `hmac_key`, `clock`, `tlvs`,
 -- `packet_len`, `schedule`, `seed`, `dscp` and `ecn` (or `tos`; these need a numeric `host`);
--- plus `stateful_reflector` (a hint for the loss direction) and `on_result(result)`, called for
--- each packet as it ends.
+-- plus, as for `sender:run`: `stateful_reflector` (a hint for the loss direction), `on_result(result)`
+-- (called for each packet as it ends), `keep` (false: keep no per-packet results, for long runs)
+-- and `stop()` (return true to stop sending and await the packets in flight, `"now"` to stop at
+-- once; outstanding packets then end as aborted).
 -- Argument errors raise; a socket that cannot be set up returns `nil, err`.
 -- @tparam table o options
 -- @treturn table|nil results, one per packet in completion order (as `stamp.sender:run` returns them)
@@ -140,8 +142,18 @@ end
 function _M.measure(o)
   local on_result = type(o) == "table" and o.on_result or nil
   if on_result ~= nil and type(on_result) ~= "function" then error("bad option 'on_result' (function expected)", 2) end
+  local stop = type(o) == "table" and o.stop or nil
+  if stop ~= nil and type(stop) ~= "function" then error("bad option 'stop' (function expected)", 2) end
+  local keep = type(o) ~= "table" or o.keep ~= false
+  if type(o) == "table" and o.keep ~= nil and type(o.keep) ~= "boolean" then
+    error("bad option 'keep' (boolean expected)", 2)
+  end
   local copy = {}
-  if type(o) == "table" then for k, v in pairs(o) do if k ~= "on_result" then copy[k] = v end end else copy = o end
+  if type(o) == "table" then
+    for k, v in pairs(o) do if k ~= "on_result" and k ~= "stop" and k ~= "keep" then copy[k] = v end end
+  else
+    copy = o
+  end
   local c = machine_options(copy)
   local stateful = c.stateful_reflector
   c.stateful_reflector = nil
@@ -177,12 +189,21 @@ function _M.measure(o)
 
   local results, acc = {}, stamp.stats.new { stateful_reflector = stateful }
   local now, mono, exiting = core.now, core.mono, ngx.worker.exiting
-  local interrupted = false
+  local interrupted, aborting = false, false
   while not m:done() do
-    if not interrupted and exiting() then
+    if not aborting and exiting() then
       -- nginx is shutting down or reloading: stop at once, outstanding packets end as aborted
-      interrupted = true
+      interrupted, aborting = true, true
       m:stop(true)
+    elseif stop and not aborting then
+      local want = stop()
+      if want == "now" then
+        interrupted, aborting = true, true
+        m:stop(true)
+      elseif want and not interrupted then
+        interrupted = true
+        m:stop(false)
+      end
     end
     -- send what is due; T1 is read right before each send
     while m:due(mono()) do
@@ -194,7 +215,7 @@ function _M.measure(o)
         ngx.log(ngx.INFO, "stamp: send: ", serr)
       end
     end
-    take(m:expire(mono()), acc, results, on_result)
+    take(m:expire(mono()), acc, results, on_result, keep)
     if m:done() then break end
     -- wait for a reply until the next deadline (whole ms: the resolution of nginx's timers)
     local dl = m:next_deadline() -- nil: nothing left, 0: act now
@@ -206,7 +227,7 @@ function _M.measure(o)
       local t4 = now()
       if data then
         local r = m:reply(data, t4)
-        if r then take({ r }, acc, results, on_result) end
+        if r then take({ r }, acc, results, on_result, keep) end
       elseif rerr ~= "timeout" then
         -- e.g. "connection refused" (ICMP port unreachable): the packets in flight will be lost
         ngx.log(ngx.INFO, "stamp: receive: ", rerr)
