@@ -32,10 +32,6 @@ local _M = {}
 -- The reflector of this pool thread's VM and the options it was opened with.
 local thread_state = { r = nil, key = nil }
 
-local COUNTERS = { "rx", "reflected", "short_padded", "drop_short", "drop_truncated", "drop_hmac", "drop_sessions",
-  "drop_tx", "drop_micro", "no_reply", "extra_replies", "tlv_unknown", "tlv_malformed", "tlv_integrity",
-  "sessions_active", "sessions_created", "sessions_reaped" }
-
 local function cfg_key(cfg)
   local keys = {}
   for k in pairs(cfg) do keys[#keys + 1] = k end
@@ -70,7 +66,9 @@ function _M.serve(cfg, slice_ms)
     if not n then return nil, err end
   end
   local c, out = r:counters(), {}
-  for _, k in ipairs(COUNTERS) do out[k] = c[k] end
+  for k, v in pairs(c) do -- every counter the reflector has: plain values cross back to the worker
+    if type(k) == "string" and (type(v) == "number" or type(v) == "boolean") then out[k] = v end
+  end
   return out
 end
 
@@ -123,7 +121,13 @@ function _M.start(o)
       if ok and counters then
         failing_since = nil
         if dict then
-          for k, v in pairs(counters) do dict:set("reflector." .. k, v) end
+          local names = {}
+          for k, v in pairs(counters) do
+            dict:set("reflector." .. k, v)
+            names[#names + 1] = k
+          end
+          table.sort(names)
+          dict:set("reflector.names", table.concat(names, ","))
           dict:set("reflector.up", true)
         end
       else
@@ -149,7 +153,7 @@ function _M.counters(shdict)
   local dict = ngx.shared[shdict]
   if not dict then error("bad argument #1 to 'counters' (no lua_shared_dict '" .. tostring(shdict) .. "')", 2) end
   local t = { up = dict:get("reflector.up") or false }
-  for _, k in ipairs(COUNTERS) do t[k] = dict:get("reflector." .. k) end
+  for k in (dict:get("reflector.names") or ""):gmatch("[^,]+") do t[k] = dict:get("reflector." .. k) end
   return t
 end
 
