@@ -19,6 +19,7 @@ dependencies = {
 }
 external_dependencies = {
   CRYPTO = { header = "openssl/evp.h", library = "crypto" },
+  MHD = { header = "microhttpd.h", library = "microhttpd" },
 }
 build = {
   type = "cmake",

@@ -124,7 +124,7 @@ describe("stamp command", function()
       { "--ssid 70000", "--ssid" },
       { "--ttl 0", "--ttl" },
       { "--hmac-key-file /nonexistent/key", "--hmac-key-file" },
-      { "--metrics", "--metrics" },
+      { "--metrics --metrics-addr nowhere", "--metrics-addr" },
       { "--count", "--count" },
     }
     h.bad_flag_cases(it, cases)

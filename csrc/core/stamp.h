@@ -647,6 +647,74 @@ STAMP_API void stamp_sender_abort(stamp_sender_t *s);
 STAMP_API stamp_sm_t *stamp_sender_machine(stamp_sender_t *s);
 STAMP_API void stamp_sender_counters(const stamp_sender_t *s, stamp_sender_counters_t *c);
 
+/* ------------------------------------------------------------------ */
+/* Operations: Prometheus metrics, privileges, process name, key files */
+/* ------------------------------------------------------------------ */
+
+typedef enum { STAMP_METRICS_REFLECTOR = 0, STAMP_METRICS_SENDER = 1 } stamp_metrics_role_t;
+
+/** Counters kept by the metrics object itself (besides the engine's). */
+typedef enum { STAMP_METRICS_RELOADS = 0, STAMP_METRICS_RELOAD_FAILURES = 1, STAMP_METRICS_EXTRA_MAX = 2 } stamp_metrics_extra_t;
+
+/**
+ * Prometheus metrics of one reflector or sender. One writer (the packet
+ * thread) records observations with relaxed atomic stores, no lock and no
+ * allocation; renderers on any thread read snapshots.
+ */
+typedef struct stamp_metrics stamp_metrics_t;
+
+STAMP_API int stamp_metrics_new(stamp_metrics_role_t role, stamp_metrics_t **out);
+/** Stops the HTTP endpoint, if any, and frees. */
+STAMP_API void stamp_metrics_free(stamp_metrics_t *m);
+/** The engine whose counters are rendered; it must outlive the metrics (or be detached with NULL). */
+STAMP_API void stamp_metrics_attach_reflector(stamp_metrics_t *m, const stamp_reflector_t *r);
+STAMP_API void stamp_metrics_attach_sender(stamp_metrics_t *m, const stamp_sender_t *s);
+/** `packets` datagrams handled in `ns` nanoseconds (each observed as ns/packets). */
+STAMP_API void stamp_metrics_observe_processing(stamp_metrics_t *m, stamp_ns_t ns, unsigned packets);
+STAMP_API void stamp_metrics_observe_rtt(stamp_metrics_t *m, stamp_ns_t rtt);
+/** One-way delays; record them only when both clocks are synchronized. */
+STAMP_API void stamp_metrics_observe_owd(stamp_metrics_t *m, stamp_ns_t fwd, stamp_ns_t bwd);
+STAMP_API void stamp_metrics_count(stamp_metrics_t *m, stamp_metrics_extra_t which, uint64_t by);
+/**
+ * Called on the sender's own thread (e.g. after each step): copy its counters
+ * into atomics the renderers read from then on, so no thread reads the
+ * sender's plain counters while it writes them.
+ */
+STAMP_API void stamp_metrics_publish_sender(stamp_metrics_t *m);
+/**
+ * stamp_reflector_step() that also records the processing time: waits up to
+ * timeout_ms for a datagram, then times the step that handles what is ready.
+ */
+STAMP_API int stamp_metrics_reflector_step(stamp_metrics_t *m, stamp_reflector_t *r, int timeout_ms);
+/**
+ * Render the Prometheus text exposition format (0.0.4) into buf (cap octets,
+ * NUL-terminated when cap > 0). Returns the length of the whole text: when it
+ * is >= cap the output was cut and a larger buffer is needed.
+ */
+STAMP_API size_t stamp_metrics_render(const stamp_metrics_t *m, char *buf, size_t cap);
+/** Parse "ADDR:PORT" or "[IPv6]:PORT" (numeric). */
+STAMP_API int stamp_metrics_parse_addr(const char *spec, char *host, size_t hostcap, unsigned *port);
+/**
+ * Serve the text at http://ADDR:PORT/metrics from a thread of its own
+ * (libmicrohttpd; the thread blocks every signal). The socket is bound before
+ * returning (port 0: any; *bound_port tells). Returns 0 or a negative code.
+ */
+STAMP_API int stamp_metrics_serve(stamp_metrics_t *m, const char *addrport, unsigned *bound_port);
+STAMP_API void stamp_metrics_stop(stamp_metrics_t *m);
+
+/**
+ * Switch to USER[:GROUP] (names or numbers): supplementary groups, gid, uid.
+ * Fails unless every id changed and root cannot be regained. `err` gets one line.
+ */
+STAMP_API int stamp_drop_privileges(const char *user_group, char *err, size_t errcap);
+/** Name the process (prctl PR_SET_NAME, 15 characters, and argv as far as it reaches). */
+STAMP_API int stamp_set_process_name(const char *name);
+/**
+ * Read a hex key file, refusing files that group or others may access.
+ * Returns the key length or a negative code with one line in `err` (never the key).
+ */
+STAMP_API int stamp_key_file_read(const char *path, uint8_t *key, size_t cap, char *err, size_t errcap);
+
 #ifdef __cplusplus
 }
 #endif

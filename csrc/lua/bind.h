@@ -14,6 +14,7 @@
  *   reflector.c  the stamp.reflector class
  *   sender.c     the stamp.sender class
  *   sender_machine.c  the stamp.sender_machine class (the I/O-free sender)
+ *   ops.c        metrics (stamp.metrics class), privileges, process name, key files
  *
  * Include this header first in every file of the binding. Every symbol it
  * declares has hidden visibility: the module exports luaopen_stamp_core only.
@@ -46,6 +47,7 @@ BIND_HIDDEN void sys_open(lua_State *L);
 BIND_HIDDEN void reflector_open(lua_State *L);
 BIND_HIDDEN void sender_open(lua_State *L);
 BIND_HIDDEN void sender_machine_open(lua_State *L);
+BIND_HIDDEN void ops_open(lua_State *L); /* ops.c: metrics, privileges, process name, key files */
 
 /* ---- helpers (bind.c) ---------------------------------------------------- */
 

@@ -4,6 +4,7 @@
 local argparse = require "argparse"
 local stamp = require "stamp"
 local report = require "stamp.report"
+local ops = require "stamp.ops"
 local core = stamp.core
 
 local M = {}
@@ -119,6 +120,10 @@ local FLAGS = {
   { "cos_refuse", nil, "--cos-refuse", "Reflector: local policy refuses CoS DSCP1 (replies keep the received DSCP, RP=1)" },
 }
 
+-- metrics, config, privileges, keys, logs: stamp.ops
+for _, o in ipairs(ops.OPTIONS) do OPTIONS[#OPTIONS + 1] = o end
+for _, f in ipairs(ops.FLAGS) do FLAGS[#FLAGS + 1] = f end
+
 local function build_parser()
   local p = argparse("stamp", "Simple Two-Way Active Measurement Protocol (RFC 8762, RFC 8972) sender and reflector")
     :add_help(false)
@@ -185,6 +190,9 @@ function M.parse(argv)
     io.stderr:write(p:get_usage(), "\n")
     return nil, 2
   end
+  local cerr
+  argv, cerr = ops.merge_config(argv, OPTIONS, FLAGS)
+  if not argv then return nil, fail(cerr) end
   local ok, args = p:pparse(glue_negative(argv))
   if not ok then return nil, fail((args:gsub("\n.*", ""))) end
   for _, v in ipairs(argv) do -- --duration alone sends as many packets as fit in it
@@ -208,6 +216,8 @@ function M.parse(argv)
     if not key then return nil, fail(string.format("invalid value for --hmac-key-file: '%s' (%s)", args.hmac_key_file, err)) end
     args.hmac_key = key
   end
+  local kerr = ops.resolve_keys(args)
+  if kerr then return nil, fail(kerr) end
   args.auth = args.auth_mode == "A"
   if args.auth and not args.hmac_key then
     return nil, fail("invalid value for --auth-mode: 'A' (authenticated mode needs --hmac-key or --hmac-key-file)")
@@ -289,16 +299,16 @@ local function run_reflector(a)
   local host, port = r:local_addr()
   out(string.format("STAMP reflector listening on %s port %d (%s, %s%s)", host, port,
     a.auth and "authenticated" or "open", a.clock_source, a.stateful_reflector and ", stateful" or ""))
-  core.trap_signals(true) -- SIGHUP too: a reflector survives it
+  core.trap_signals(true) -- SIGHUP too: a reflector survives it (and reloads, see stamp.ops)
+  local svc, serr = ops.service("reflector", a, r)
+  if not svc then
+    io.stderr:write("stamp: ", serr, "\n")
+    r:close()
+    return 1
+  end
   local last = -1
-  local c, rerr = r:run{
-    stop = function()
-      if core.hangups() > 0 then
-        io.stderr:write("stamp: SIGHUP: nothing to reload yet; the reflector goes on\n")
-        io.stderr:flush()
-      end
-      return false
-    end,
+  local c, rerr = svc:run{
+    reload = function() return ops.reload(svc) end,
     on_tick = a.R and function(ctr)
       if ctr.rx ~= last then
         last = ctr.rx
@@ -312,6 +322,7 @@ local function run_reflector(a)
     c = r:counters()
   end
   out(report.reflector_counters(c))
+  svc:close()
   r:close()
   return 0
 end
@@ -502,13 +513,20 @@ local function run_sender(a)
     return 1
   end
   core.trap_signals()
+  local svc, serr = ops.service("sender", a, s)
+  if not svc then
+    io.stderr:write("stamp: ", serr, "\n")
+    s:close()
+    return 1
+  end
   local o = make_output(a)
   local results, summary = s:run {
     keep = false,
-    on_result = o.packet,
+    on_result = function(r) svc:observe(r) o.packet(r) end,
     tick = function(snd) o.tick((a.duration and not a.count_given) and 0 or a.count, snd:counters().sent) end,
   }
   o.finish()
+  svc:close()
   if not results then
     io.stderr:write("stamp: ", tostring(summary), "\n")
     s:close()

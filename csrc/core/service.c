@@ -1,0 +1,158 @@
+/* service.c - what a long-running service needs: dropping root after the
+ * sockets are bound, a process name `ps` and `top` show, key files read with
+ * their permissions checked. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+extern char **environ;
+
+static void say(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *err, size_t cap, const char *fmt, ...)
+{
+    if (!err || !cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+}
+
+int stamp_drop_privileges(const char *spec, char *err, size_t errcap)
+{
+    char user[256], *group = NULL;
+    if (!spec || !*spec || strlen(spec) >= sizeof user) {
+        say(err, errcap, "bad user '%s'", spec ? spec : "");
+        return STAMP_EINVAL;
+    }
+    strcpy(user, spec);
+    char *colon = strchr(user, ':');
+    if (colon) {
+        *colon = 0;
+        group = colon + 1;
+        if (!*group) group = NULL;
+    }
+    struct passwd *pw = getpwnam(user);
+    char *end;
+    if (!pw) {
+        unsigned long id = strtoul(user, &end, 10);
+        if (*user && !*end) pw = getpwuid((uid_t)id);
+    }
+    if (!pw) {
+        say(err, errcap, "no such user '%s'", user);
+        return STAMP_EINVAL;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    char name[256];
+    snprintf(name, sizeof name, "%s", pw->pw_name);
+    if (group) {
+        struct group *gr = getgrnam(group);
+        if (!gr) {
+            unsigned long id = strtoul(group, &end, 10);
+            if (*group && !*end) gr = getgrgid((gid_t)id);
+        }
+        if (!gr) {
+            say(err, errcap, "no such group '%s'", group);
+            return STAMP_EINVAL;
+        }
+        gid = gr->gr_gid;
+    }
+    /* supplementary groups: the user's (plus the primary one), then gid, then uid */
+    if (initgroups(name, gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+        int e = errno;
+        say(err, errcap, "cannot switch to user '%s': %s", spec, strerror(e));
+        return -e;
+    }
+    /* refuse to go on unless the drop is complete and cannot be undone */
+    if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid ||
+        (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))) {
+        say(err, errcap, "switching to user '%s' did not drop every privilege", spec);
+        return STAMP_EINVAL;
+    }
+    return 0;
+}
+
+int stamp_set_process_name(const char *name)
+{
+    int rc = 0;
+    char comm[16];
+    snprintf(comm, sizeof comm, "%s", name);
+    if (prctl(PR_SET_NAME, comm, 0, 0, 0) != 0) rc = -errno;
+    /* argv: the kernel shows the memory between arg_start and arg_end as
+     * /proc/PID/cmdline; it lies right before the environment strings. */
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return rc ? rc : -errno;
+    char cmd[4096];
+    ssize_t n = read(fd, cmd, sizeof cmd);
+    close(fd);
+    if (n <= 0 || n == (ssize_t)sizeof cmd || !environ || !environ[0]) return rc ? rc : STAMP_EINVAL;
+    char *start = environ[0] - n;
+    if (memcmp(start, cmd, (size_t)n) != 0) return rc ? rc : STAMP_EINVAL;
+    size_t len = strlen(name);
+    if (len >= (size_t)n) len = (size_t)n - 1;
+    memset(start, 0, (size_t)n);
+    memcpy(start, name, len);
+    return rc;
+}
+
+int stamp_key_file_read(const char *path, uint8_t *key, size_t cap, char *err, size_t errcap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        say(err, errcap, "cannot open key file %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        say(err, errcap, "key file %s is not a regular file", path);
+        return STAMP_EINVAL;
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        char mode[8];
+        snprintf(mode, sizeof mode, "%04o", (unsigned)(st.st_mode & 07777));
+        say(err, errcap, "refusing key file %s: readable by group or others (mode %s; chmod 600 it)", path, mode);
+        return STAMP_EINVAL;
+    }
+    char text[2 * STAMP_KEY_MAX + 64];
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n < 0) {
+        int e = errno;
+        say(err, errcap, "cannot read key file %s: %s", path, strerror(e));
+        return -e;
+    }
+    /* hex digits, whitespace allowed around them */
+    char hex[2 * STAMP_KEY_MAX + 1];
+    size_t h = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        char ch = text[i];
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') continue;
+        if (h >= sizeof hex - 1) {
+            h = 0;
+            break;
+        }
+        hex[h++] = ch;
+    }
+    hex[h] = 0;
+    int k = h ? stamp_hex_decode(hex, key, cap) : STAMP_EINVAL;
+    explicit_bzero(hex, sizeof hex);
+    explicit_bzero(text, sizeof text);
+    if (k <= 0) {
+        say(err, errcap, "key file %s: expected hex digits (an even number, at most 512)", path);
+        return STAMP_EINVAL;
+    }
+    return k;
+}

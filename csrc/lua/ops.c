@@ -1,0 +1,299 @@
+/***
+ * Operations: Prometheus metrics (the one renderer of the exposition format,
+ * an HTTP endpoint on its own thread), privilege drop, process name, key files.
+ * @module stamp.core
+ */
+#include "bind.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define METRICS_MT "stamp.metrics"
+#define SENDER_MT "stamp.sender"
+#define REFLECTOR_MT "stamp.reflector"
+
+
+typedef struct {
+    stamp_metrics_t *m;
+    int ref;  /* registry reference to the attached engine's userdata */
+    void *ud; /* that userdata */
+    int is_reflector;
+} lmetrics_t;
+
+static int fail(lua_State *L, int code, const char *msg)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, msg ? msg : stamp_strerror(code));
+    lua_pushinteger(L, code);
+    return 3;
+}
+
+static lmetrics_t *check_metrics(lua_State *L)
+{
+    lmetrics_t *o = luaL_checkudata(L, 1, METRICS_MT);
+    if (!o->m) luaL_error(L, "attempt to use closed metrics");
+    return o;
+}
+
+/* Point the core at the engine as it is now (NULL once the engine is closed). */
+static void reattach(lmetrics_t *o)
+{
+    if (!o->ud) return;
+    if (o->is_reflector)
+        stamp_metrics_attach_reflector(o->m, ((bind_obj_t *)o->ud)->h);
+    else
+        stamp_metrics_attach_sender(o->m, ((bind_obj_t *)o->ud)->h);
+}
+
+/***
+ * Prometheus metrics of a reflector or a sender.
+ * @function metrics
+ * @tparam string role "reflector" or "sender"
+ * @return metrics object
+ */
+static int l_metrics(lua_State *L)
+{
+    static const char *const roles[] = {"reflector", "sender", NULL};
+    int role = luaL_checkoption(L, 1, NULL, roles);
+    lmetrics_t *o = lua_newuserdata(L, sizeof *o);
+    memset(o, 0, sizeof *o);
+    o->ref = LUA_NOREF;
+    luaL_setmetatable(L, METRICS_MT);
+    int rc = stamp_metrics_new(role == 0 ? STAMP_METRICS_REFLECTOR : STAMP_METRICS_SENDER, &o->m);
+    if (rc) return fail(L, rc, NULL);
+    o->is_reflector = role == 0;
+    return 1;
+}
+
+/***
+ * Render the counters of this engine from now on; the metrics keep it alive.
+ * @function metrics:attach
+ * @param engine a `stamp.reflector` (reflector metrics) or `stamp.sender` (sender metrics)
+ * @return the metrics object
+ */
+static int m_attach(lua_State *L)
+{
+    lmetrics_t *o = check_metrics(L);
+    void *ud = luaL_checkudata(L, 2, o->is_reflector ? REFLECTOR_MT : SENDER_MT);
+    luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
+    lua_pushvalue(L, 2);
+    o->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    o->ud = ud;
+    reattach(o);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/***
+ * The Prometheus text exposition (format 0.0.4), e.g. for an OpenResty location.
+ * @function metrics:render
+ * @treturn string
+ */
+static int m_render(lua_State *L)
+{
+    lmetrics_t *o = check_metrics(L);
+    reattach(o);
+    size_t need = stamp_metrics_render(o->m, NULL, 0);
+    for (int tries = 0; tries < 4; tries++) {
+        char *p = malloc(need + 1);
+        if (!p) return luaL_error(L, "out of memory");
+        size_t got = stamp_metrics_render(o->m, p, need + 1);
+        if (got <= need) {
+            lua_pushlstring(L, p, got);
+            free(p);
+            return 1;
+        }
+        free(p);
+        need = got + 256;
+    }
+    return luaL_error(L, "metrics text keeps growing");
+}
+
+/***
+ * Serve the text at http://ADDR:PORT/metrics from a thread of its own.
+ * @function metrics:serve
+ * @tparam string addr "ADDR:PORT" or "[IPv6]:PORT" (port 0: any free port)
+ * @treturn integer|nil the bound port, or nil, message, code
+ */
+static int m_serve(lua_State *L)
+{
+    lmetrics_t *o = check_metrics(L);
+    const char *addr = luaL_checkstring(L, 2);
+    unsigned port = 0;
+    reattach(o);
+    int rc = stamp_metrics_serve(o->m, addr, &port);
+    if (rc) return fail(L, rc, NULL);
+    lua_pushinteger(L, (lua_Integer)port);
+    return 1;
+}
+
+/***
+ * Record one sender result: its round-trip time, and its one-way delays when
+ * both Error Estimates say the clocks are synchronized (S = 1); publish the
+ * attached sender's counters for the HTTP thread (call it on the sender's thread).
+ * @function metrics:observe
+ * @tparam table r a result of `sender:step` (lost results are ignored)
+ */
+static int m_observe(lua_State *L)
+{
+    lmetrics_t *o = check_metrics(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!o->is_reflector && o->ud) {
+        reattach(o);
+        stamp_metrics_publish_sender(o->m); /* the counters as of this result, for the HTTP thread */
+    }
+    lua_getfield(L, 2, "lost");
+    int lost = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "rtt");
+    if (lost || !lua_isnumber(L, -1)) {
+        lua_settop(L, 1);
+        return 0;
+    }
+    stamp_metrics_observe_rtt(o->m, (stamp_ns_t)lua_tonumber(L, -1));
+    int synced = 1;
+    const char *ee[] = {"sender_ee", "refl_ee"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, 2, ee[i]);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "s");
+            synced = synced && lua_tonumber(L, -1) == 1;
+            lua_pop(L, 1);
+        } else {
+            synced = 0;
+        }
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, 2, "fwd");
+    lua_getfield(L, 2, "bwd");
+    if (synced && lua_isnumber(L, -1) && lua_isnumber(L, -2))
+        stamp_metrics_observe_owd(o->m, (stamp_ns_t)lua_tonumber(L, -2), (stamp_ns_t)lua_tonumber(L, -1));
+    lua_settop(L, 1);
+    return 0;
+}
+
+/***
+ * `reflector:step(timeout)` that also records the processing time per packet.
+ * @function metrics:reflector_step
+ * @param r the attached reflector
+ * @tparam[opt=0] integer timeout milliseconds to wait for a datagram
+ * @treturn integer|nil datagrams handled, or nil, message, code
+ */
+static int m_reflector_step(lua_State *L)
+{
+    lmetrics_t *o = check_metrics(L);
+    bind_obj_t *u = luaL_checkudata(L, 2, REFLECTOR_MT);
+    if (!u->h) luaL_error(L, "attempt to use a closed reflector");
+    int n = stamp_metrics_reflector_step(o->m, u->h, (int)luaL_optinteger(L, 3, 0));
+    if (n == -EINTR) n = 0;
+    if (n < 0) return fail(L, n, NULL);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/***
+ * Count a configuration reload.
+ * @function metrics:reloaded
+ * @tparam boolean ok applied (true) or refused (false)
+ */
+static int m_reloaded(lua_State *L)
+{
+    lmetrics_t *o = check_metrics(L);
+    stamp_metrics_count(o->m, lua_toboolean(L, 2) ? STAMP_METRICS_RELOADS : STAMP_METRICS_RELOAD_FAILURES, 1);
+    return 0;
+}
+
+/***
+ * Stop the HTTP endpoint and free (idempotent). Close the metrics before the engine.
+ * @function metrics:close
+ */
+static int m_close(lua_State *L)
+{
+    lmetrics_t *o = luaL_checkudata(L, 1, METRICS_MT);
+    if (o->m) {
+        stamp_metrics_free(o->m);
+        o->m = NULL;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
+    o->ref = LUA_NOREF;
+    o->ud = NULL;
+    return 0;
+}
+
+static int m_tostring(lua_State *L)
+{
+    lmetrics_t *o = luaL_checkudata(L, 1, METRICS_MT);
+    lua_pushfstring(L, "stamp.metrics (%s%s)", o->is_reflector ? "reflector" : "sender", o->m ? "" : ", closed");
+    return 1;
+}
+
+/***
+ * Switch to USER[:GROUP] for good (supplementary groups, gid, uid).
+ * @function drop_privileges
+ * @tparam string spec "USER" or "USER:GROUP", names or numbers
+ * @treturn true|nil true, or nil, message, code
+ */
+static int l_drop_privileges(lua_State *L)
+{
+    char err[256] = "";
+    int rc = stamp_drop_privileges(luaL_checkstring(L, 1), err, sizeof err);
+    if (rc) return fail(L, rc, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/***
+ * Name the process for `ps` and `top` (PR_SET_NAME and the argument area).
+ * @function set_process_name
+ * @tparam string name
+ * @treturn boolean whether both parts worked
+ */
+static int l_set_process_name(lua_State *L)
+{
+    lua_pushboolean(L, stamp_set_process_name(luaL_checkstring(L, 1)) == 0);
+    return 1;
+}
+
+/***
+ * Read a hex key file; files that group or others may read are refused.
+ * @function key_file_read
+ * @tparam string path
+ * @treturn string|nil the key octets, or nil, message (never the key), code
+ */
+static int l_key_file_read(lua_State *L)
+{
+    uint8_t key[STAMP_KEY_MAX];
+    char err[512] = "";
+    int n = stamp_key_file_read(luaL_checkstring(L, 1), key, sizeof key, err, sizeof err);
+    if (n < 0) return fail(L, n, err);
+    lua_pushlstring(L, (const char *)key, (size_t)n);
+    memset(key, 0, sizeof key);
+    return 1;
+}
+
+void ops_open(lua_State *L)
+{
+    static const luaL_Reg mmethods[] = {{"attach", m_attach},   {"render", m_render},
+                                        {"serve", m_serve},     {"observe", m_observe},
+                                        {"reflector_step", m_reflector_step},
+                                        {"reloaded", m_reloaded}, {"close", m_close},
+                                        {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"metrics", l_metrics},
+                                     {"drop_privileges", l_drop_privileges},
+                                     {"set_process_name", l_set_process_name},
+                                     {"key_file_read", l_key_file_read},
+                                     {NULL, NULL}};
+    if (luaL_newmetatable(L, METRICS_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, mmethods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, m_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, m_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, m_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    luaL_setfuncs(L, funcs, 0);
+}

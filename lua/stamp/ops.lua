@@ -1,0 +1,482 @@
+--- Running `stamp` as a service: Prometheus metrics, the config file, privilege
+-- drop and process name, per-SSID key files, SIGHUP reload, timestamped logs.
+--
+-- The C side (one exposition renderer, the HTTP thread, setuid and friends)
+-- is in `stamp.core`, so a Lua host (an OpenResty location) can do
+--
+--     local m = require("stamp.core").metrics("reflector"):attach(r)
+--     ngx.print(m:render())
+--
+-- @module stamp.ops
+local core = require "stamp.core"
+
+local M = {}
+M.core = core
+
+--- The command's flags of this area, in the format of `stamp.cli`'s tables:
+-- options { name, short, long, ARG, default, help[, check, what] } and flags { name, short, long, help }.
+M.OPTIONS = {
+  { "config", nil, "--config", "FILE", nil, "Read settings from a Lua file returning a table (flags override it)" },
+  { "metrics_addr", nil, "--metrics-addr", "ADDR", "127.0.0.1:9090", "Metrics server bind address (ADDR:PORT, [IPv6]:PORT)",
+    function(s)
+      local port = s:match("^%[[%x:.]+%]:(%d+)$") or s:match("^%d+%.%d+%.%d+%.%d+:(%d+)$")
+      if port and tonumber(port) <= 65535 then return s end
+    end, "ADDR:PORT or [IPv6]:PORT" },
+  { "user", nil, "--user", "USER[:GROUP]", nil, "Drop root for this user (and group) once the sockets are bound" },
+  { "hmac_key_dir", nil, "--hmac-key-dir", "DIR", nil,
+    "Reflector: one hex key per SSID (DIR/002a.key for SSID 42) and DIR/default.key; SIGHUP reloads" },
+  { "log_format", nil, "--log-format", "FORMAT", "text", "Log lines on stderr: text or json",
+    function(s) return (s == "text" or s == "json") and s or nil end, "text or json" },
+}
+M.FLAGS = {
+  { "metrics", nil, "--metrics", "Enable Prometheus metrics endpoint" },
+}
+
+-- ---------------------------------------------------------------- logging
+
+local log_format = "text"
+local last_warn = {}
+
+local function json_str(s)
+  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
+    local map = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\t'] = '\\t', ['\r'] = '\\r' }
+    return map[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function timestamp()
+  local ns = core.now()
+  local s = math.floor(ns / 1e9)
+  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. string.format(".%03dZ", math.floor((ns % 1e9) / 1e6))
+end
+
+--- Choose how `log` writes: "text" or "json".
+-- @tparam string fmt
+function M.set_log_format(fmt) log_format = fmt or "text" end
+
+--- Write one timestamped line on stderr.
+-- @tparam string level "info", "warning" or "error"
+-- @tparam string msg the message (one line)
+-- @tparam[opt] table fields extra key/value pairs (strings or numbers)
+-- @treturn string the line written
+function M.log(level, msg, fields)
+  local line
+  if log_format == "json" then
+    local parts = { '"ts":' .. json_str(timestamp()), '"level":' .. json_str(level), '"msg":' .. json_str(msg) }
+    local keys = {}
+    for k in pairs(fields or {}) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local v = fields[k]
+      parts[#parts + 1] = json_str(k) .. ":" .. (type(v) == "number" and string.format("%.17g", v) or json_str(v))
+    end
+    line = "{" .. table.concat(parts, ",") .. "}"
+  else
+    local extra = {}
+    local keys = {}
+    for k in pairs(fields or {}) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do extra[#extra + 1] = k .. "=" .. tostring(fields[k]) end
+    msg = tostring(msg):gsub("%c", function(c) return c == "\n" and "\\n" or " " end)
+    line = timestamp() .. " " .. level .. ": " .. msg .. (#extra > 0 and (" " .. table.concat(extra, " ")) or "")
+  end
+  io.stderr:write(line, "\n")
+  io.stderr:flush()
+  return line
+end
+
+--- Like `log`, but at most once per `every` seconds for the same `key` (a
+-- noisy peer cannot flood the log); the lines held back are counted in the next one.
+-- @tparam string key e.g. "hmac:192.0.2.1"
+-- @tparam number every seconds
+-- @tparam string level
+-- @tparam string msg
+-- @tparam[opt] table fields
+-- @treturn boolean whether a line was written
+function M.log_limited(key, every, level, msg, fields)
+  local now = core.mono() / 1e9
+  local st = last_warn[key]
+  if st and now - st.t < every then
+    st.held = st.held + 1
+    return false
+  end
+  fields = fields or {}
+  if st and st.held > 0 then fields.suppressed = st.held end
+  last_warn[key] = { t = now, held = 0 }
+  M.log(level, msg, fields)
+  return true
+end
+
+-- ---------------------------------------------------------------- config file
+
+local function load_text(text, name)
+  local env = {}
+  local chunk, err
+  if setfenv then -- Lua 5.1, LuaJIT
+    if text:byte(1) == 27 then return nil, "binary chunks are not accepted" end
+    chunk, err = loadstring(text, name)
+    if chunk then setfenv(chunk, env) end
+  else
+    chunk, err = load(text, name, "t", env)
+  end
+  return chunk, err
+end
+
+--- Load a config file: Lua text returning a table, run in an empty environment
+-- (no globals reachable) with a bounded number of instructions.
+-- @tparam string path
+-- @treturn table|nil the table, or nil and a message
+function M.load_config(path)
+  local f, oerr = io.open(path, "rb")
+  if not f then return nil, oerr end
+  local text = f:read("*a") or ""
+  f:close()
+  local chunk, err = load_text(text, "@" .. path)
+  if not chunk then return nil, err end
+  local co = coroutine.create(chunk)
+  debug.sethook(co, function() error("the config file runs too long", 0) end, "", 1000000)
+  local ok, t = coroutine.resume(co)
+  if not ok then return nil, tostring(t) end
+  if coroutine.status(co) ~= "dead" then return nil, "the config file must not yield" end
+  if type(t) ~= "table" then return nil, "it must return a table of settings" end
+  return t
+end
+
+-- The long names (and the short forms) a command line sets.
+local function given(argv, options, flags)
+  local short = {}
+  for _, o in ipairs(options) do if o[2] then short[o[2]] = o[3] end end
+  for _, f in ipairs(flags) do if f[2] and f[3] then short[f[2]] = f[3] end end
+  local set = {}
+  for _, a in ipairs(argv) do
+    local long = a:match("^(%-%-[^=]+)")
+    if long then
+      set[long] = true
+    elseif a:match("^%-%a") then
+      -- -o862 or a group of short flags -iq
+      if short[a:sub(1, 2)] then set[short[a:sub(1, 2)]] = true end
+      for c in a:sub(2):gmatch("%a") do
+        if short["-" .. c] then set[short["-" .. c]] = true end
+      end
+    end
+  end
+  return set
+end
+
+local function config_path(argv)
+  for i, a in ipairs(argv) do
+    if a == "--config" then return argv[i + 1] or "" end
+    local v = a:match("^%-%-config=(.*)$")
+    if v then return v end
+  end
+end
+
+--- Merge `--config FILE` into the command line: each setting the command line
+-- does not give becomes flags in front of it. Unknown keys and bad values are
+-- refused with one line naming the key.
+-- @tparam table argv the command line
+-- @tparam table options `stamp.cli`'s option table
+-- @tparam table flags `stamp.cli`'s flag table
+-- @treturn table|nil the new argv, or nil and the message
+function M.merge_config(argv, options, flags)
+  local path = config_path(argv)
+  if not path then return argv end
+  local cfg, err = M.load_config(path)
+  if not cfg then return nil, string.format("invalid value for --config: '%s' (%s)", path, err) end
+  local by_key = {}
+  for _, o in ipairs(options) do by_key[o[3]:sub(3):gsub("-", "_")] = { opt = o } end
+  for _, fl in ipairs(flags) do if fl[3] then by_key[fl[3]:sub(3):gsub("-", "_")] = { flag = fl } end end
+  local set = given(argv, options, flags)
+  M.cli_given = set
+  local keys = {}
+  for k in pairs(cfg) do
+    if type(k) ~= "string" then return nil, string.format("config %s: bad key %s (setting names are strings)", path, tostring(k)) end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local front = {}
+  for _, k in ipairs(keys) do
+    local v, e = cfg[k], by_key[k]
+    if not e or k == "config" then
+      return nil, string.format("config %s: unknown key '%s'", path, k)
+    end
+    if e.flag then
+      if type(v) ~= "boolean" then
+        return nil, string.format("config %s: bad value for '%s': %s (expected true or false)", path, k, tostring(v))
+      end
+      if v and not set[e.flag[3]] then front[#front + 1] = e.flag[3] end
+    else
+      local o = e.opt
+      if type(v) == "table" and k == "allow_return_address" then v = table.concat(v, ",") end
+      if type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then v = string.format("%d", v) end
+      if type(v) ~= "string" and type(v) ~= "number" then
+        return nil, string.format("config %s: bad value for '%s': %s (expected %s)", path, k, tostring(v),
+          o[8] or "a string or a number")
+      end
+      v = tostring(v)
+      if o[7] and o[7](v) == nil then
+        return nil, string.format("config %s: bad value for '%s': '%s' (expected %s)", path, k, v, o[8])
+      end
+      if not set[o[3]] then
+        front[#front + 1] = o[3] .. "=" .. v
+      end
+    end
+  end
+  local out = {}
+  for _, a in ipairs(front) do out[#out + 1] = a end
+  for _, a in ipairs(argv) do out[#out + 1] = a end
+  return out
+end
+
+-- ---------------------------------------------------------------- keys
+
+--- Read the per-SSID keys of a directory: `XXXX.key` (4 hex digits, the SSID)
+-- and `default.key`, hex digits each; files that group or others may read
+-- are refused.
+-- @tparam string dir
+-- @treturn table|nil { default = octets|nil, [ssid] = octets }, or nil and a message
+function M.read_key_dir(dir)
+  local p = io.popen("ls -1A '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local names = {}
+  for line in p:lines() do names[#names + 1] = line end
+  p:close()
+  local fd = io.open(dir .. "/.", "rb")
+  if not fd then return nil, string.format("cannot read key directory %s", dir) end
+  fd:close()
+  local keys, n = {}, 0
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local ssid = name:match("^(%x%x%x%x)%.key$")
+    if ssid or name == "default.key" then
+      local key, err = core.key_file_read(dir .. "/" .. name)
+      if not key then return nil, err end
+      keys[ssid and tonumber(ssid, 16) or "default"] = key
+      n = n + 1
+    end
+  end
+  if n == 0 then return nil, string.format("no key in %s (expected XXXX.key per SSID, or default.key)", dir) end
+  return keys
+end
+
+--- A short, key-free description of a key table and what changed from `old`.
+-- @tparam table new
+-- @tparam[opt] table old
+-- @treturn table fields for `log`
+function M.describe_keys(new, old)
+  local added, removed, changed = {}, {}, {}
+  local function name(k) return k == "default" and "default" or string.format("%d", k) end
+  for k, v in pairs(new) do
+    if not old or old[k] == nil then added[#added + 1] = name(k)
+    elseif old[k] ~= v then changed[#changed + 1] = name(k) end
+  end
+  for k in pairs(old or {}) do if new[k] == nil then removed[#removed + 1] = name(k) end end
+  table.sort(added) table.sort(removed) table.sort(changed)
+  local n = 0
+  for _ in pairs(new) do n = n + 1 end
+  return { keys = n, added = table.concat(added, ","), removed = table.concat(removed, ","),
+    changed = table.concat(changed, ",") }
+end
+
+--- Keys from `--hmac-key-dir` or the `STAMP_HMAC_KEY` environment variable
+-- (when no `--hmac-key`/`--hmac-key-file` is given). Sets `a.hmac_key` (the
+-- default key, or the `--ssid` one for a sender) and `a.hmac_keys`.
+-- @tparam table a the parsed command line
+-- @treturn string|nil a message naming the flag when something is wrong
+function M.resolve_keys(a)
+  if a.hmac_key_dir then
+    if a.hmac_key or a.hmac_key_file then
+      return "give either --hmac-key-dir or --hmac-key/--hmac-key-file, not both"
+    end
+    local keys, err = M.read_key_dir(a.hmac_key_dir)
+    if not keys then return string.format("invalid value for --hmac-key-dir: '%s' (%s)", a.hmac_key_dir, err) end
+    a.hmac_keys = keys
+    a.hmac_key = (not a.is_reflector and a.ssid and keys[a.ssid]) or keys.default
+    if not a.hmac_key then
+      for _, v in pairs(keys) do a.hmac_key = a.hmac_key or v end
+    end
+  elseif not a.hmac_key and not a.hmac_key_file then
+    local env = os.getenv("STAMP_HMAC_KEY")
+    if env and env ~= "" then
+      local key = core.hex_decode((env:gsub("%s+", "")))
+      if not key then return "invalid value for STAMP_HMAC_KEY (expected an even number of hex digits)" end
+      a.hmac_key = key
+    end
+  end
+end
+
+-- Settings a running reflector can change (config key -> how), and the others.
+local LIVE = { max_pps = true, reflector_rate_burst = true }
+
+-- SIGHUP with --config: read the file again; apply what can change live (the
+-- rate limit), say which other settings changed (they take effect at restart).
+-- Returns nil when nothing failed, else false.
+local function reload_config(svc)
+  local a = svc.a
+  local cfg, err = M.load_config(a.config)
+  if not cfg then
+    M.log("error", "SIGHUP: --config " .. a.config .. " kept as it was: " .. tostring(err))
+    return false
+  end
+  local given_set = M.cli_given or {}
+  local old = svc.config or {}
+  svc.config = cfg
+  local keys = {}
+  for k in pairs(cfg) do keys[#keys + 1] = tostring(k) end
+  for k in pairs(old) do if cfg[k] == nil then keys[#keys + 1] = tostring(k) end end
+  table.sort(keys)
+  local rate_changed = false
+  for i, k in ipairs(keys) do
+    if k ~= keys[i - 1] and cfg[k] ~= old[k] and not given_set["--" .. k:gsub("_", "-")] then
+      if LIVE[k] then
+        rate_changed = true
+        M.log("info", "SIGHUP: " .. k .. " " .. tostring(old[k]) .. " -> " .. tostring(cfg[k]))
+      else
+        M.log("warning", "SIGHUP: " .. k .. " changed in " .. a.config .. "; it takes effect at restart")
+      end
+    end
+  end
+  if rate_changed then
+    local set = svc.engine.set_rate
+    local pps = tonumber(cfg.max_pps) or 0
+    if not set or pps < 0 then
+      M.log("error", "SIGHUP: this reflector cannot change its rate limit while it runs")
+      return false
+    end
+    set(svc.engine, pps, math.floor(tonumber(cfg.reflector_rate_burst) or 0))
+  end
+end
+
+--- SIGHUP: read the config file and the key directory again, apply what can
+-- change live and log what changed (never the keys).
+-- @tparam table svc the service
+-- @treturn boolean whether the new settings are in force
+function M.reload(svc)
+  local a = svc.a
+  if not a.hmac_key_dir and not a.config then
+    M.log("info", "SIGHUP: nothing to reload yet; the reflector goes on")
+    return true
+  end
+  local cfg_ok = true
+  if a.config then cfg_ok = reload_config(svc) ~= false end
+  if not a.hmac_key_dir then return cfg_ok end
+  local keys, err = M.read_key_dir(a.hmac_key_dir)
+  if not keys then
+    M.log("error", "SIGHUP: keys kept as they were: " .. err)
+    return false
+  end
+  local what = M.describe_keys(keys, a.hmac_keys)
+  local set = svc.engine.set_keys
+  if not set then
+    M.log("error", "SIGHUP: this reflector cannot change its keys while it runs", what)
+    return false
+  end
+  local ok, serr = set(svc.engine, keys)
+  if not ok then
+    M.log("error", "SIGHUP: keys kept as they were: " .. tostring(serr))
+    return false
+  end
+  a.hmac_keys = keys
+  M.log("info", "SIGHUP: keys reloaded", what)
+  return cfg_ok
+end
+
+-- ---------------------------------------------------------------- the service around an engine
+
+local Service = {}
+Service.__index = Service
+
+--- Set up what the command needs around a reflector or sender that is bound:
+-- metrics endpoint, privilege drop, process name, SIGHUP.
+-- @tparam string role "reflector" or "sender"
+-- @tparam table a the parsed command line
+-- @param engine the reflector or sender object
+-- @treturn table|nil the service, or nil and a message
+function M.service(role, a, engine)
+  M.set_log_format(a.log_format)
+  local self = setmetatable({ role = role, a = a, engine = engine }, Service)
+  if a.config then self.config = M.load_config(a.config) end
+  if a.metrics then
+    local m = core.metrics(role):attach(engine)
+    local port, err = m:serve(a.metrics_addr)
+    if not port then
+      m:close()
+      return nil, string.format("cannot serve metrics on %s: %s", a.metrics_addr, err)
+    end
+    self.metrics = m
+    M.log("info", "metrics at http://" .. a.metrics_addr:gsub(":%d+$", ":" .. port) .. "/metrics")
+  end
+  if a.user then
+    local ok, err = core.drop_privileges(a.user)
+    if not ok then
+      self:close()
+      return nil, "--user " .. a.user .. ": " .. err
+    end
+    M.log("info", "running as " .. a.user)
+  end
+  if role == "reflector" and a.hmac_keys then
+    -- the whole per-SSID table (the constructor got the default key)
+    local set = engine.set_keys
+    if set then
+      local ok, err = set(engine, a.hmac_keys)
+      if not ok then
+        self:close()
+        return nil, "--hmac-key-dir " .. a.hmac_key_dir .. ": " .. tostring(err)
+      end
+    else
+      local n = 0
+      for k in pairs(a.hmac_keys) do if k ~= "default" then n = n + 1 end end
+      if n > 0 then M.log("warning", "this reflector takes one key: per-SSID keys ignored, the default key used") end
+    end
+  end
+  core.set_process_name("stamp " .. role)
+  return self
+end
+
+--- Record a sender result in the metrics (no-op without `--metrics`).
+-- @tparam table r
+function Service:observe(r)
+  if self.metrics then self.metrics:observe(r) end
+end
+
+--- One reflector step (timed for the processing histogram with `--metrics`).
+-- @tparam integer wait milliseconds
+-- @treturn integer|nil datagrams handled, or nil, message, code
+function Service:step(wait)
+  if self.metrics then return self.metrics:reflector_step(self.engine, wait) end
+  return self.engine:step(wait)
+end
+
+--- Run the reflector like `reflector:run`, handling SIGHUP with `reload`.
+-- @tparam table o `on_tick(counters)` about once a second, `reload()` on SIGHUP
+-- @treturn table|nil the counters, or nil, message, code
+function Service:run(o)
+  o = o or {}
+  local r = self.engine
+  -- type 12 extra replies are due between datagrams: wait little when they are on
+  local wait = (self.a.reflected_control_max_count or 0) > 0 and self.metrics and 1 or 200
+  local last_tick = core.mono()
+  while not core.interrupted() do
+    if core.hangups() > 0 then
+      local ok = true
+      if o.reload then ok = o.reload() ~= false else M.log("info", "SIGHUP: nothing to reload yet; the reflector goes on") end
+      if self.metrics then self.metrics:reloaded(ok) end
+    end
+    local n, err, code = self:step(wait)
+    if not n then return nil, err, code end
+    if o.on_tick and core.mono() - last_tick >= 1e9 then
+      last_tick = core.mono()
+      o.on_tick(r:counters())
+    end
+  end
+  return r:counters()
+end
+
+--- Stop the metrics endpoint (before the engine closes).
+function Service:close()
+  if self.metrics then
+    self.metrics:close()
+    self.metrics = nil
+  end
+end
+
+return M
