@@ -185,3 +185,27 @@ describe("--plot of a long run", function()
     assert.equal(6000, n) -- every other packet once 10,000 were drawn
   end)
 end)
+
+describe("report.packet_json", function()
+  it("writes exactly what dkjson writes for the same record", function()
+    local base = { seq = 12345, lost = false, t1 = 1795785910741803879, t2 = 1795785910741803979, t3 = 1795785910741804079,
+      t4 = 1795785910741804179, rtt = 123456.7, fwd = 100000, bwd = -2000.5, refl_seq = 7, ttl = 255, reply_ttl = 64,
+      reply_tos = 184, ssid = 4242, sender_ee = { s = 1, error_ns = 1000 }, refl_ee = { s = 1, error_ns = 25000 } }
+    local cases = {
+      base,
+      { seq = 3, lost = true, t1 = 1795785910741803879 },
+      { seq = 4, lost = false, aborted = true, t1 = 17 },
+      { seq = 5, lost = false, t1 = 1, t2 = 2, t3 = 3, t4 = 4, rtt = 0, fwd = 0, bwd = 0, refl_seq = 5, ttl = 1 },
+    }
+    for _, r in ipairs(cases) do
+      for _, session in ipairs { false, "fast-v4", 'odd "name"' } do
+        local rec = report.packet_record(r)
+        rec.session = session or nil
+        assert.equal(report.json(rec), report.packet_json(r, session or nil))
+      end
+    end
+    local with_tlvs = { seq = 1, lost = false, t1 = 1, t2 = 2, t3 = 3, t4 = 4, rtt = 1, fwd = 1, bwd = 0, refl_seq = 1,
+      tlv_list = { { key = "padding", type = 1, length = 4 } } }
+    assert.equal(report.json(report.packet_record(with_tlvs)), report.packet_json(with_tlvs))
+  end)
+end)

@@ -373,17 +373,15 @@ local function make_output(a, campaign)
       if fmt == "text" and a.R then out((session and ("[" .. session .. "] ") or "") .. report.packet_line(r))
       elseif fmt == "csv" then out((session and (session .. ",") or "") .. report.csv_row(r))
       elseif fmt == "jsonl" then
-        local rec = report.packet_record(r)
-        rec.session = session
-        out(report.json(rec))
+        out(report.packet_json(r, session))
       elseif spool then
-        spool:write(nspool > 0 and ",\n    " or "\n    ", report.json(report.packet_record(r)))
+        spool:write(nspool > 0 and ",\n    " or "\n    ", report.packet_json(r))
         nspool = nspool + 1
       end
       return
     end
     if spool then
-      spool:write(nspool > 0 and ",\n    " or "\n    ", report.json(report.packet_record(r)))
+      spool:write(nspool > 0 and ",\n    " or "\n    ", report.packet_json(r))
       nspool = nspool + 1
     end
     if a.plot then
@@ -403,9 +401,7 @@ local function make_output(a, campaign)
     elseif fmt == "csv" then
       out((session and (session .. ",") or "") .. report.csv_row(r))
     elseif fmt == "jsonl" then
-      local rec = report.packet_record(r)
-      rec.session = session
-      out(report.json(rec))
+      out(report.packet_json(r, session))
     end
     if a.report_interval then
       interval_acc = interval_acc or stamp.stats.new()
