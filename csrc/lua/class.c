@@ -1,7 +1,8 @@
-/***
+/*
  * The methods every class of stamp.core shares (written once, see bind.h).
- * @module stamp.core
+ * (Part of the LDoc module stamp.core, described in core.c.)
  */
+/*** @submodule stamp.core */
 #include "bind.h"
 
 #include <string.h>

@@ -1,7 +1,8 @@
-/***
+/*
  * Base packets and Error Estimates (RFC 8762 §4).
- * @module stamp.core
+ * (Part of the LDoc module stamp.core, described in core.c.)
  */
+/*** @submodule stamp.core */
 #include "bind.h"
 
 #include <string.h>

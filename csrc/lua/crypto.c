@@ -1,7 +1,8 @@
-/***
+/*
  * HMAC-SHA-256 (RFC 8762 §4.4), signing and hexadecimal keys.
- * @module stamp.core
+ * (Part of the LDoc module stamp.core, described in core.c.)
  */
+/*** @submodule stamp.core */
 #include "bind.h"
 
 #include <stdlib.h>

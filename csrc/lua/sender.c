@@ -1,9 +1,10 @@
-/***
+/*
  * The Session-Sender class (stamp.sender), RFC 8762 §4.2 and RFC 8972.
  * The shared methods (close, fd, local_addr, counters, __gc, __close,
  * __tostring) are in class.c.
- * @module stamp.core
+ * (Part of the LDoc module stamp.core, described in core.c.)
  */
+/*** @submodule stamp.core */
 #include "bind.h"
 
 #include <errno.h>

@@ -1,7 +1,8 @@
-/***
+/*
  * The host: poll, isatty and signals (for the command-line programs).
- * @module stamp.core
+ * (Part of the LDoc module stamp.core, described in core.c.)
  */
+/*** @submodule stamp.core */
 #include "bind.h"
 
 #include <errno.h>

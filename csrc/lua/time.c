@@ -1,7 +1,8 @@
-/***
+/*
  * Clocks and wire timestamps (RFC 8762 §4.2.1).
- * @module stamp.core
+ * (Part of the LDoc module stamp.core, described in core.c.)
  */
+/*** @submodule stamp.core */
 #include "bind.h"
 
 #include <string.h>

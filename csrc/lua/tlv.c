@@ -1,7 +1,8 @@
-/***
+/*
  * TLVs (RFC 8972): table-driven encode and decode through the core's registry.
- * @module stamp.core
+ * (Part of the LDoc module stamp.core, described in core.c.)
  */
+/*** @submodule stamp.core */
 #include "bind.h"
 
 #include <stdio.h>
