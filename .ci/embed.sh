@@ -19,7 +19,7 @@ luajit -v
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
 cmake -S . -B build-luajit -DLUA_VERSION=luajit >/dev/null && cmake --build build-luajit -j2 >/dev/null
 
-specs=(spec/3[0-9]-*_spec.lua)
+specs=(spec/30-embed_harness_spec.lua spec/31-event_loops_spec.lua spec/33-openresty_spec.lua spec/34-nginx_reflector_spec.lua)
 echo "== embedding specs (Lua 5.4 drives nginx; nginx runs LuaJIT): ${specs[*]}"
 lua5.4 /usr/bin/busted --output=utfTerminal "${specs[@]}" >build/embed-specs.log 2>&1 \
   || { cat build/embed-specs.log; exit 1; }
