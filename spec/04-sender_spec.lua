@@ -341,6 +341,22 @@ describe("every packet accounted for", function()
     s:close()
   end)
 
+  it("keep = false: the run keeps no result (nor its octets and decoded TLVs) once on_result returns", function()
+    local r, s = pair({}, { count = 2000, send_delay = 0.02, tlvs = { tlv.direct_measurement(), tlv.padding { length = 64 } } })
+    local alive = setmetatable({}, { __mode = "k" })
+    local n = 0
+    local results, sum = s:run { keep = false, pump = function() r:step(0) end, on_result = function(x)
+      alive[x] = true
+      n = n + 1
+    end }
+    assert.same({ 0, 2000, 2000 }, { #results, n, sum.received })
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(alive))
+    r:close()
+    s:close()
+  end)
+
   it("refuses wait times C cannot hold and NaN", function()
     local r, s = pair({}, { count = 1 })
     assert.has_error(function() s:step(2 ^ 31) end)

@@ -99,10 +99,11 @@ int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
         return STAMP_EADDR; /* IPv4 local address, IPv6 remote */
     }
     stamp_sm_set_peer(m, &s->remote);
-    /* socket buffers for about 100 ms of packets at this rate (the kernel caps them at rmem/wmem_max) */
+    /* socket buffers for about 200 ms of packets at this rate, counted as the kernel counts them
+     * (a small datagram costs about 1 KiB of buffer); the kernel caps them at rmem/wmem_max */
     if (cfg->interval < 1000000) {
         double pps = cfg->interval > 0 ? 1e9 / (double)cfg->interval : 1e6;
-        double want = pps * 0.1 * (double)(s->plen + 256);
+        double want = pps * 0.2 * (double)(s->plen + 1024);
         int w = want > 64e6 ? 64 << 20 : (int)want;
         if (!cfg->sock.rcvbuf) setbuf_opt(fd, SO_RCVBUF, w);
         setbuf_opt(fd, SO_SNDBUF, w);
