@@ -446,6 +446,33 @@ function Service:step(wait)
   return self.engine:step(wait)
 end
 
+-- Drops worth a warning (counter, what it means); absent counters are skipped.
+local NOISY = {
+  { "drop_hmac", "packets failed HMAC verification (wrong key or forged)" },
+  { "tlv_integrity", "packets failed the HMAC TLV check" },
+  { "drop_rate", "packets over --max-pps were not answered" },
+  { "replayed", "authenticated packets were replays" },
+  { "drop_short", "packets were too short to answer" },
+}
+
+--- Warn about drops, at most once per `every` seconds per kind (the lines held back are counted).
+-- @tparam table c the counters now
+-- @tparam[opt=10] number every seconds
+function Service:warn_drops(c, every)
+  self.seen = self.seen or {}
+  for _, n in ipairs(NOISY) do
+    local k, now = n[1], c[n[1]]
+    if now then
+      local before = self.seen[k] or 0
+      if now > before then
+        M.log_limited("drops:" .. k, every or 10, "warning", string.format("%d %s", now - before, n[2]),
+          { total = now })
+      end
+      self.seen[k] = now
+    end
+  end
+end
+
 --- Run the reflector like `reflector:run`, handling SIGHUP with `reload`.
 -- @tparam table o `on_tick(counters)` about once a second, `reload()` on SIGHUP
 -- @treturn table|nil the counters, or nil, message, code
@@ -463,9 +490,11 @@ function Service:run(o)
     end
     local n, err, code = self:step(wait)
     if not n then return nil, err, code end
-    if o.on_tick and core.mono() - last_tick >= 1e9 then
+    if core.mono() - last_tick >= 1e9 then
       last_tick = core.mono()
-      o.on_tick(r:counters())
+      local c = r:counters()
+      self:warn_drops(c)
+      if o.on_tick then o.on_tick(c) end
     end
   end
   return r:counters()
