@@ -1,8 +1,9 @@
-/***
+/*
  * Operations: Prometheus metrics (the one renderer of the exposition format,
  * an HTTP endpoint on its own thread), privilege drop, process name, key files.
- * @module stamp.core
+ * (Part of the LDoc module stamp.core, described in core.c.)
  */
+/*** @submodule stamp.core */
 #include "bind.h"
 
 #include <errno.h>
