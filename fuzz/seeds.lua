@@ -85,13 +85,21 @@ write("fuzz_packet", "auth-test", auth_test)
 write("fuzz_packet", "twamp-light", open_test:sub(1, 14))
 write("fuzz_packet", "open-test-chain", open_test .. chain)
 
--- sender: switch octet (bit 0 authenticated sender, 0x02 aim at a packet in flight, 0x04 sign, 0x08 send twice), then the reply
+-- sender (the I/O-free machine): configuration octet (0x01 authenticated, 0x02 SSID 77, 0x20 HMAC TLV,
+-- 0x80 peer check), then operations: 0 = send what is due, 2 HOW HALFLEN REPLY (HOW 0x01 aim at a packet
+-- in flight, 0x04 sign, 0x08 foreign source), 3 = expire, 4 = stop, 0x85 = abort
 local auth_refl = string.pack(">I4", 1) .. z(12) .. ts .. string.pack(">I2I2", 0x4001, 77) .. z(4) .. ts .. z(8)
   .. string.pack(">I4", 1) .. z(12) .. ts .. string.pack(">I2", 0x0101) .. z(6) .. "\64" .. z(15) .. z(16)
 local reply_tlvs = tlv(5, string.pack(">I4I4I4", 1, 1, 1), 0) .. tlv(8, z(16), 0)
-write("fuzz_sender", "open", "\x02\x00" .. open_refl:sub(2) .. reply_tlvs)
-write("fuzz_sender", "open-signed", "\x06\x00" .. open_refl:sub(2) .. reply_tlvs)
-write("fuzz_sender", "open-twice", "\x0e\x01" .. open_refl:sub(2) .. reply_tlvs)
-write("fuzz_sender", "auth-signed", "\x07\x00" .. auth_refl:sub(2) .. reply_tlvs)
-write("fuzz_sender", "auth-unsigned", "\x03\x00" .. auth_refl:sub(2) .. reply_tlvs)
-write("fuzz_sender", "short", "\x02\x00" .. open_refl:sub(2, 20))
+local function reply(how, r)
+  if #r % 2 == 1 then r = r .. "\0" end
+  return "\2" .. string.char(how, #r // 2) .. r
+end
+local open_r, auth_r = open_refl .. reply_tlvs, auth_refl .. reply_tlvs
+write("fuzz_sender", "open", "\x22" .. "\0" .. reply(0x05, open_r) .. "\0\0" .. reply(0x05, open_r) .. "\3")
+write("fuzz_sender", "open-twice", "\x22" .. "\0" .. reply(0x05, open_r) .. reply(0x05, open_r) .. "\x84\3")
+write("fuzz_sender", "open-foreign", "\xa2" .. "\0" .. reply(0x0d, open_r) .. "\3")
+write("fuzz_sender", "auth-signed", "\x23" .. "\0" .. reply(0x05, auth_r) .. "\x60\3")
+write("fuzz_sender", "auth-unsigned", "\x23" .. "\0" .. reply(0x01, auth_r) .. "\3")
+write("fuzz_sender", "light", "\x00" .. "\0" .. reply(0x00, open_refl:sub(1, 14)) .. "\x85")
+write("fuzz_sender", "many", "\x22" .. string.rep("\x60", 20) .. reply(0x15, open_r) .. "\3\4\x60\3")
