@@ -439,32 +439,57 @@ STAMP_API int stamp_tlv_sign(stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size
 STAMP_API int stamp_tlv_verify(stamp_hmac_t *hmac, const uint8_t *pkt, size_t base, size_t off);
 
 /* ------------------------------------------------------------------ */
-/* Reflector engine                                                    */
+/* Reflector: keys, configuration, counters                            */
 /* ------------------------------------------------------------------ */
+
+/** One per-SSID key (octets copied when a key table is built). */
+typedef struct {
+    uint16_t ssid;
+    const uint8_t *key;
+    size_t keylen; /* 1..STAMP_KEY_MAX */
+} stamp_key_t;
 
 typedef struct {
     stamp_mode_t mode;
-    const uint8_t *key; /* authenticated mode */
+    const uint8_t *key; /* default key: authenticated mode, HMAC TLV (NULL: only per-SSID keys) */
     size_t keylen;
+    const stamp_key_t *keys; /* per-SSID keys (override the default key for their SSID), copied */
+    size_t n_keys;
     stamp_clock_t clock;
     int stateful;
-    double session_timeout; /* seconds, idle sessions reaped after it */
-    unsigned max_sessions;  /* 0 = default (65536) */
+    double session_timeout; /* seconds, idle sessions reaped after it (> 0; values past ~292 years mean never) */
+    unsigned max_sessions;  /* 0 = default (65536); when full the session idle longest is evicted */
     int strict_packets;     /* drop packets shorter than the base */
-    stamp_sock_opts_t sock;
+    stamp_sock_opts_t sock; /* socket engine only; the machine ignores it */
     stamp_tlv_policy_t tlv; /* TLV processing (tlv.process = 1 for RFC 8972 behaviour) */
     int batch;              /* datagrams per recvmmsg/sendmmsg, 1..STAMP_BATCH (0 = STAMP_BATCH) */
+    /* abuse resistance */
+    double max_pps;         /* per source address (all ports): packets/s answered, 0 = unlimited */
+    unsigned rate_burst;    /* packets a source may send back to back above max_pps (0 = max(1, max_pps/10)) */
+    unsigned rate_sources;  /* source addresses tracked for max_pps, 0 = 65536 (least recently seen evicted) */
+    /* replay protection (authenticated mode): a window of the last 64 sequence numbers per session */
+    double replay_max_age;  /* seconds: a Sender Timestamp further than this from the receive time is a replay (0 = off) */
+    int drop_replayed;      /* 1: replays are counted and not answered; 0: counted and answered */
+    unsigned max_bursts;    /* Type 12: bursts in progress at once (one per session), 0 = 1024 */
 } stamp_reflector_cfg_t;
 
-/** Reflector counters. Every datagram received ends in exactly one of reflected or drop_*. */
+/**
+ * Reflector counters. Every datagram received ends in exactly one of
+ * reflected, no_reply or drop_*. The engine updates them with relaxed C11
+ * atomic stores (one writer, no lock, no read-modify-write on the packet
+ * path); stamp_reflector_counters() / stamp_rmach_counters() read them with
+ * relaxed atomic loads, so another thread (a metrics server) may call them at
+ * any time while packets flow. Each value is exact; a snapshot of several is
+ * not taken at one instant.
+ */
 typedef struct {
     uint64_t rx;              /* datagrams received */
     uint64_t reflected;       /* replies sent */
     uint64_t short_padded;    /* shorter than the base, answered zero-filled (TWAMP-Light) */
     uint64_t drop_short;      /* too short to answer */
     uint64_t drop_truncated;  /* larger than STAMP_MAX_PKT */
-    uint64_t drop_hmac;       /* base HMAC verification failed */
-    uint64_t drop_sessions;   /* stateful: session table full */
+    uint64_t drop_hmac;       /* base HMAC verification failed (or no key for the SSID) */
+    uint64_t drop_sessions;   /* stateful: no session could be made (kept for compatibility: eviction makes room) */
     uint64_t drop_tx;         /* the reply could not be sent */
     uint64_t drop_micro;      /* RFC 9534: Reflector Micro-session ID is not ours */
     uint64_t no_reply;        /* RFC 9503: the Return Path asked for no reply */
@@ -474,9 +499,95 @@ typedef struct {
     uint64_t tlv_integrity;   /* packets whose HMAC TLV failed (I set) */
     uint64_t sessions_active;
     uint64_t sessions_created;
-    uint64_t sessions_reaped;
+    uint64_t sessions_reaped;  /* idle longer than session_timeout */
+    uint64_t drop_group;       /* type 12: Layer-3 Address Group that does not include us */
+    uint64_t drop_rate;        /* over max_pps for its source address */
+    uint64_t drop_replayed;    /* replays not answered (drop_replayed set) */
+    uint64_t replayed;         /* authenticated packets seen as replays (answered or not) */
+    uint64_t sessions_evicted; /* max_sessions reached: the session idle longest made room */
+    uint64_t extra_refused;    /* type 12: bursts not started for want of a burst slot (answered once, C) */
+    uint64_t extra_cancelled;  /* type 12: extra replies not sent (session gone, or a newer burst replaced it) */
 } stamp_reflector_counters_t;
 
+/* ------------------------------------------------------------------ */
+/* Reflector machine: the protocol without I/O                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The Session-Reflector as a state machine that owns no socket and reads no
+ * clock for its decisions: whoever owns the socket (the socket engine below,
+ * a luv/cqueues/OpenResty host, a C program) passes each received datagram
+ * with its metadata and the current times, and sends what comes out.
+ * Times: `mono` is any monotonic clock in nanoseconds (sessions, rate limits,
+ * Type 12 schedules), `now` is UTC nanoseconds written as the reply's
+ * transmit timestamp (T3); the receive timestamp (T2) is meta->rx_time.
+ * The machine still reads the local clock's Error Estimate and TAI offset and
+ * the host's address list (for Destination Node Address) about once a second
+ * of `mono`, from stamp_rmach_tick().
+ * Not thread-safe except stamp_rmach_counters(): one thread drives a machine.
+ */
+
+/** One reply to send. */
+typedef struct {
+    const uint8_t *buf;  /* the octets; valid until the next call on the machine */
+    size_t len;
+    stamp_addr_t to;     /* destination (family of the receiving socket) */
+    stamp_addr_t from;   /* source to pin (from.len == 0: the kernel's choice) */
+    int ifindex;         /* interface to pin with `from`, 0 = any */
+    int tos;             /* TOS / Traffic Class, -1 = the socket's default */
+    stamp_ns_t due;      /* monotonic time it is due (first reply: the input's mono) */
+    int extra;           /* 1 for a Type 12 extra reply */
+} stamp_reply_t;
+
+typedef struct stamp_rmach stamp_rmach_t;
+
+/** Create a machine (cfg->sock is ignored). Returns 0 or STAMP_EINVAL / STAMP_ENOMEM / STAMP_ECRYPTO. */
+STAMP_API int stamp_rmach_new(const stamp_reflector_cfg_t *cfg, stamp_rmach_t **out);
+STAMP_API void stamp_rmach_free(stamp_rmach_t *m);
+/**
+ * Process one received datagram (`len` octets; len > STAMP_MAX_PKT counts as
+ * truncated). meta->src is the peer, meta->dst the local address it was sent
+ * to (len 0 if unknown), ifindex/ttl/tos/rx_time as the socket reported.
+ * Returns 1 with *out filled (T3 = now), or 0 when nothing is to be sent now.
+ * Type 12 extra replies are queued: see stamp_rmach_next_due / stamp_rmach_poll.
+ */
+STAMP_API int stamp_rmach_input(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_rxmeta_t *meta,
+                                stamp_ns_t mono, stamp_ns_t now, stamp_reply_t *out);
+/** Monotonic time of the next queued extra reply, or INT64_MAX when none is queued. */
+STAMP_API stamp_ns_t stamp_rmach_next_due(const stamp_rmach_t *m);
+/**
+ * Up to `max` extra replies due at `mono` (their T3 = now), in due order.
+ * Each burst keeps its schedule: the k-th extra reply is due at start + k * interval.
+ * Returns the count. out[i].buf stay valid until the next call on the machine.
+ */
+STAMP_API int stamp_rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t *out, int max);
+/** Housekeeping (about once a second of `mono` it refreshes clock and addresses; expiry is incremental). */
+STAMP_API void stamp_rmach_tick(stamp_rmach_t *m, stamp_ns_t mono);
+/** A host could not send `n` replies it got (extra: Type 12 extra replies): moves them to drop_tx. */
+STAMP_API void stamp_rmach_tx_failed(stamp_rmach_t *m, unsigned n, int extra);
+/** Counters: safe from any thread at any time (relaxed atomic loads). */
+STAMP_API void stamp_rmach_counters(const stamp_rmach_t *m, stamp_reflector_counters_t *c);
+/**
+ * Replace the key table: the default key (NULL: none) and per-SSID keys.
+ * The new table is built first; on failure the old one stays and a negative
+ * code is returned. Call it between inputs (same thread as the machine).
+ * Authenticated-mode packets whose SSID has no key are dropped as drop_hmac.
+ */
+STAMP_API int stamp_rmach_set_keys(stamp_rmach_t *m, const uint8_t *def, size_t deflen, const stamp_key_t *keys,
+                                   size_t n);
+/** Change max_pps / rate_burst while running (between inputs); max_pps 0 = unlimited. */
+STAMP_API int stamp_rmach_set_rate(stamp_rmach_t *m, double max_pps, unsigned rate_burst);
+
+/* ------------------------------------------------------------------ */
+/* Reflector engine: the machine over a socket                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The socket driver: recvmmsg/sendmmsg batches, kernel receive timestamps
+ * (T2, SO_TIMESTAMPNS), PKTINFO/TTL/TOS control messages, kernel transmit
+ * timestamps for Follow-Up Telemetry (SO_TIMESTAMPING), T3 taken just before
+ * each batch leaves, Type 12 extra replies sent when due.
+ */
 typedef struct stamp_reflector stamp_reflector_t;
 
 STAMP_API int stamp_reflector_new(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **out);
@@ -489,7 +600,15 @@ STAMP_API int stamp_reflector_local(const stamp_reflector_t *r, stamp_addr_t *a)
  * or a negative code (-EINTR when a signal interrupted the wait).
  */
 STAMP_API int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms);
+/** Counters: safe from any thread at any time while another thread steps (relaxed atomic loads). */
 STAMP_API void stamp_reflector_counters(const stamp_reflector_t *r, stamp_reflector_counters_t *c);
+/** The engine's machine (to set keys or rates, or read counters). Owned by the engine. */
+STAMP_API stamp_rmach_t *stamp_reflector_machine(stamp_reflector_t *r);
+/** Same as stamp_rmach_set_keys on the engine's machine; call between steps (e.g. on SIGHUP). */
+STAMP_API int stamp_reflector_set_keys(stamp_reflector_t *r, const uint8_t *def, size_t deflen,
+                                       const stamp_key_t *keys, size_t n);
+/** Same as stamp_rmach_set_rate on the engine's machine; call between steps. */
+STAMP_API int stamp_reflector_set_rate(stamp_reflector_t *r, double max_pps, unsigned rate_burst);
 
 /* ------------------------------------------------------------------ */
 /* Sender engine                                                       */

@@ -1,0 +1,665 @@
+/* rmach.c - the Session-Reflector without I/O (RFC 8762 4.3, RFC 8972 4, RFC 9503, RFC 10052):
+ * one datagram and its metadata in, the reply out; sessions, rate limits,
+ * replay protection, per-SSID keys and Type 12 bursts. */
+#define _GNU_SOURCE
+#include <netinet/in.h>
+#include <stdlib.h>
+
+#include "rmach.h"
+
+typedef struct {
+    stamp_hmac_t *def;
+    size_t n;
+    uint16_t *ssid; /* sorted */
+    stamp_hmac_t **h;
+} keyset_t;
+
+typedef struct {
+    uint32_t sess, gen; /* owner session (index, generation) */
+    uint32_t left;      /* extra replies still to send */
+    uint32_t k;         /* the next one is the k-th after the first reply */
+    stamp_ns_t start, ival;
+    size_t len;
+    uint8_t *buf;       /* the reply as first built, before T3 and signatures */
+    stamp_reply_t r;    /* its addressing */
+    rmach_txinfo_t ti;
+    int active;
+} burst_t;
+
+#define POLL_MAX 32
+
+typedef struct {
+#define X(f) _Atomic uint64_t f;
+    RCTR_LIST(X)
+#undef X
+} rctr_t;
+
+/* One writer: a relaxed load and store, no read-modify-write on the packet path. */
+#define CTR_ADD(m, f, n)                                                                                      \
+    atomic_store_explicit(&(m)->ctr.f, atomic_load_explicit(&(m)->ctr.f, memory_order_relaxed) + (uint64_t)(n), \
+                          memory_order_relaxed)
+#define CTR_SET(m, f, v) atomic_store_explicit(&(m)->ctr.f, (uint64_t)(v), memory_order_relaxed)
+
+struct stamp_rmach {
+    stamp_reflector_cfg_t cfg;
+    keyset_t *keys;
+    stamp_clockstate_t clk;
+    stamp_ns_t last_tick;
+    int ticked;
+    stamp_ns_t idle_ns;
+    rt_sessions_t sess;
+    rt_sources_t src;
+    int rate_on;
+    stamp_ns_t rate_emission, rate_tol;
+    uint8_t local_addrs[64][16];
+    uint8_t local_lens[64];
+    int n_local;
+    burst_t *bursts;
+    uint32_t *freeb, nfree; /* free burst slots */
+    uint32_t *active, nactive;
+    uint8_t *pollmem; /* POLL_MAX * STAMP_MAX_PKT, with Type 12 only */
+    rctr_t ctr;
+    uint8_t out[STAMP_MAX_PKT];
+};
+
+/* ------------------------------------------------------------------ */
+/* keys                                                                */
+/* ------------------------------------------------------------------ */
+
+static void keyset_free(keyset_t *k)
+{
+    if (!k) return;
+    stamp_hmac_free(k->def);
+    for (size_t i = 0; i < k->n; i++) stamp_hmac_free(k->h[i]);
+    free(k->h);
+    free(k->ssid);
+    free(k);
+}
+
+static int keyset_new(const uint8_t *def, size_t deflen, const stamp_key_t *keys, size_t n, keyset_t **out)
+{
+    *out = NULL;
+    if ((def && (deflen == 0 || deflen > STAMP_KEY_MAX)) || (n && !keys) || n > 65536) return STAMP_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!keys[i].key || keys[i].keylen == 0 || keys[i].keylen > STAMP_KEY_MAX) return STAMP_EINVAL;
+        for (size_t j = 0; j < i; j++)
+            if (keys[j].ssid == keys[i].ssid) return STAMP_EINVAL;
+    }
+    keyset_t *k = calloc(1, sizeof *k);
+    if (!k) return STAMP_ENOMEM;
+    if (n) {
+        k->ssid = calloc(n, sizeof *k->ssid);
+        k->h = calloc(n, sizeof *k->h);
+        if (!k->ssid || !k->h) {
+            keyset_free(k);
+            return STAMP_ENOMEM;
+        }
+    }
+    if (def && !(k->def = stamp_hmac_new(def, deflen))) {
+        keyset_free(k);
+        return STAMP_ECRYPTO;
+    }
+    for (size_t i = 0; i < n; i++) { /* insertion in SSID order */
+        stamp_hmac_t *h = stamp_hmac_new(keys[i].key, keys[i].keylen);
+        if (!h) {
+            keyset_free(k);
+            return STAMP_ECRYPTO;
+        }
+        size_t j = k->n;
+        while (j > 0 && k->ssid[j - 1] > keys[i].ssid) {
+            k->ssid[j] = k->ssid[j - 1];
+            k->h[j] = k->h[j - 1];
+            j--;
+        }
+        k->ssid[j] = keys[i].ssid;
+        k->h[j] = h;
+        k->n++;
+    }
+    *out = k;
+    return STAMP_OK;
+}
+
+static stamp_hmac_t *key_for(const stamp_rmach_t *m, uint16_t ssid)
+{
+    const keyset_t *k = m->keys;
+    size_t lo = 0, hi = k->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (k->ssid[mid] == ssid) return k->h[mid];
+        if (k->ssid[mid] < ssid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return k->def;
+}
+
+int stamp_rmach_set_keys(stamp_rmach_t *m, const uint8_t *def, size_t deflen, const stamp_key_t *keys, size_t n)
+{
+    keyset_t *k;
+    int rc = keyset_new(def, deflen, keys, n, &k);
+    if (rc) return rc;
+    keyset_t *old = m->keys;
+    m->keys = k; /* one pointer: the next packet sees the whole new table */
+    keyset_free(old);
+    return STAMP_OK;
+}
+
+int stamp_rmach_set_rate(stamp_rmach_t *m, double max_pps, unsigned burst)
+{
+    if (!(max_pps >= 0) || max_pps > 1e9) return STAMP_EINVAL;
+    m->cfg.max_pps = max_pps;
+    m->cfg.rate_burst = burst;
+    m->rate_on = max_pps > 0;
+    if (!m->rate_on) return STAMP_OK;
+    if (burst == 0) burst = max_pps >= 10 ? (unsigned)(max_pps / 10) : 1;
+    m->rate_emission = (stamp_ns_t)(1e9 / max_pps);
+    if (m->rate_emission < 1) m->rate_emission = 1;
+    m->rate_tol = (stamp_ns_t)(burst - 1) * m->rate_emission;
+    return STAMP_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* life cycle                                                          */
+/* ------------------------------------------------------------------ */
+
+void stamp_rmach_free(stamp_rmach_t *m)
+{
+    if (!m) return;
+    rt_sessions_free(&m->sess);
+    rt_sources_free(&m->src);
+    if (m->bursts)
+        for (uint32_t i = 0; i < m->cfg.max_bursts; i++) free(m->bursts[i].buf);
+    free(m->bursts);
+    free(m->freeb);
+    free(m->active);
+    free(m->pollmem);
+    keyset_free(m->keys);
+    free(m);
+}
+
+int stamp_rmach_new(const stamp_reflector_cfg_t *cfg, stamp_rmach_t **out)
+{
+    *out = NULL;
+    if (cfg->mode != STAMP_MODE_OPEN && cfg->mode != STAMP_MODE_AUTH) return STAMP_EINVAL;
+    if (cfg->mode == STAMP_MODE_AUTH && !(cfg->key && cfg->keylen) && !cfg->n_keys) return STAMP_EINVAL;
+    if (!(cfg->session_timeout > 0)) return STAMP_EINVAL; /* also NaN */
+    if (!(cfg->replay_max_age >= 0) || !(cfg->max_pps >= 0)) return STAMP_EINVAL;
+    stamp_rmach_t *m = calloc(1, sizeof *m);
+    if (!m) return STAMP_ENOMEM;
+    m->cfg = *cfg;
+    m->cfg.key = NULL; /* keys live only inside the HMAC contexts */
+    m->cfg.keys = NULL;
+    m->cfg.n_keys = 0;
+    if (!m->cfg.max_sessions) m->cfg.max_sessions = 65536;
+    if (!m->cfg.rate_sources) m->cfg.rate_sources = 65536;
+    if (!m->cfg.max_bursts) m->cfg.max_bursts = 1024;
+    if (m->cfg.batch <= 0 || m->cfg.batch > STAMP_BATCH) m->cfg.batch = STAMP_BATCH;
+    double idle = cfg->session_timeout * 1e9;
+    m->idle_ns = idle >= 9.2e18 ? INT64_MAX : (stamp_ns_t)idle;
+    int rc = keyset_new(cfg->key && cfg->keylen ? cfg->key : NULL, cfg->keylen, cfg->keys, cfg->n_keys, &m->keys);
+    if (!rc) rc = rt_sessions_init(&m->sess, m->cfg.max_sessions);
+    if (!rc) rc = stamp_rmach_set_rate(m, cfg->max_pps, cfg->rate_burst);
+    if (!rc && m->rate_on) rc = rt_sources_init(&m->src, m->cfg.rate_sources);
+    if (!rc && cfg->tlv.refl_max_count) {
+        uint32_t nb = m->cfg.max_bursts;
+        m->bursts = calloc(nb, sizeof *m->bursts);
+        m->freeb = calloc(nb, sizeof *m->freeb);
+        m->active = calloc(nb, sizeof *m->active);
+        m->pollmem = calloc(POLL_MAX, STAMP_MAX_PKT); /* zeroed: every octet that can reach the wire */
+        if (!m->bursts || !m->freeb || !m->active || !m->pollmem) rc = STAMP_ENOMEM;
+        for (uint32_t i = 0; !rc && i < nb; i++) m->freeb[m->nfree++] = nb - 1 - i;
+    }
+    if (rc) {
+        stamp_rmach_free(m);
+        return rc;
+    }
+    stamp_rmach_tick(m, stamp_mono());
+    *out = m;
+    return STAMP_OK;
+}
+
+void stamp_rmach_counters(const stamp_rmach_t *m, stamp_reflector_counters_t *c)
+{
+#define X(f) c->f = atomic_load_explicit(&m->ctr.f, memory_order_relaxed);
+    RCTR_LIST(X)
+#undef X
+}
+
+void stamp_rmach_tx_failed(stamp_rmach_t *m, unsigned n, int extra)
+{
+    if (!n) return;
+    if (extra)
+        CTR_ADD(m, extra_replies, -(int64_t)n);
+    else
+        CTR_ADD(m, reflected, -(int64_t)n);
+    CTR_ADD(m, drop_tx, n);
+}
+
+/* ------------------------------------------------------------------ */
+/* sessions and bursts                                                 */
+/* ------------------------------------------------------------------ */
+
+static void burst_release(stamp_rmach_t *m, uint32_t b, int cancelled)
+{
+    burst_t *x = &m->bursts[b];
+    if (!x->active) return;
+    if (cancelled) CTR_ADD(m, extra_cancelled, x->left);
+    x->active = 0;
+    for (uint32_t i = 0; i < m->nactive; i++)
+        if (m->active[i] == b) {
+            m->active[i] = m->active[--m->nactive];
+            break;
+        }
+    m->freeb[m->nfree++] = b;
+    rt_session_t *s = &m->sess.e[x->sess];
+    if (s->gen == x->gen && s->burst == b + 1) s->burst = 0;
+}
+
+static void session_gone(stamp_rmach_t *m, uint32_t e)
+{
+    rt_session_t *s = &m->sess.e[e];
+    if (s->burst && m->bursts) {
+        uint32_t b = s->burst - 1;
+        s->burst = 0;
+        burst_release(m, b, 1);
+    }
+}
+
+static void expire(stamp_rmach_t *m, stamp_ns_t mono, int budget)
+{
+    uint32_t e;
+    while (budget-- > 0 && (e = rt_session_oldest_idle(&m->sess, mono, m->idle_ns)) != RT_NONE) {
+        session_gone(m, e);
+        rt_session_remove(&m->sess, e);
+        CTR_ADD(m, sessions_reaped, 1);
+    }
+    CTR_SET(m, sessions_active, m->sess.used);
+}
+
+void stamp_rmach_tick(stamp_rmach_t *m, stamp_ns_t mono)
+{
+    if (!m->ticked || mono - m->last_tick >= STAMP_NS_PER_SEC) {
+        m->ticked = 1;
+        m->last_tick = mono;
+        stamp_clock_refresh(&m->clk, m->cfg.clock, mono, 1);
+        m->n_local = stamp_local_addrs(m->local_addrs, m->local_lens, 64);
+    }
+    expire(m, mono, 4096);
+}
+
+/* ------------------------------------------------------------------ */
+/* helpers on the reply's TLVs                                         */
+/* ------------------------------------------------------------------ */
+
+/* Offset of the first TLV of `type` in pkt[base..len), or -1. */
+static long find_tlv(const uint8_t *pkt, size_t base, size_t len, uint8_t type, stamp_tlv_t *t)
+{
+    size_t pos = base;
+    while (stamp_tlv_next(pkt, len, &pos, t) == 1)
+        if (t->type == type) return (long)t->off;
+    return -1;
+}
+
+static int is_v4(const stamp_addr_t *a)
+{
+    if (a->addr.ss_family == AF_INET) return 1;
+    if (a->addr.ss_family == AF_INET6)
+        return IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr);
+    return 0;
+}
+
+/* A dropped packet: our Micro-session ID not matched (RFC 9534), else a Type 12 group without us. */
+static int drop_is_micro(const stamp_rmach_t *m, const uint8_t *pkt, size_t base, size_t len)
+{
+    stamp_tlv_t t;
+    size_t pos = base;
+    if (!m->cfg.tlv.has_member_link) return 0;
+    while (stamp_tlv_next(pkt, len, &pos, &t) == 1) {
+        if (t.type != STAMP_TLV_MICRO || t.len != 4) continue;
+        unsigned want = rd16(pkt + t.off + STAMP_TLV_HDR + 2);
+        if (want != 0 && want != m->cfg.tlv.member_link) return 1;
+    }
+    return 0;
+}
+
+/* RFC 8762 4.2: a replay when seen in the window, older than it, or (with an age bound) stale. */
+static int replayed(stamp_rmach_t *m, rt_session_t *s, const stamp_test_t *t, const stamp_rxmeta_t *meta)
+{
+    int rep = 0;
+    if (m->cfg.replay_max_age > 0) {
+        stamp_ee_t ee;
+        stamp_ns_t ts;
+        stamp_ee_unpack(t->ee, &ee);
+        stamp_ts_decode(t->ts, ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, m->clk.tai, &ts);
+        double age = (double)(meta->rx_time - ts) / 1e9;
+        if (age > m->cfg.replay_max_age || -age > m->cfg.replay_max_age) rep = 1;
+    }
+    if (!s->has_replay) {
+        s->has_replay = 1;
+        s->replay_top = t->seq;
+        s->replay_bits = 1;
+        return rep;
+    }
+    int32_t d = (int32_t)(t->seq - s->replay_top);
+    if (d > 0) {
+        s->replay_bits = d >= 64 ? 1 : (s->replay_bits << d) | 1u;
+        s->replay_top = t->seq;
+        return rep;
+    }
+    uint32_t back = (uint32_t)(-(int64_t)d);
+    if (back >= 64) return 1;
+    if (s->replay_bits & (1ULL << back)) return 1;
+    s->replay_bits |= 1ULL << back;
+    return rep;
+}
+
+/* ------------------------------------------------------------------ */
+/* one datagram                                                        */
+/* ------------------------------------------------------------------ */
+
+static void start_burst(stamp_rmach_t *m, uint32_t e, rt_session_t *s, uint8_t *out,
+                        size_t olen, size_t base, const stamp_reply_t *r, const rmach_txinfo_t *ti,
+                        unsigned extra, stamp_ns_t ival, stamp_ns_t mono)
+{
+    stamp_tlv_t tl;
+    long off = find_tlv(out, base, olen, STAMP_TLV_REFLCTRL, &tl);
+    if (s->burst) burst_release(m, s->burst - 1, 1); /* a newer request replaces the burst */
+    if (!m->nfree) { /* no room to keep this grant: one reply, C */
+        if (off >= 0) out[off] |= STAMP_TLV_C;
+        CTR_ADD(m, extra_refused, 1);
+        return;
+    }
+    uint32_t b = m->freeb[--m->nfree];
+    burst_t *x = &m->bursts[b];
+    if (!x->buf && !(x->buf = calloc(1, STAMP_MAX_PKT))) { /* once per slot, kept for reuse */
+        m->freeb[m->nfree++] = b;
+        if (off >= 0) out[off] |= STAMP_TLV_C;
+        CTR_ADD(m, extra_refused, 1);
+        return;
+    }
+    memcpy(x->buf, out, olen);
+    x->len = olen;
+    x->sess = e;
+    x->gen = s->gen;
+    x->left = extra;
+    x->k = 1;
+    x->start = mono;
+    x->ival = ival;
+    x->r = *r;
+    x->r.extra = 1;
+    x->ti = *ti;
+    x->active = 1;
+    m->active[m->nactive++] = b;
+    s->burst = b + 1;
+}
+
+int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_rxmeta_t *meta, stamp_ns_t mono,
+                  uint8_t *out, stamp_reply_t *r, rmach_txinfo_t *ti)
+{
+    memset(ti, 0, sizeof *ti);
+    ti->hmac_off = -1;
+    memset(r, 0, sizeof *r);
+    r->tos = -1;
+    r->due = mono;
+    CTR_ADD(m, rx, 1);
+    expire(m, mono, 2);
+    if (len > STAMP_MAX_PKT) {
+        CTR_ADD(m, drop_truncated, 1);
+        return 0;
+    }
+    uint8_t srckey[16], dstkey[16];
+    uint16_t sport, dport;
+    rt_addr_key(&meta->src, srckey, &sport);
+    rt_addr_key(&meta->dst, dstkey, &dport);
+    if (m->rate_on && !rt_source_admit(&m->src, srckey, mono, m->rate_emission, m->rate_tol)) {
+        CTR_ADD(m, drop_rate, 1);
+        return 0;
+    }
+    if (len < STAMP_TWAMP_LIGHT_MIN) {
+        CTR_ADD(m, drop_short, 1);
+        return 0;
+    }
+    size_t base = stamp_base_len(m->cfg.mode);
+    int padded = 0;
+    memcpy(out, pkt, len);
+    if (len < base) {
+        /* TWAMP-Light interop (RFC 8762 4.6): answer zero-filled, unauthenticated only */
+        if (m->cfg.strict_packets || m->cfg.mode == STAMP_MODE_AUTH) {
+            CTR_ADD(m, drop_short, 1);
+            return 0;
+        }
+        memset(out + len, 0, base - len);
+        padded = 1;
+        len = base;
+    }
+    stamp_test_t t;
+    stamp_test_decode(out, len, m->cfg.mode, &t);
+    stamp_hmac_t *key = key_for(m, t.ssid);
+    if (m->cfg.mode == STAMP_MODE_AUTH && (!key || stamp_auth_verify(key, out, len) != STAMP_OK)) {
+        CTR_ADD(m, drop_hmac, 1);
+        return 0;
+    }
+    int tlvs = len > base && m->cfg.tlv.process;
+
+    /* per-session state: stateful numbering, TLVs that count per session, replay windows */
+    rt_session_t *s = NULL;
+    uint32_t e = RT_NONE;
+    if (m->cfg.stateful || tlvs || m->cfg.mode == STAMP_MODE_AUTH) {
+        int created;
+        uint32_t ev;
+        e = rt_session_get(&m->sess, srckey, sport, dstkey, dport, t.ssid, mono, &created, &ev);
+        if (ev != RT_NONE) CTR_ADD(m, sessions_evicted, 1);
+        if (created) CTR_ADD(m, sessions_created, 1);
+        CTR_SET(m, sessions_active, m->sess.used);
+        s = &m->sess.e[e];
+    }
+    if (m->cfg.mode == STAMP_MODE_AUTH && replayed(m, s, &t, meta)) {
+        CTR_ADD(m, replayed, 1);
+        if (m->cfg.drop_replayed) {
+            CTR_ADD(m, drop_replayed, 1);
+            return 0;
+        }
+    }
+    if (padded) CTR_ADD(m, short_padded, 1);
+    stamp_reflected_t o;
+    memset(&o, 0, sizeof o);
+    o.seq = m->cfg.stateful ? s->next_seq : t.seq;
+    o.ee = m->clk.ee;
+    o.ssid = t.ssid;
+    stamp_ts_encode(o.rx_ts, meta->rx_time, m->cfg.clock, m->clk.tai);
+    o.sender_seq = t.seq;
+    memcpy(o.sender_ts, t.ts, 8);
+    o.sender_ee = t.ee;
+    o.sender_ttl = meta->ttl >= 0 ? (uint8_t)meta->ttl : 0;
+    stamp_reflected_encode(out, STAMP_MAX_PKT, m->cfg.mode, &o);
+    size_t olen = base;
+    unsigned extra = 0;
+    stamp_ns_t extra_ival = 0;
+    int has_from = 0;
+    r->to = meta->src;
+    if (tlvs) {
+        /* the TLVs go back in order and length, processed in place (RFC 8972 4) */
+        olen = len;
+        stamp_tlv_ctx_t c;
+        memset(&c, 0, sizeof c);
+        c.meta = meta;
+        c.clock = m->cfg.clock;
+        c.tai = m->clk.tai;
+        c.synced = m->clk.synced;
+        c.pol = &m->cfg.tlv;
+        c.local_addrs = (const uint8_t(*)[16])m->local_addrs;
+        c.local_lens = m->local_lens;
+        c.n_local = m->n_local;
+        c.tos = -1;
+        c.stateful = m->cfg.stateful;
+        c.sender_seq = t.seq;
+        if (s) {
+            c.last_sender_seq = s->sender_seq;
+            c.has_last_sender_seq = s->has_sender_seq;
+            c.sess_rx = s->rx + 1;
+            c.sess_tx = s->tx + 1;
+            c.prev_seq = s->last_seq;
+            c.prev_tx = s->last_tx;
+            c.has_prev = s->has_last;
+        }
+        int f = stamp_tlv_reflect(&c, key, out, base, olen, &ti->hmac_off);
+        if (f & STAMP_TLV_DROP) {
+            if (drop_is_micro(m, out, base, olen))
+                CTR_ADD(m, drop_micro, 1);
+            else
+                CTR_ADD(m, drop_group, 1);
+            return 0;
+        }
+        if (s) {
+            s->rx++;
+            s->sender_seq = t.seq;
+            s->has_sender_seq = 1;
+        }
+        if (c.no_reply) {
+            if (f & STAMP_TLV_U) CTR_ADD(m, tlv_unknown, 1);
+            if (f & STAMP_TLV_M) CTR_ADD(m, tlv_malformed, 1);
+            if (f & STAMP_TLV_I) CTR_ADD(m, tlv_integrity, 1);
+            CTR_ADD(m, no_reply, 1);
+            return 0;
+        }
+        r->tos = c.tos;
+        if (c.has_return_to) r->to = c.return_to;
+        stamp_tlv_t tl;
+        if (c.has_source) {
+            if (is_v4(&c.source) == is_v4(&r->to)) {
+                r->from = c.source;
+                r->ifindex = c.ifindex; /* Return Path "same link" */
+                has_from = 1;
+            } else { /* a source of the other family cannot be used: answer from ours, TLV flagged U */
+                long off = find_tlv(out, base, olen, STAMP_TLV_DESTNODE, &tl);
+                if (off >= 0) out[off] |= STAMP_TLV_U;
+                f |= STAMP_TLV_U;
+            }
+        }
+        if (f & STAMP_TLV_U) CTR_ADD(m, tlv_unknown, 1);
+        if (f & STAMP_TLV_M) CTR_ADD(m, tlv_malformed, 1);
+        if (f & STAMP_TLV_I) CTR_ADD(m, tlv_integrity, 1);
+        /* type 12: the exact reply length of RFC 10052 3 (C set by the registry where it cannot be met) */
+        if (c.want_len) olen = stamp_tlv_fit(out, STAMP_MAX_PKT, base, olen, c.want_len, &ti->hmac_off);
+        extra = c.extra_count;
+        extra_ival = c.extra_interval;
+    } else {
+        /* RFC 8762 4.3/4.6: without TLV processing the octets past the base (already copied into `out`)
+           go back unprocessed, so the reply stays as long as the request */
+        olen = len;
+        if (s) s->rx++;
+    }
+    if (!has_from && meta->dst.len) {
+        r->from = meta->dst;
+        has_from = 1;
+    }
+    if (s) {
+        s->tx++;
+        if (m->cfg.stateful) s->next_seq++;
+        ti->sess = e + 1;
+        ti->gen = s->gen;
+    }
+    ti->seq = o.seq;
+    ti->ssid = t.ssid;
+    r->buf = out;
+    r->len = olen;
+    if (extra && s && m->bursts) start_burst(m, e, s, out, olen, base, r, ti, extra, extra_ival, mono);
+    CTR_ADD(m, reflected, 1);
+    return 1;
+}
+
+void rmach_finish(stamp_rmach_t *m, uint8_t *b, size_t len, const rmach_txinfo_t *ti, stamp_ns_t now)
+{
+    size_t tsoff = m->cfg.mode == STAMP_MODE_AUTH ? 16 : 4;
+    size_t base = stamp_base_len(m->cfg.mode);
+    stamp_hmac_t *key = key_for(m, ti->ssid);
+    stamp_ts_encode(b + tsoff, now, m->cfg.clock, m->clk.tai);
+    if (ti->hmac_off >= 0 && key) stamp_tlv_sign(key, b, base, (size_t)ti->hmac_off);
+    if (m->cfg.mode == STAMP_MODE_AUTH && key) stamp_auth_sign(key, b, len);
+    if (ti->sess) {
+        rt_session_t *s = &m->sess.e[ti->sess - 1];
+        if (s->gen == ti->gen) {
+            s->last_seq = ti->seq;
+            s->last_tx = now;
+            s->has_last = 1;
+        }
+    }
+}
+
+void rmach_txts(stamp_rmach_t *m, uint32_t sess, uint32_t gen, uint32_t seq, stamp_ns_t t3, stamp_ns_t t)
+{
+    if (!sess) return;
+    rt_session_t *s = &m->sess.e[sess - 1];
+    stamp_ns_t d = t - t3;
+    /* the same session, still on that reply, and a plausible time: after our stamp, within a second */
+    if (s->gen == gen && s->has_last && s->last_seq == seq && d >= 0 && d < STAMP_NS_PER_SEC) s->last_tx = t;
+}
+
+int stamp_rmach_input(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_rxmeta_t *meta,
+                      stamp_ns_t mono, stamp_ns_t now, stamp_reply_t *out)
+{
+    rmach_txinfo_t ti;
+    if (!rmach_prepare(m, pkt, len > STAMP_MAX_PKT ? STAMP_MAX_PKT + 1 : len, meta, mono, m->out, out, &ti))
+        return 0;
+    rmach_finish(m, m->out, out->len, &ti, now);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Type 12 extra replies                                               */
+/* ------------------------------------------------------------------ */
+
+static stamp_ns_t burst_due(const burst_t *x) { return x->start + (stamp_ns_t)x->k * x->ival; }
+
+stamp_ns_t stamp_rmach_next_due(const stamp_rmach_t *m)
+{
+    stamp_ns_t first = INT64_MAX;
+    for (uint32_t i = 0; i < m->nactive; i++) {
+        stamp_ns_t d = burst_due(&m->bursts[m->active[i]]);
+        if (d < first) first = d;
+    }
+    return first;
+}
+
+int stamp_rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t *out, int max)
+{
+    int n = 0;
+    if (max > POLL_MAX) max = POLL_MAX;
+    while (n < max && m->nactive) {
+        uint32_t best = RT_NONE;
+        stamp_ns_t first = INT64_MAX;
+        for (uint32_t i = 0; i < m->nactive; i++) {
+            stamp_ns_t d = burst_due(&m->bursts[m->active[i]]);
+            if (d < first) {
+                first = d;
+                best = m->active[i];
+            }
+        }
+        if (first > mono) break;
+        burst_t *x = &m->bursts[best];
+        rt_session_t *s = &m->sess.e[x->sess];
+        if (s->gen != x->gen) { /* the session was reaped or evicted */
+            burst_release(m, best, 1);
+            continue;
+        }
+        uint8_t *b = m->pollmem + (size_t)n * STAMP_MAX_PKT;
+        memcpy(b, x->buf, x->len);
+        rmach_txinfo_t ti = x->ti;
+        if (m->cfg.stateful) { /* each reply has its own number */
+            ti.seq = s->next_seq++;
+            wr32(b, ti.seq);
+        }
+        s->tx++;
+        rmach_finish(m, b, x->len, &ti, now);
+        out[n] = x->r;
+        out[n].buf = b;
+        out[n].len = x->len;
+        out[n].due = first;
+        n++;
+        CTR_ADD(m, extra_replies, 1);
+        x->k++;
+        if (--x->left == 0) burst_release(m, best, 0);
+    }
+    return n;
+}
