@@ -1,5 +1,7 @@
 /*
- * The Session-Reflector class (stamp.reflector), RFC 8762 §4.3 and RFC 8972.
+ * The Session-Reflector classes: stamp.reflector (a UDP socket engine) and
+ * stamp.reflector_machine (the same protocol without I/O, for hosts that own
+ * the socket), RFC 8762 §4.3, RFC 8972, RFC 9503, RFC 9534, RFC 10052.
  * The shared methods (close, fd, local_addr, counters, __gc, __close,
  * __tostring) are in class.c.
  * (Part of the LDoc module stamp.core, described in core.c.)
@@ -8,6 +10,7 @@
 #include "bind.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,14 +21,21 @@ typedef struct {
     bind_obj_t obj; /* obj.h: the stamp_reflector_t */
 } lreflector_t;
 
-static const bind_class_t REFLECTOR;
+typedef struct {
+    bind_obj_t obj; /* obj.h: the stamp_rmach_t */
+} lrmach_t;
+
+static const bind_class_t REFLECTOR, RMACH;
+
+#define NS_MAX 9007199254740992LL /* 2^53: exact in every Lua */
 
 #define RC(f) {#f, offsetof(stamp_reflector_counters_t, f)}
 static const counter_t REFLECTOR_COUNTERS[] = {
     RC(rx),           RC(reflected),     RC(short_padded),  RC(drop_short),       RC(drop_truncated),
     RC(drop_hmac),    RC(drop_sessions), RC(drop_tx),       RC(drop_micro),       RC(no_reply),
     RC(extra_replies), RC(tlv_unknown),  RC(tlv_malformed), RC(tlv_integrity),    RC(sessions_active),
-    RC(sessions_created), RC(sessions_reaped), {NULL, 0}};
+    RC(sessions_created), RC(sessions_reaped), RC(drop_group), RC(drop_rate),     RC(drop_replayed),
+    RC(replayed),     RC(sessions_evicted), RC(extra_refused), RC(extra_cancelled), {NULL, 0}};
 _Static_assert(sizeof(stamp_reflector_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
 static void opt_policy(lua_State *L, int t, stamp_tlv_policy_t *p)
@@ -78,14 +88,141 @@ static void opt_policy(lua_State *L, int t, stamp_tlv_policy_t *p)
     lua_pop(L, 1);
 }
 
+/* A finite number option in [lo, hi] (nil: def); NaN, infinities and out-of-range values raise. */
+static double opt_num(lua_State *L, int t, const char *k, double def, double lo, double hi)
+{
+    lua_getfield(L, t, k);
+    double v = def;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1)) luaL_error(L, "bad option '%s' (number expected, got %s)", k, luaL_typename(L, -1));
+        v = (double)lua_tonumber(L, -1);
+        if (!(v >= lo && v <= hi)) luaL_error(L, "bad option '%s' (%f out of range %g..%g)", k, v, lo, hi);
+    }
+    lua_pop(L, 1);
+    return v;
+}
 
+/* A key table at index t: { default = "octets", [ssid] = "octets", ... }. The stamp_key_t array lives in a
+ * userdata pushed on the stack (collected with it); key octets stay in the table's strings. */
+static void read_keys(lua_State *L, int t, const char *what, const uint8_t **def, size_t *deflen, stamp_key_t **keys,
+                      size_t *n)
+{
+    t = lua_absindex(L, t);
+    *def = NULL;
+    *deflen = 0;
+    *n = 0;
+    size_t count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        count++;
+        lua_pop(L, 1);
+    }
+    *keys = lua_newuserdata(L, (count ? count : 1) * sizeof **keys);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        size_t len = 0;
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (!k || len == 0 || len > STAMP_KEY_MAX)
+            luaL_error(L, "bad %s (keys of 1..%d octets expected)", what, STAMP_KEY_MAX);
+        if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "default") == 0) {
+            *def = (const uint8_t *)k;
+            *deflen = len;
+        } else {
+            int isint = lua_type(L, -2) == LUA_TNUMBER && lua_isinteger(L, -2);
+            lua_Number s = isint ? lua_tonumber(L, -2) : -1;
+            if (!isint || !(s >= 0 && s <= 65535))
+                luaL_error(L, "bad %s (SSIDs 0..65535 or 'default' expected as keys)", what);
+            (*keys)[*n].ssid = (uint16_t)s;
+            (*keys)[*n].key = (const uint8_t *)k;
+            (*keys)[*n].keylen = len;
+            (*n)++;
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* The reflector options of the table at t into c (the socket options too when sock). Pushes one value
+ * (the key array holder) that must stay on the stack while c is used. */
+static void read_cfg(lua_State *L, int t, stamp_reflector_cfg_t *c, int sock)
+{
+    memset(c, 0, sizeof *c);
+    if (sock) {
+        opt_sock(L, t, &c->sock);
+        c->sock.port = (unsigned)opt_int(L, t, "local_port", 862, 0, 65535);
+    }
+    c->mode = opt_bool(L, t, "auth", 0) ? STAMP_MODE_AUTH : STAMP_MODE_OPEN;
+    c->key = (const uint8_t *)opt_str(L, t, "key", NULL, &c->keylen);
+    if (c->key && (c->keylen == 0 || c->keylen > STAMP_KEY_MAX))
+        luaL_error(L, "bad option 'key' (1..%d octets expected)", STAMP_KEY_MAX);
+    lua_getfield(L, t, "keys");
+    if (lua_istable(L, -1)) {
+        const uint8_t *def;
+        size_t deflen, n;
+        stamp_key_t *keys;
+        read_keys(L, -1, "option 'keys'", &def, &deflen, &keys, &n);
+        if (def) {
+            if (c->key) luaL_error(L, "bad option 'keys' (a default key beside option 'key')");
+            c->key = def;
+            c->keylen = deflen;
+        }
+        c->keys = keys;
+        c->n_keys = n;
+        lua_remove(L, -2); /* the table stays referenced by cfg; the holder stays on the stack */
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "bad option 'keys' (table expected, got %s)", luaL_typename(L, -1));
+    }
+    if (c->mode == STAMP_MODE_AUTH && !c->key && !c->n_keys)
+        luaL_error(L, "bad option 'key' (authenticated mode needs a non-empty key or option 'keys')");
+    c->clock = opt_clock(L, t);
+    c->stateful = opt_bool(L, t, "stateful", 0);
+    c->session_timeout = opt_num(L, t, "session_timeout", 300, 0.000001, 1e300);
+    c->max_sessions = (unsigned)opt_int(L, t, "max_sessions", 65536, 1, 1 << 24);
+    c->strict_packets = opt_bool(L, t, "strict_packets", 0);
+    opt_policy(L, t, &c->tlv);
+    c->batch = (int)opt_int(L, t, "batch", STAMP_BATCH, 1, STAMP_BATCH);
+    c->max_pps = opt_num(L, t, "max_pps", 0, 0, 1e9);
+    c->rate_burst = (unsigned)opt_int(L, t, "rate_burst", 0, 0, 1000000000);
+    c->rate_sources = (unsigned)opt_int(L, t, "rate_sources", 65536, 1, 1 << 24);
+    c->replay_max_age = opt_num(L, t, "replay_max_age", 0, 0, 1e9);
+    c->drop_replayed = opt_bool(L, t, "drop_replayed", 0);
+    c->max_bursts = (unsigned)opt_int(L, t, "max_bursts", 1024, 1, 1 << 20);
+}
+
+/* set_keys(keys) on either class: h is the handle, set the function. */
+static int do_set_keys(lua_State *L, void *h, int (*set)(void *, const uint8_t *, size_t, const stamp_key_t *, size_t))
+{
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const uint8_t *def;
+    size_t deflen, n;
+    stamp_key_t *keys;
+    read_keys(L, 2, "argument #1 to 'set_keys'", &def, &deflen, &keys, &n);
+    int rc = set(h, def, deflen, keys, n);
+    if (rc) return push_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int set_rate_args(lua_State *L, double *pps, unsigned *burst)
+{
+    lua_Number v = luaL_checknumber(L, 2);
+    if (!(v >= 0 && v <= 1e9)) return luaL_argerror(L, 2, "packets/s in 0..1e9 expected");
+    *pps = (double)v;
+    *burst = (unsigned)opt_arg_int(L, 3, 0, 0, 1000000000);
+    return 0;
+}
+
+/* ---- stamp.reflector ------------------------------------------------------- */
 
 /***
  * Create a Session-Reflector bound to a UDP socket.
  * @function reflector
- * @tparam table cfg `local_addr`, `local_port` (862), `auth`, `key`, `clock`, `stateful`, `session_timeout` (s),
- * `max_sessions`, `strict_packets`, `ttl` (255), `tos`, `batch` (datagrams per system call, 1..32), and the TLV
- * policy: `tlv_mode`, `verify_tlv_hmac`, `cos_refuse`, `location_hide`, `member_link_id`, `allow_return_address`,
+ * @tparam table cfg `local_addr`, `local_port` (862), `auth`, `key` (default key), `keys` (per-SSID keys:
+ * `{ [ssid] = octets, default = octets }`), `clock`, `stateful`, `session_timeout` (s), `max_sessions` (the session
+ * idle longest is evicted when full), `strict_packets`, `ttl` (255), `tos`, `batch` (datagrams per system call,
+ * 1..32), abuse resistance: `max_pps` (per source address, 0 = unlimited), `rate_burst` (0 = max(1, max_pps/10)),
+ * `rate_sources` (source addresses tracked, 65536); replay protection (authenticated mode): `replay_max_age` (s, 0 =
+ * off), `drop_replayed`; Type 12: `max_bursts` (bursts in progress at once, 1024); and the TLV policy: `tlv_mode`,
+ * `verify_tlv_hmac`, `cos_refuse`, `location_hide`, `member_link_id`, `allow_return_address`,
  * `reflected_max_count`, `reflected_max_size`, `reflected_min_interval_ns`
  * @return reflector object, or nil, message, code
  */
@@ -93,20 +230,7 @@ static int l_reflector(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     stamp_reflector_cfg_t c;
-    memset(&c, 0, sizeof c);
-    opt_sock(L, 1, &c.sock);
-    c.sock.port = (unsigned)opt_int(L, 1, "local_port", 862, 0, 65535);
-    opt_auth(L, 1, &c.mode, &c.key, &c.keylen);
-    c.clock = opt_clock(L, 1);
-    c.stateful = opt_bool(L, 1, "stateful", 0);
-    lua_getfield(L, 1, "session_timeout");
-    c.session_timeout = luaL_optnumber(L, -1, 300);
-    lua_pop(L, 1);
-    if (!(c.session_timeout > 0)) luaL_error(L, "bad option 'session_timeout' (positive number expected)");
-    c.max_sessions = (unsigned)opt_int(L, 1, "max_sessions", 65536, 1, 1 << 24);
-    c.strict_packets = opt_bool(L, 1, "strict_packets", 0);
-    opt_policy(L, 1, &c.tlv);
-    c.batch = (int)opt_int(L, 1, "batch", STAMP_BATCH, 1, STAMP_BATCH);
+    read_cfg(L, 1, &c, 1);
     lreflector_t *o = bind_new(L, &REFLECTOR);
     stamp_reflector_t *r = NULL;
     int rc = stamp_reflector_new(&c, &r);
@@ -118,13 +242,14 @@ static int l_reflector(lua_State *L)
 /***
  * Process what is ready, waiting up to `timeout` ms first.
  * @function reflector:step
- * @tparam[opt=0] integer timeout milliseconds (negative: wait until something arrives)
+ * @tparam[opt=0] integer timeout milliseconds, at most 2^31-1 (negative: until something arrives, but at most
+ * about a second, for housekeeping)
  * @treturn integer|nil datagrams handled, or nil, message, code
  */
 static int r_step(lua_State *L)
 {
     lreflector_t *o = bind_check(L, 1, &REFLECTOR);
-    int t = (int)luaL_optinteger(L, 2, 0);
+    int t = (int)opt_arg_int(L, 2, 0, INT_MIN, INT_MAX);
     int n = stamp_reflector_step(o->obj.h, t);
     if (n == -EINTR) n = 0;
     if (n < 0) return push_fail(L, n);
@@ -132,7 +257,42 @@ static int r_step(lua_State *L)
     return 1;
 }
 
-/* ---- the class ----------------------------------------------------------- */
+static int refl_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
+{
+    return stamp_reflector_set_keys(h, d, dl, k, n);
+}
+
+/***
+ * Replace the key table at once (e.g. on SIGHUP): the next packet uses the new keys, none is dropped for it.
+ * On failure the old keys stay.
+ * @function reflector:set_keys
+ * @tparam table keys `{ [ssid] = octets, default = octets }` (no `default`: SSIDs without a key fail HMAC checks)
+ * @treturn boolean|nil true, or nil, message, code
+ */
+static int r_set_keys(lua_State *L)
+{
+    lreflector_t *o = bind_check(L, 1, &REFLECTOR);
+    return do_set_keys(L, o->obj.h, refl_set_keys);
+}
+
+/***
+ * Change the per-source rate limit while running.
+ * @function reflector:set_rate
+ * @tparam number max_pps packets/s per source address, 0 = unlimited
+ * @tparam[opt=0] integer burst packets a source may send back to back (0 = max(1, max_pps/10))
+ * @treturn boolean true
+ */
+static int r_set_rate(lua_State *L)
+{
+    lreflector_t *o = bind_check(L, 1, &REFLECTOR);
+    double pps;
+    unsigned burst;
+    set_rate_args(L, &pps, &burst);
+    int rc = stamp_reflector_set_rate(o->obj.h, pps, burst);
+    if (rc) return push_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
 
 static void r_free(void *h) { stamp_reflector_free(h); }
 static int r_fd(const void *h) { return stamp_reflector_fd(h); }
@@ -150,7 +310,8 @@ static void r_describe(lua_State *L, const void *h)
     lua_pushfstring(L, "%s port %d", host, (int)port);
 }
 
-static const luaL_Reg REFLECTOR_METHODS[] = {{"step", r_step}, {NULL, NULL}};
+static const luaL_Reg REFLECTOR_METHODS[] = {
+    {"step", r_step}, {"set_keys", r_set_keys}, {"set_rate", r_set_rate}, {NULL, NULL}};
 
 static const bind_class_t REFLECTOR = {
     .name = "stamp.reflector",
@@ -166,4 +327,232 @@ static const bind_class_t REFLECTOR = {
     .ctor = l_reflector,
 };
 
-void reflector_open(lua_State *L) { bind_class_open(L, &REFLECTOR); }
+/* ---- stamp.reflector_machine ---------------------------------------------- */
+
+/***
+ * Create an I/O-free Session-Reflector: the host owns the socket and the clock, passes each datagram to
+ * `reflector_machine:input` and sends what comes back (see stamp.h, "Reflector machine").
+ * @function reflector_machine
+ * @tparam table cfg the options of `reflector` without the socket ones (`local_addr`, `local_port`, `ttl`, `tos`,
+ * `batch` are ignored)
+ * @return machine object, or nil, message, code
+ */
+static int l_rmach(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    stamp_reflector_cfg_t c;
+    read_cfg(L, 1, &c, 0);
+    lrmach_t *o = bind_new(L, &RMACH);
+    stamp_rmach_t *m = NULL;
+    int rc = stamp_rmach_new(&c, &m);
+    o->obj.h = m;
+    if (rc) return push_fail(L, rc);
+    return 1;
+}
+
+/* Field k (address) and kp (port) of the table at t into a; 0 when absent. */
+static int meta_addr(lua_State *L, int t, const char *k, const char *kp, stamp_addr_t *a)
+{
+    memset(a, 0, sizeof *a);
+    const char *host = opt_str(L, t, k, NULL, NULL);
+    unsigned port = (unsigned)opt_int(L, t, kp, 0, 0, 65535);
+    if (!host) return 0;
+    uint8_t tmp[16];
+    if (!parse_ip(host, tmp) || stamp_addr_parse(a, host, port) != STAMP_OK)
+        luaL_error(L, "bad field '%s' (numeric IPv4 or IPv6 address expected, got '%s')", k, host);
+    return 1;
+}
+
+static void push_reply(lua_State *L, const stamp_reply_t *r)
+{
+    lua_createtable(L, 0, 10);
+    lua_pushlstring(L, (const char *)r->buf, r->len);
+    lua_setfield(L, -2, "data");
+    push_addr(L, &r->to);
+    lua_setfield(L, -3, "to_port");
+    lua_setfield(L, -2, "to_addr");
+    if (r->from.len) {
+        push_addr(L, &r->from);
+        lua_setfield(L, -3, "from_port");
+        lua_setfield(L, -2, "from_addr");
+    }
+    set_int(L, "ifindex", r->ifindex);
+    set_int(L, "tos", r->tos);
+    set_int(L, "due", (long long)r->due);
+    lua_pushboolean(L, r->extra);
+    lua_setfield(L, -2, "extra");
+}
+
+/***
+ * Process one received datagram.
+ * @function reflector_machine:input
+ * @tparam string data the datagram
+ * @tparam table meta `src_addr`, `src_port` (the peer, required), `dst_addr`, `dst_port` (the local address it was
+ * sent to, if known), `ifindex` (0), `ttl` (-1 unknown), `tos` (-1 unknown), `rx_time` (receive time T2, UTC ns;
+ * default `stamp.core.now()`)
+ * @tparam[opt] integer mono monotonic ns (default `stamp.core.mono()`)
+ * @tparam[opt] integer now transmit time T3 written into the reply, UTC ns (default `stamp.core.now()`)
+ * @treturn table|boolean the reply `{data, to_addr, to_port, from_addr, from_port, ifindex, tos, due, extra}`
+ * (send `data` to `to_addr`/`to_port`, from `from_addr` and through `ifindex` where the host can), or false when
+ * nothing is to be sent now (counted)
+ */
+static int m_input(lua_State *L)
+{
+    lrmach_t *o = bind_check(L, 1, &RMACH);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    stamp_ns_t mono = opt_arg_int(L, 4, stamp_mono(), 0, INT64_MAX);
+    stamp_ns_t now = opt_arg_int(L, 5, stamp_now(), 0, INT64_MAX);
+    stamp_rxmeta_t meta;
+    memset(&meta, 0, sizeof meta);
+    if (!meta_addr(L, 3, "src_addr", "src_port", &meta.src)) luaL_argerror(L, 3, "field 'src_addr' expected");
+    meta_addr(L, 3, "dst_addr", "dst_port", &meta.dst);
+    meta.ifindex = (int)opt_int(L, 3, "ifindex", 0, 0, INT_MAX);
+    meta.ttl = (int)opt_int(L, 3, "ttl", -1, -1, 255);
+    meta.tos = (int)opt_int(L, 3, "tos", -1, -1, 255);
+    meta.rx_time = opt_int(L, 3, "rx_time", 0, 0, INT64_MAX);
+    if (meta.rx_time == 0) meta.rx_time = stamp_now();
+    stamp_reply_t r;
+    if (!stamp_rmach_input(o->obj.h, (const uint8_t *)data, len, &meta, mono, now, &r)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    push_reply(L, &r);
+    return 1;
+}
+
+/***
+ * Type 12 extra replies due at `mono`, in due order (each burst keeps its own schedule).
+ * @function reflector_machine:poll
+ * @tparam[opt] integer mono monotonic ns (default `stamp.core.mono()`)
+ * @tparam[opt] integer now their transmit time T3, UTC ns (default `stamp.core.now()`)
+ * @tparam[opt=32] integer max at most this many (1..32)
+ * @treturn table array of replies as `reflector_machine:input` gives them (`extra` = true), possibly empty
+ */
+static int m_poll(lua_State *L)
+{
+    lrmach_t *o = bind_check(L, 1, &RMACH);
+    stamp_ns_t mono = opt_arg_int(L, 2, stamp_mono(), 0, INT64_MAX);
+    stamp_ns_t now = opt_arg_int(L, 3, stamp_now(), 0, INT64_MAX);
+    int max = (int)opt_arg_int(L, 4, 32, 1, 32);
+    stamp_reply_t r[32];
+    int n = stamp_rmach_poll(o->obj.h, mono, now, r, max);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        push_reply(L, &r[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/***
+ * When the next Type 12 extra reply is due.
+ * @function reflector_machine:next_due
+ * @treturn integer|nil monotonic ns, or nil when none is queued
+ */
+static int m_next_due(lua_State *L)
+{
+    lrmach_t *o = bind_check(L, 1, &RMACH);
+    stamp_ns_t d = stamp_rmach_next_due(o->obj.h);
+    if (d == INT64_MAX)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, (lua_Integer)d);
+    return 1;
+}
+
+/***
+ * Housekeeping: call it about once a second (clock Error Estimate, local addresses, idle sessions).
+ * @function reflector_machine:tick
+ * @tparam[opt] integer mono monotonic ns (default `stamp.core.mono()`)
+ */
+static int m_tick(lua_State *L)
+{
+    lrmach_t *o = bind_check(L, 1, &RMACH);
+    stamp_rmach_tick(o->obj.h, opt_arg_int(L, 2, stamp_mono(), 0, INT64_MAX));
+    return 0;
+}
+
+/***
+ * Tell the machine that replies it gave could not be sent (they move from reflected to drop_tx).
+ * @function reflector_machine:tx_failed
+ * @tparam[opt=1] integer n how many
+ * @tparam[opt=false] boolean extra they were Type 12 extra replies
+ */
+static int m_tx_failed(lua_State *L)
+{
+    lrmach_t *o = bind_check(L, 1, &RMACH);
+    unsigned n = (unsigned)opt_arg_int(L, 2, 1, 0, 1 << 30);
+    stamp_rmach_tx_failed(o->obj.h, n, lua_toboolean(L, 3));
+    return 0;
+}
+
+static int rmach_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
+{
+    return stamp_rmach_set_keys(h, d, dl, k, n);
+}
+
+/***
+ * Replace the key table at once (see `reflector:set_keys`).
+ * @function reflector_machine:set_keys
+ * @tparam table keys `{ [ssid] = octets, default = octets }`
+ * @treturn boolean|nil true, or nil, message, code
+ */
+static int m_set_keys(lua_State *L)
+{
+    lrmach_t *o = bind_check(L, 1, &RMACH);
+    return do_set_keys(L, o->obj.h, rmach_set_keys);
+}
+
+/***
+ * Change the per-source rate limit (see `reflector:set_rate`).
+ * @function reflector_machine:set_rate
+ * @tparam number max_pps packets/s per source address, 0 = unlimited
+ * @tparam[opt=0] integer burst
+ * @treturn boolean true
+ */
+static int m_set_rate(lua_State *L)
+{
+    lrmach_t *o = bind_check(L, 1, &RMACH);
+    double pps;
+    unsigned burst;
+    set_rate_args(L, &pps, &burst);
+    int rc = stamp_rmach_set_rate(o->obj.h, pps, burst);
+    if (rc) return push_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void m_free(void *h) { stamp_rmach_free(h); }
+static void m_counters(const void *h, void *out) { stamp_rmach_counters(h, out); }
+static void m_describe(lua_State *L, const void *h)
+{
+    stamp_reflector_counters_t c;
+    stamp_rmach_counters(h, &c);
+    lua_pushfstring(L, "%d received, %d sessions", (int)c.rx, (int)c.sessions_active);
+}
+
+static const luaL_Reg RMACH_METHODS[] = {{"input", m_input},       {"poll", m_poll},         {"next_due", m_next_due},
+                                         {"tick", m_tick},         {"tx_failed", m_tx_failed}, {"set_keys", m_set_keys},
+                                         {"set_rate", m_set_rate}, {NULL, NULL}};
+
+static const bind_class_t RMACH = {
+    .name = "stamp.reflector_machine",
+    .short_name = "reflector_machine",
+    .size = sizeof(lrmach_t),
+    .free = m_free,
+    .fd = NULL,
+    .local = NULL,
+    .counters = m_counters,
+    .counter_names = REFLECTOR_COUNTERS,
+    .describe = m_describe,
+    .methods = RMACH_METHODS,
+    .ctor = l_rmach,
+};
+
+void reflector_open(lua_State *L)
+{
+    bind_class_open(L, &REFLECTOR);
+    bind_class_open(L, &RMACH);
+}

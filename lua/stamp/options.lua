@@ -61,6 +61,14 @@ local REFLECTOR = {
   reflected_max_count = { kind = "integer", min = 0, max = 1000, default = 0 },
   reflected_max_size = { kind = "integer", min = 0, max = core.MAX_PKT },
   reflected_min_interval_ns = { kind = "integer", min = 0, max = 3600e9 },
+  -- abuse resistance, replay protection, per-SSID keys (the reflector's C core; see stamp.core.reflector)
+  keys = { kind = "list" },
+  max_pps = { kind = "number", min = 0, max = 1e9 },
+  rate_burst = { kind = "integer", min = 0, max = 1e9 },
+  rate_sources = { kind = "integer", min = 1, max = 16777216 },
+  replay_max_age = { kind = "number", min = 0, max = 1e9 },
+  drop_replayed = { kind = "boolean" },
+  max_bursts = { kind = "integer", min = 1, max = 1048576 },
 }
 
 local function check(name, spec, v, level)
@@ -120,7 +128,7 @@ local function validate(cfg, specs, level)
     if not key then error("bad option 'hmac_key' (" .. err .. ")", level + 1) end
     out.key, out.hmac_key = key, nil
   end
-  if out.auth and (not out.key or #out.key == 0) then
+  if out.auth and (not out.key or #out.key == 0) and not out.keys then
     error("authenticated mode needs 'key' or 'hmac_key'", level + 1)
   end
   if out.key and #out.key < M.MIN_KEY then
@@ -226,6 +234,11 @@ end
 function M.reflector(cfg, level)
   local c = validate(cfg, { COMMON, REFLECTOR }, level or 2)
   if c.local_port == nil then c.local_port = 862 end
+  for ssid, k in pairs(c.keys or {}) do
+    if type(k) ~= "string" or #k < M.MIN_KEY then
+      error(string.format("bad option 'keys' (key for %s: at least %d octets expected)", tostring(ssid), M.MIN_KEY), (level or 2) + 1)
+    end
+  end
   return c
 end
 
