@@ -101,6 +101,16 @@ local OPTIONS = {
     "Reflector: largest reply granted by a type 12 TLV (octets)", int_in(0, 9216) },
   { "reflected_control_min_interval_ns", nil, "--reflected-control-min-interval-ns", "NS", "1000000",
     "Reflector: shortest interval between type 12 replies", int_in(0, 3600000000000) },
+  -- reflector abuse resistance and replay protection
+  { "max_pps", nil, "--max-pps", "N", nil, "Reflector: most packets/s answered per source address (default unlimited)",
+    num_in(0, 1e9) },
+  { "reflector_rate_burst", nil, "--reflector-rate-burst", "N", nil,
+    "Reflector: packets a source may send back to back above --max-pps (default max(1, N/10))", int_in(0, 1000000000) },
+  { "max_sessions", nil, "--max-sessions", "N", "65536",
+    "Reflector: most sessions kept; when full, the one idle longest is evicted", int_in(1, 16777216) },
+  { "replay_max_age", nil, "--replay-max-age", "SECONDS", nil,
+    "Reflector, authenticated mode: a Sender Timestamp further than this from the receive time is a replay",
+    num_in(0, 1e9) },
 }
 
 local FLAGS = {
@@ -109,6 +119,7 @@ local FLAGS = {
   { "is_reflector", "-i", "--is-reflector", "Run as Session Reflector instead of Sender" },
   { "stateful_reflector", nil, "--stateful-reflector", "Enable stateful reflector mode (RFC 8972 Section 4)" },
   { "strict_packets", nil, "--strict-packets", "Reflector: drop packets shorter than the STAMP base packet" },
+  { "drop_replayed", nil, "--drop-replayed", "Reflector, authenticated mode: do not answer replays (counted either way)" },
   { "cos", nil, "--cos", "Class of Service TLV (with --dscp/--ecn)" },
   { "location", nil, "--location", "Location TLV" },
   { "timestamp_info", nil, "--timestamp-info", "Timestamp Information TLV" },
@@ -291,6 +302,8 @@ local function run_reflector(a)
     key = a.hmac_key, allow_return_address = a.allow_return_address, member_link_id = a.reflector_member_link_id,
     reflected_max_count = a.reflected_control_max_count, reflected_max_size = a.reflected_control_max_size,
     reflected_min_interval_ns = a.reflected_control_min_interval_ns,
+    max_pps = a.max_pps, rate_burst = a.reflector_rate_burst, max_sessions = a.max_sessions,
+    replay_max_age = a.replay_max_age, drop_replayed = a.drop_replayed or false,
   }
   if not r then
     io.stderr:write(string.format("stamp: cannot listen on %s port %d: %s\n", a.local_addr, a.local_port, err))
@@ -312,8 +325,9 @@ local function run_reflector(a)
     on_tick = a.R and function(ctr)
       if ctr.rx ~= last then
         last = ctr.rx
-        out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d sessions=%d",
-          ctr.rx, ctr.reflected, ctr.drop_hmac, ctr.drop_short, ctr.sessions_active))
+        out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d drop_rate=%d replayed=%d drop_replayed=%d sessions=%d",
+          ctr.rx, ctr.reflected, ctr.drop_hmac, ctr.drop_short, ctr.drop_rate, ctr.replayed, ctr.drop_replayed,
+          ctr.sessions_active))
       end
     end or nil,
   }

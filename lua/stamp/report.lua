@@ -323,6 +323,13 @@ local REFLECTOR_ROWS = {
   { "sessions_active", "Sessions active" },
   { "sessions_created", "Sessions created" },
   { "sessions_reaped", "Sessions reaped" },
+  { "sessions_evicted", "Sessions evicted (--max-sessions)" },
+  { "drop_group", "Dropped (type 12 address group not ours)" },
+  { "drop_rate", "Dropped (over --max-pps)" },
+  { "replayed", "Replays seen (authenticated mode)" },
+  { "drop_replayed", "Dropped (replayed)" },
+  { "extra_refused", "Type 12 bursts refused (no burst slot)" },
+  { "extra_cancelled", "Type 12 extra replies cancelled" },
 }
 
 --- The reflector's counters block.
