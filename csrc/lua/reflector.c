@@ -23,6 +23,7 @@ typedef struct {
 
 typedef struct {
     bind_obj_t obj; /* obj.h: the stamp_rmach_t */
+    stamp_clock_t clock; /* its timestamp format, for times given in wire form */
 } lrmach_t;
 
 static const bind_class_t REFLECTOR, RMACH;
@@ -107,7 +108,7 @@ static double opt_num(lua_State *L, int t, const char *k, double def, double lo,
 static void read_keys(lua_State *L, int t, const char *what, const uint8_t **def, size_t *deflen, stamp_key_t **keys,
                       size_t *n)
 {
-    t = lua_absindex(L, t);
+    if (t < 0) t = lua_gettop(L) + t + 1;
     *def = NULL;
     *deflen = 0;
     *n = 0;
@@ -343,11 +344,27 @@ static int l_rmach(lua_State *L)
     stamp_reflector_cfg_t c;
     read_cfg(L, 1, &c, 0);
     lrmach_t *o = bind_new(L, &RMACH);
+    o->clock = c.clock;
     stamp_rmach_t *m = NULL;
     int rc = stamp_rmach_new(&c, &m);
     o->obj.h = m;
     if (rc) return push_fail(L, rc);
     return 1;
+}
+
+/* A UTC time at stack index i: integer ns, or the 8-octet wire timestamp in the machine's format (exact on
+ * Lua 5.1/LuaJIT too, where integers beyond 2^53 are not); def when none or nil. */
+static stamp_ns_t arg_time(lua_State *L, int i, const lrmach_t *o, stamp_ns_t def)
+{
+    if (lua_type(L, i) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, i, &len);
+        stamp_ns_t t;
+        if (len != 8) luaL_argerror(L, i, "UTC ns or an 8-octet wire timestamp expected");
+        stamp_ts_decode((const uint8_t *)s, o->clock, stamp_tai_offset(), &t);
+        return t;
+    }
+    return opt_arg_int(L, i, def, 0, INT64_MAX);
 }
 
 /* Field k (address) and kp (port) of the table at t into a; 0 when absent. */
@@ -388,10 +405,11 @@ static void push_reply(lua_State *L, const stamp_reply_t *r)
  * @function reflector_machine:input
  * @tparam string data the datagram
  * @tparam table meta `src_addr`, `src_port` (the peer, required), `dst_addr`, `dst_port` (the local address it was
- * sent to, if known), `ifindex` (0), `ttl` (-1 unknown), `tos` (-1 unknown), `rx_time` (receive time T2, UTC ns;
- * default `stamp.core.now()`)
+ * sent to, if known), `ifindex` (0), `ttl` (-1 unknown), `tos` (-1 unknown), `rx_time` (receive time T2, UTC ns
+ * or its 8-octet wire form; default `stamp.core.now()`)
  * @tparam[opt] integer mono monotonic ns (default `stamp.core.mono()`)
- * @tparam[opt] integer now transmit time T3 written into the reply, UTC ns (default `stamp.core.now()`)
+ * @tparam[opt] integer|string now transmit time T3 written into the reply: UTC ns, or its 8-octet wire form in
+ * the machine's clock format (exact on Lua 5.1/LuaJIT too; default `stamp.core.now()`)
  * @treturn table|boolean the reply `{data, to_addr, to_port, from_addr, from_port, ifindex, tos, due, extra}`
  * (send `data` to `to_addr`/`to_port`, from `from_addr` and through `ifindex` where the host can), or false when
  * nothing is to be sent now (counted)
@@ -403,7 +421,7 @@ static int m_input(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     luaL_checktype(L, 3, LUA_TTABLE);
     stamp_ns_t mono = opt_arg_int(L, 4, stamp_mono(), 0, INT64_MAX);
-    stamp_ns_t now = opt_arg_int(L, 5, stamp_now(), 0, INT64_MAX);
+    stamp_ns_t now = arg_time(L, 5, o, stamp_now());
     stamp_rxmeta_t meta;
     memset(&meta, 0, sizeof meta);
     if (!meta_addr(L, 3, "src_addr", "src_port", &meta.src)) luaL_argerror(L, 3, "field 'src_addr' expected");
@@ -411,8 +429,9 @@ static int m_input(lua_State *L)
     meta.ifindex = (int)opt_int(L, 3, "ifindex", 0, 0, INT_MAX);
     meta.ttl = (int)opt_int(L, 3, "ttl", -1, -1, 255);
     meta.tos = (int)opt_int(L, 3, "tos", -1, -1, 255);
-    meta.rx_time = opt_int(L, 3, "rx_time", 0, 0, INT64_MAX);
-    if (meta.rx_time == 0) meta.rx_time = stamp_now();
+    lua_getfield(L, 3, "rx_time");
+    meta.rx_time = arg_time(L, lua_gettop(L), o, stamp_now());
+    lua_pop(L, 1);
     stamp_reply_t r;
     if (!stamp_rmach_input(o->obj.h, (const uint8_t *)data, len, &meta, mono, now, &r)) {
         lua_pushboolean(L, 0);
@@ -426,7 +445,7 @@ static int m_input(lua_State *L)
  * Type 12 extra replies due at `mono`, in due order (each burst keeps its own schedule).
  * @function reflector_machine:poll
  * @tparam[opt] integer mono monotonic ns (default `stamp.core.mono()`)
- * @tparam[opt] integer now their transmit time T3, UTC ns (default `stamp.core.now()`)
+ * @tparam[opt] integer|string now their transmit time T3, UTC ns or its wire form (default `stamp.core.now()`)
  * @tparam[opt=32] integer max at most this many (1..32)
  * @treturn table array of replies as `reflector_machine:input` gives them (`extra` = true), possibly empty
  */
@@ -434,7 +453,7 @@ static int m_poll(lua_State *L)
 {
     lrmach_t *o = bind_check(L, 1, &RMACH);
     stamp_ns_t mono = opt_arg_int(L, 2, stamp_mono(), 0, INT64_MAX);
-    stamp_ns_t now = opt_arg_int(L, 3, stamp_now(), 0, INT64_MAX);
+    stamp_ns_t now = arg_time(L, 3, o, stamp_now());
     int max = (int)opt_arg_int(L, 4, 32, 1, 32);
     stamp_reply_t r[32];
     int n = stamp_rmach_poll(o->obj.h, mono, now, r, max);
