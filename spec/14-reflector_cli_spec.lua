@@ -111,3 +111,28 @@ describe("stamp reflector command", function()
     end
   end)
 end)
+
+describe("stamp reflector command --workers", function()
+  it("answers on N SO_REUSEPORT sockets and sums their counters", function()
+    local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 --workers 3 --stateful-reflector")
+    local req = codec.encode_test { seq = 1 }
+    local got = 0
+    for _ = 1, 20 do
+      local u = udp_from("127.0.0.1")
+      for _ = 1, 5 do assert(u:sendto(req, "127.0.0.1", port)) end
+      local n = 0
+      for _ = 1, 100 do
+        n = drain(u, n)
+        if n >= 5 then break end
+        socket.sleep(0.01)
+      end
+      got = got + n
+      u:close()
+    end
+    local s = finish(pid, out)
+    assert.equal(100, got)
+    assert.matches("Packets received: 100\n", s)
+    assert.matches("Packets reflected: 100\n", s)
+    assert.matches("Sessions created: 20\n", s)
+  end)
+end)

@@ -4,6 +4,8 @@
  * control messages and kernel transmit timestamps (Follow-Up Telemetry). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -17,8 +19,15 @@ typedef struct {
 
 #define TXREC 1024
 
+#define WORKERS_MAX 64
+
 struct stamp_reflector {
     stamp_rmach_t *m;
+    /* workers (first engine only): the others, each on its own SO_REUSEPORT socket and thread */
+    int nworkers;
+    struct stamp_reflector *workers[WORKERS_MAX];
+    pthread_t threads[WORKERS_MAX];
+    _Atomic int stop;
     int fd, batch;
     stamp_addr_t local;
     /* preallocated batch buffers: no allocation per packet */
@@ -37,12 +46,68 @@ struct stamp_reflector {
 void stamp_reflector_free(stamp_reflector_t *r)
 {
     if (!r) return;
+    atomic_store(&r->stop, 1);
+    for (int i = 1; i < r->nworkers; i++) {
+        pthread_join(r->threads[i], NULL);
+        stamp_reflector_free(r->workers[i]);
+    }
     if (r->fd >= 0) close(r->fd);
     stamp_rmach_free(r->m);
     free(r);
 }
 
+static int new_one(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **out);
+
+static void *worker_main(void *arg)
+{
+    stamp_reflector_t *w = arg;
+    stamp_reflector_t *owner = w->workers[0];
+    while (!atomic_load_explicit(&owner->stop, memory_order_relaxed)) (void)stamp_reflector_step(w, 100);
+    return NULL;
+}
+
 int stamp_reflector_new(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **out)
+{
+    *out = NULL;
+    if (cfg->workers < 0 || cfg->workers > WORKERS_MAX) return STAMP_EINVAL;
+    if (cfg->workers <= 1) return new_one(cfg, out);
+    stamp_reflector_cfg_t c = *cfg;
+    c.sock.reuseport = 1;
+    stamp_reflector_t *r;
+    int rc = new_one(&c, &r);
+    if (rc) return rc;
+    unsigned port = 0;
+    char host[64];
+    if (stamp_addr_format(&r->local, host, sizeof host, &port) == 0) c.sock.port = port; /* ephemeral: all on it */
+    r->workers[0] = r;
+    r->nworkers = 1;
+    /* worker threads take no signals: they stay with the thread that steps the first engine */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 1; i < cfg->workers; i++) {
+        stamp_reflector_t *w;
+        rc = new_one(&c, &w);
+        if (rc) break;
+        w->workers[0] = r;
+        if (pthread_create(&r->threads[i], NULL, worker_main, w) != 0) {
+            stamp_reflector_free(w);
+            rc = STAMP_ENOMEM;
+            break;
+        }
+        r->workers[i] = w;
+        r->nworkers = i + 1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        stamp_reflector_free(r);
+        return rc;
+    }
+    *out = r;
+    return STAMP_OK;
+}
+
+static int new_one(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **out)
 {
     *out = NULL;
     size_t memsz = (size_t)2 * STAMP_BATCH * STAMP_MAX_PKT;
@@ -80,6 +145,13 @@ int stamp_reflector_local(const stamp_reflector_t *r, stamp_addr_t *a)
 void stamp_reflector_counters(const stamp_reflector_t *r, stamp_reflector_counters_t *c)
 {
     stamp_rmach_counters(r->m, c);
+    for (int i = 1; i < r->nworkers; i++) {
+        stamp_reflector_counters_t t;
+        stamp_rmach_counters(r->workers[i]->m, &t);
+#define X(f) c->f += t.f;
+        RCTR_LIST(X)
+#undef X
+    }
 }
 
 stamp_rmach_t *stamp_reflector_machine(stamp_reflector_t *r) { return r->m; }
@@ -87,12 +159,16 @@ stamp_rmach_t *stamp_reflector_machine(stamp_reflector_t *r) { return r->m; }
 int stamp_reflector_set_keys(stamp_reflector_t *r, const uint8_t *def, size_t deflen, const stamp_key_t *keys,
                              size_t n)
 {
-    return stamp_rmach_set_keys(r->m, def, deflen, keys, n);
+    int rc = stamp_rmach_set_keys(r->m, def, deflen, keys, n);
+    for (int i = 1; !rc && i < r->nworkers; i++) rc = stamp_rmach_set_keys(r->workers[i]->m, def, deflen, keys, n);
+    return rc;
 }
 
 int stamp_reflector_set_rate(stamp_reflector_t *r, double max_pps, unsigned burst)
 {
-    return stamp_rmach_set_rate(r->m, max_pps, burst);
+    int rc = stamp_rmach_set_rate(r->m, max_pps, burst);
+    for (int i = 1; !rc && i < r->nworkers; i++) rc = stamp_rmach_set_rate(r->workers[i]->m, max_pps, burst);
+    return rc;
 }
 
 static void fill_tx(stamp_txmsg_t *t, const stamp_reply_t *p)

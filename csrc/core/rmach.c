@@ -7,12 +7,16 @@
 
 #include "rmach.h"
 
-typedef struct {
+typedef struct keyset {
     stamp_hmac_t *def;
     size_t n;
     uint16_t *ssid; /* sorted */
     stamp_hmac_t **h;
+    struct keyset *retired_next; /* replaced tables wait here before they are freed */
+    stamp_ns_t retired_at;
 } keyset_t;
+
+#define KEYS_GRACE (5 * STAMP_NS_PER_SEC) /* far longer than any packet holds a table */
 
 typedef struct {
     uint32_t sess, gen; /* owner session (index, generation) */
@@ -42,15 +46,16 @@ typedef struct {
 
 struct stamp_rmach {
     stamp_reflector_cfg_t cfg;
-    keyset_t *keys;
+    _Atomic(keyset_t *) keys;
+    keyset_t *retired;
+    _Atomic int rate_on_a;
+    _Atomic stamp_ns_t rate_emission_a, rate_tol_a;
     stamp_clockstate_t clk;
     stamp_ns_t last_tick;
     int ticked;
     stamp_ns_t idle_ns;
     rt_sessions_t sess;
     rt_sources_t src;
-    int rate_on;
-    stamp_ns_t rate_emission, rate_tol;
     uint8_t local_addrs[64][16];
     uint8_t local_lens[64];
     int n_local;
@@ -121,7 +126,7 @@ static int keyset_new(const uint8_t *def, size_t deflen, const stamp_key_t *keys
 
 static stamp_hmac_t *key_for(const stamp_rmach_t *m, uint16_t ssid)
 {
-    const keyset_t *k = m->keys;
+    const keyset_t *k = atomic_load_explicit(&m->keys, memory_order_acquire);
     size_t lo = 0, hi = k->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -139,23 +144,38 @@ int stamp_rmach_set_keys(stamp_rmach_t *m, const uint8_t *def, size_t deflen, co
     keyset_t *k;
     int rc = keyset_new(def, deflen, keys, n, &k);
     if (rc) return rc;
-    keyset_t *old = m->keys;
-    m->keys = k; /* one pointer: the next packet sees the whole new table */
-    keyset_free(old);
+    /* one pointer: the next packet sees the whole new table; the old one is freed later */
+    keyset_t *old = atomic_exchange_explicit(&m->keys, k, memory_order_acq_rel);
+    stamp_ns_t now = stamp_mono();
+    keyset_t **pp = &m->retired;
+    while (*pp) {
+        if (now - (*pp)->retired_at > KEYS_GRACE) {
+            keyset_t *x = *pp;
+            *pp = x->retired_next;
+            keyset_free(x);
+        } else {
+            pp = &(*pp)->retired_next;
+        }
+    }
+    old->retired_at = now;
+    old->retired_next = m->retired;
+    m->retired = old;
     return STAMP_OK;
 }
 
 int stamp_rmach_set_rate(stamp_rmach_t *m, double max_pps, unsigned burst)
 {
     if (!(max_pps >= 0) || max_pps > 1e9) return STAMP_EINVAL;
-    m->cfg.max_pps = max_pps;
-    m->cfg.rate_burst = burst;
-    m->rate_on = max_pps > 0;
-    if (!m->rate_on) return STAMP_OK;
+    if (max_pps <= 0) {
+        atomic_store_explicit(&m->rate_on_a, 0, memory_order_relaxed);
+        return STAMP_OK;
+    }
     if (burst == 0) burst = max_pps >= 10 ? (unsigned)(max_pps / 10) : 1;
-    m->rate_emission = (stamp_ns_t)(1e9 / max_pps);
-    if (m->rate_emission < 1) m->rate_emission = 1;
-    m->rate_tol = (stamp_ns_t)(burst - 1) * m->rate_emission;
+    stamp_ns_t em = (stamp_ns_t)(1e9 / max_pps);
+    if (em < 1) em = 1;
+    atomic_store_explicit(&m->rate_emission_a, em, memory_order_relaxed);
+    atomic_store_explicit(&m->rate_tol_a, (stamp_ns_t)(burst - 1) * em, memory_order_relaxed);
+    atomic_store_explicit(&m->rate_on_a, 1, memory_order_relaxed);
     return STAMP_OK;
 }
 
@@ -174,7 +194,12 @@ void stamp_rmach_free(stamp_rmach_t *m)
     free(m->freeb);
     free(m->active);
     free(m->pollmem);
-    keyset_free(m->keys);
+    keyset_free(atomic_load(&m->keys));
+    while (m->retired) {
+        keyset_t *x = m->retired;
+        m->retired = x->retired_next;
+        keyset_free(x);
+    }
     free(m);
 }
 
@@ -197,10 +222,13 @@ int stamp_rmach_new(const stamp_reflector_cfg_t *cfg, stamp_rmach_t **out)
     if (m->cfg.batch <= 0 || m->cfg.batch > STAMP_BATCH) m->cfg.batch = STAMP_BATCH;
     double idle = cfg->session_timeout * 1e9;
     m->idle_ns = idle >= 9.2e18 ? INT64_MAX : (stamp_ns_t)idle;
-    int rc = keyset_new(cfg->key && cfg->keylen ? cfg->key : NULL, cfg->keylen, cfg->keys, cfg->n_keys, &m->keys);
+    keyset_t *ks = NULL;
+    int rc = keyset_new(cfg->key && cfg->keylen ? cfg->key : NULL, cfg->keylen, cfg->keys, cfg->n_keys, &ks);
+    atomic_init(&m->keys, ks);
     if (!rc) rc = rt_sessions_init(&m->sess, m->cfg.max_sessions);
+    /* the source table always exists (calloc'd: no RSS until sources arrive), so set_rate can turn limits on */
+    if (!rc) rc = rt_sources_init(&m->src, m->cfg.rate_sources);
     if (!rc) rc = stamp_rmach_set_rate(m, cfg->max_pps, cfg->rate_burst);
-    if (!rc && m->rate_on) rc = rt_sources_init(&m->src, m->cfg.rate_sources);
     if (!rc && cfg->tlv.refl_max_count) {
         uint32_t nb = m->cfg.max_bursts;
         m->bursts = calloc(nb, sizeof *m->bursts);
@@ -412,7 +440,9 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
     uint16_t sport, dport;
     rt_addr_key(&meta->src, srckey, &sport);
     rt_addr_key(&meta->dst, dstkey, &dport);
-    if (m->rate_on && !rt_source_admit(&m->src, srckey, mono, m->rate_emission, m->rate_tol)) {
+    if (atomic_load_explicit(&m->rate_on_a, memory_order_relaxed) &&
+        !rt_source_admit(&m->src, srckey, mono, atomic_load_explicit(&m->rate_emission_a, memory_order_relaxed),
+                         atomic_load_explicit(&m->rate_tol_a, memory_order_relaxed))) {
         CTR_ADD(m, drop_rate, 1);
         return 0;
     }

@@ -147,6 +147,7 @@ int stamp_sock_open(const stamp_sock_opts_t *o, stamp_addr_t *bound)
     setint(fd, SOL_SOCKET, SO_TIMESTAMPING,
            SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY);
     if (o->rcvbuf > 0) setint(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf);
+    if (o->reuseport) setint(fd, SOL_SOCKET, SO_REUSEPORT, 1);
     if (bind(fd, (struct sockaddr *)&local.addr, local.len) != 0) {
         int e = errno;
         close(fd);

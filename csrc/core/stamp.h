@@ -211,6 +211,7 @@ typedef struct {
     int ttl;          /* unicast TTL / Hop Limit for sent packets, 1..255 */
     int tos;          /* default TOS / Traffic Class for sent packets, -1 = leave */
     int rcvbuf;       /* SO_RCVBUF, 0 = default */
+    int reuseport;    /* SO_REUSEPORT: several sockets share the port (reflector workers) */
 } stamp_sock_opts_t;
 
 /**
@@ -471,6 +472,8 @@ typedef struct {
     double replay_max_age;  /* seconds: a Sender Timestamp further than this from the receive time is a replay (0 = off) */
     int drop_replayed;      /* 1: replays are counted and not answered; 0: counted and answered */
     unsigned max_bursts;    /* Type 12: bursts in progress at once (one per session), 0 = 1024 */
+    int workers;            /* socket engine: 2..64 = that many SO_REUSEPORT sockets, each with its own machine;
+                               stamp_reflector_step() drives the first, threads the others (0, 1 = one socket) */
 } stamp_reflector_cfg_t;
 
 /**
@@ -570,12 +573,15 @@ STAMP_API void stamp_rmach_counters(const stamp_rmach_t *m, stamp_reflector_coun
 /**
  * Replace the key table: the default key (NULL: none) and per-SSID keys.
  * The new table is built first; on failure the old one stays and a negative
- * code is returned. Call it between inputs (same thread as the machine).
+ * code is returned. The switch is one atomic pointer store: it may be called
+ * from another thread than the one driving the machine (the table it
+ * replaces is freed at a later call, or with the machine, never while a
+ * packet may still use it).
  * Authenticated-mode packets whose SSID has no key are dropped as drop_hmac.
  */
 STAMP_API int stamp_rmach_set_keys(stamp_rmach_t *m, const uint8_t *def, size_t deflen, const stamp_key_t *keys,
                                    size_t n);
-/** Change max_pps / rate_burst while running (between inputs); max_pps 0 = unlimited. */
+/** Change max_pps / rate_burst while running (any thread; each value is switched atomically); 0 = unlimited. */
 STAMP_API int stamp_rmach_set_rate(stamp_rmach_t *m, double max_pps, unsigned rate_burst);
 
 /* ------------------------------------------------------------------ */
@@ -600,14 +606,17 @@ STAMP_API int stamp_reflector_local(const stamp_reflector_t *r, stamp_addr_t *a)
  * or a negative code (-EINTR when a signal interrupted the wait).
  */
 STAMP_API int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms);
-/** Counters: safe from any thread at any time while another thread steps (relaxed atomic loads). */
+/**
+ * Counters: safe from any thread at any time while another thread steps (relaxed atomic loads).
+ * With workers, the sum over all of them (sessions_active too: each worker has its own table).
+ */
 STAMP_API void stamp_reflector_counters(const stamp_reflector_t *r, stamp_reflector_counters_t *c);
-/** The engine's machine (to set keys or rates, or read counters). Owned by the engine. */
+/** The engine's (first worker's) machine (to set keys or rates, or read counters). Owned by the engine. */
 STAMP_API stamp_rmach_t *stamp_reflector_machine(stamp_reflector_t *r);
-/** Same as stamp_rmach_set_keys on the engine's machine; call between steps (e.g. on SIGHUP). */
+/** Same as stamp_rmach_set_keys on the engine's machines (every worker's); e.g. on SIGHUP. */
 STAMP_API int stamp_reflector_set_keys(stamp_reflector_t *r, const uint8_t *def, size_t deflen,
                                        const stamp_key_t *keys, size_t n);
-/** Same as stamp_rmach_set_rate on the engine's machine; call between steps. */
+/** Same as stamp_rmach_set_rate on the engine's machines (with workers the limit applies per worker). */
 STAMP_API int stamp_reflector_set_rate(stamp_reflector_t *r, double max_pps, unsigned rate_burst);
 
 /* ------------------------------------------------------------------ */

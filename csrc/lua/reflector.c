@@ -187,6 +187,7 @@ static void read_cfg(lua_State *L, int t, stamp_reflector_cfg_t *c, int sock)
     c->replay_max_age = opt_num(L, t, "replay_max_age", 0, 0, 1e9);
     c->drop_replayed = opt_bool(L, t, "drop_replayed", 0);
     c->max_bursts = (unsigned)opt_int(L, t, "max_bursts", 1024, 1, 1 << 20);
+    if (sock) c->workers = (int)opt_int(L, t, "workers", 1, 1, 64);
 }
 
 /* set_keys(keys) on either class: h is the handle, set the function. */
@@ -222,7 +223,8 @@ static int set_rate_args(lua_State *L, double *pps, unsigned *burst)
  * idle longest is evicted when full), `strict_packets`, `ttl` (255), `tos`, `batch` (datagrams per system call,
  * 1..32), abuse resistance: `max_pps` (per source address, 0 = unlimited), `rate_burst` (0 = max(1, max_pps/10)),
  * `rate_sources` (source addresses tracked, 65536); replay protection (authenticated mode): `replay_max_age` (s, 0 =
- * off), `drop_replayed`; Type 12: `max_bursts` (bursts in progress at once, 1024); and the TLV policy: `tlv_mode`,
+ * off), `drop_replayed`; Type 12: `max_bursts` (bursts in progress at once, 1024); `workers` (1..64: SO_REUSEPORT
+ * sockets, the first stepped by `step`, the others by their own threads; counters summed); and the TLV policy: `tlv_mode`,
  * `verify_tlv_hmac`, `cos_refuse`, `location_hide`, `member_link_id`, `allow_return_address`,
  * `reflected_max_count`, `reflected_max_size`, `reflected_min_interval_ns`
  * @return reflector object, or nil, message, code

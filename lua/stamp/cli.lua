@@ -108,6 +108,8 @@ local OPTIONS = {
     "Reflector: packets a source may send back to back above --max-pps (default max(1, N/10))", int_in(0, 1000000000) },
   { "max_sessions", nil, "--max-sessions", "N", "65536",
     "Reflector: most sessions kept; when full, the one idle longest is evicted", int_in(1, 16777216) },
+  { "workers", nil, "--workers", "N", "1", "Reflector: N sockets on the port (SO_REUSEPORT), one thread each",
+    int_in(1, 64) },
   { "replay_max_age", nil, "--replay-max-age", "SECONDS", nil,
     "Reflector, authenticated mode: a Sender Timestamp further than this from the receive time is a replay",
     num_in(0, 1e9) },
@@ -303,7 +305,7 @@ local function run_reflector(a)
     reflected_max_count = a.reflected_control_max_count, reflected_max_size = a.reflected_control_max_size,
     reflected_min_interval_ns = a.reflected_control_min_interval_ns,
     max_pps = a.max_pps, rate_burst = a.reflector_rate_burst, max_sessions = a.max_sessions,
-    replay_max_age = a.replay_max_age, drop_replayed = a.drop_replayed or false,
+    replay_max_age = a.replay_max_age, drop_replayed = a.drop_replayed or false, workers = a.workers,
   }
   if not r then
     io.stderr:write(string.format("stamp: cannot listen on %s port %d: %s\n", a.local_addr, a.local_port, err))

@@ -69,6 +69,7 @@ local REFLECTOR = {
   replay_max_age = { kind = "number", min = 0, max = 1e9 },
   drop_replayed = { kind = "boolean" },
   max_bursts = { kind = "integer", min = 1, max = 1048576 },
+  workers = { kind = "integer", min = 1, max = 64 },
 }
 
 local function check(name, spec, v, level)
