@@ -327,9 +327,9 @@ local function run_reflector(a)
     on_tick = a.R and function(ctr)
       if ctr.rx ~= last then
         last = ctr.rx
-        out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d drop_rate=%d replayed=%d drop_replayed=%d sessions=%d",
-          ctr.rx, ctr.reflected, ctr.drop_hmac, ctr.drop_short, ctr.drop_rate, ctr.replayed, ctr.drop_replayed,
-          ctr.sessions_active))
+        out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d sessions=%d drop_rate=%d replayed=%d drop_replayed=%d",
+          ctr.rx, ctr.reflected, ctr.drop_hmac, ctr.drop_short, ctr.sessions_active, ctr.drop_rate, ctr.replayed,
+          ctr.drop_replayed))
       end
     end or nil,
   }
