@@ -260,8 +260,29 @@ static int loc_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
     return 0;
 }
 
+/* The first malformed sub-TLV of a Location value (RFC 8972 4.2.1 Lengths, or running past the
+   value), as an offset into `v`; -1 when all are well formed. Reads only. */
+static long loc_malformed(const uint8_t *v, uint16_t len)
+{
+    size_t pos = 4;
+    stamp_tlv_t t;
+    int r;
+    while ((r = stamp_tlv_next(v, len, &pos, &t)) == 1) {
+        if (t.type >= 1 && t.type <= 3 && t.len != 8) return (long)t.off;
+        if (t.type >= 4 && t.type <= 9 && t.len != 16) return (long)t.off;
+    }
+    return r < 0 ? (long)t.off : -1;
+}
+
 static int r_location(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
+    /* RFC 8972 4: a malformed TLV is returned as received but for its flags: nothing is filled */
+    long bad = len < 4 ? -2 : loc_malformed(v, len);
+    if (bad == -2) return STAMP_TLV_M;
+    if (bad >= 0) {
+        v[bad] = (uint8_t)((v[bad] & ~(STAMP_TLV_U | STAMP_TLV_I | STAMP_TLV_C | TLV_RBITS)) | STAMP_TLV_M);
+        return STAMP_TLV_M;
+    }
     if (!c->pol->location_hide) {
         put(v, len, F_LOCATION, "dst_port", addr_port(&c->meta->dst));
         put(v, len, F_LOCATION, "src_port", addr_port(&c->meta->src));
@@ -620,23 +641,26 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
         r = stamp_tlv_next(pkt, len, &pos, &t);
         if (r == 0) break;
         uint8_t *flags = &pkt[t.off];
-        if (r < 0) { /* runs past the packet: M, stop; the rest stays as received */
-            *flags = (uint8_t)((*flags & ~TLV_RBITS) | STAMP_TLV_M);
-            acc |= STAMP_TLV_M;
+        if (r < 0) { /* runs past the packet: M (U too if the type is not understood), stop */
+            int known = len - t.off >= STAMP_TLV_HDR && stamp_tlv_lookup(pkt[t.off + 1]);
+            uint8_t f = (uint8_t)(STAMP_TLV_M | (len - t.off >= STAMP_TLV_HDR && !known ? STAMP_TLV_U : 0));
+            *flags = (uint8_t)((*flags & ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C | TLV_RBITS)) | f);
+            acc |= f;
             break;
         }
-        /* reserved flag bits are zero on send; C belongs to type 12 only */
+        /* RFC 8972 4: U only when not understood, M only when malformed, I only for integrity;
+           reserved flag bits are zero on send; C belongs to type 12 only */
         *flags &= (uint8_t) ~(TLV_RBITS | (t.type == STAMP_TLV_REFLCTRL ? 0 : STAMP_TLV_C));
         const stamp_tlv_def_t *d = stamp_tlv_lookup(t.type);
         if (!d) {
-            *flags |= STAMP_TLV_U;
+            *flags = (uint8_t)((*flags & ~(STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C)) | STAMP_TLV_U);
             acc |= STAMP_TLV_U;
             continue;
         }
         if (!stamp_tlv_len_ok(d, t.len)) {
             /* RFC 8972 4.7, erratum 8339: a bad Follow-Up Length zeroes its Sequence Number and Timestamp */
             if (t.type == STAMP_TLV_FOLLOWUP) memset(pkt + t.off + STAMP_TLV_HDR, 0, t.len < 12 ? t.len : 12);
-            *flags = (uint8_t)((*flags & ~(STAMP_TLV_U | STAMP_TLV_C)) | STAMP_TLV_M);
+            *flags = (uint8_t)((*flags & ~(STAMP_TLV_U | STAMP_TLV_I | STAMP_TLV_C)) | STAMP_TLV_M);
             acc |= STAMP_TLV_M;
             break;
         }
@@ -645,13 +669,13 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
                 *flags &= (uint8_t) ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C);
                 *hmac_tlv_off = (int)t.off; /* signed when the reply is final */
             } else {
-                *flags |= STAMP_TLV_U; /* no key: cannot sign */
-                acc |= STAMP_TLV_U;
+                *flags = (uint8_t)((*flags & ~(STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C)) | STAMP_TLV_U);
+                acc |= STAMP_TLV_U; /* no key: cannot sign */
             }
             continue;
         }
         if (t.type == STAMP_TLV_RETURNPATH && seen_rp++) { /* RFC 9503 4: only the first one counts */
-            *flags |= STAMP_TLV_U;
+            *flags = (uint8_t)((*flags & ~(STAMP_TLV_M | STAMP_TLV_I)) | STAMP_TLV_U);
             acc |= STAMP_TLV_U;
             continue;
         }
@@ -664,6 +688,13 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
         if (t.type == STAMP_TLV_RETURNPATH && c->no_reply && !had_no_reply) rp_noreply = (long)t.off;
         if (t.type == STAMP_TLV_REFLCTRL && t12 < 0) t12 = (long)t.off;
         if (rr & STAMP_TLV_M) break; /* RFC 8972 4: stop at a malformed TLV, the rest as received */
+    }
+    if (acc & STAMP_TLV_M) {
+        /* the rest is copied unchanged but for its reserved flag bits, which are zero on send */
+        while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1)
+            pkt[t.off] &= (uint8_t) ~(TLV_RBITS | (t.type == STAMP_TLV_REFLCTRL ? 0 : STAMP_TLV_C));
+        if (r < 0) pkt[t.off] &= (uint8_t) ~(TLV_RBITS | (len - t.off >= STAMP_TLV_HDR &&
+                                                           pkt[t.off + 1] == STAMP_TLV_REFLCTRL ? 0 : STAMP_TLV_C));
     }
     /* RFC 10052 4.3: "no reply" together with a non-zero type 12 request: one reply, U on both */
     if (rp_noreply >= 0 && t12 >= 0 && rd16(pkt + t12 + STAMP_TLV_HDR + 2) != 0) {
