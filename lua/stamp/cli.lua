@@ -63,7 +63,6 @@ local OPTIONS = {
     "an even number of hex digits, 16 to 256 octets" },
   { "hmac_key_file", nil, "--hmac-key-file", "PATH", nil, "Path to file containing HMAC key (hex, or raw octets)" },
   { "ssid", nil, "--ssid", "ID", nil, "Session-Sender Identifier, 0-65535 (0: none, the default)", int_in(0, 65535) },
-  { "drop_ssid_zero", nil, "--drop-ssid-zero", "Sender: with --ssid, drop replies carrying SSID 0 (legacy reflectors) instead of accepting them" },
   { "ttl", nil, "--ttl", "TTL", "255", "TTL / Hop Limit of sent packets", int_in(1, 255) },
   -- output and campaigns
   { "output_format", nil, "--output-format", "FORMAT", "text", "Sender output: text, json, csv or jsonl",
@@ -130,6 +129,7 @@ local FLAGS = {
   { "tlv_hmac", nil, "--tlv-hmac", "HMAC TLV protecting the TLVs (needs --hmac-key)" },
   { "no_reply", nil, "--no-reply", "Return Path TLV asking for no reply (one-way measurement)" },
   { "verify_tlv_hmac", nil, "--verify-tlv-hmac", "Reflector: verify HMAC TLVs (needs --hmac-key)" },
+  { "drop_ssid_zero", nil, "--drop-ssid-zero", "Sender: with --ssid, drop replies carrying SSID 0 (legacy reflectors) instead of accepting them" },
   { "cos_refuse", nil, "--cos-refuse", "Reflector: local policy refuses CoS DSCP1 (replies keep the received DSCP, RP=1)" },
 }
 

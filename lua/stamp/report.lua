@@ -52,10 +52,13 @@ local TLV_TEXT = {
 function M.tlv_text(r)
   if not r.tlv_list then return nil end
   local out = {}
-  for _, t in ipairs(r.tlv_list) do
+  local usable = #r.tlv_list - (r.tlv_ignored or 0)
+  for i, t in ipairs(r.tlv_list) do
     local flags = (t.u and "U" or "") .. (t.m and "M" or "") .. (t.i and "I" or "") .. (t.c and "C" or "")
     local f = TLV_TEXT[t.key]
-    local body = (f and not t.u and not t.m and not t.i and not t.truncated) and f(t, r) or ("type=" .. t.type)
+    -- an ignored TLV (RFC 8972 4: after M, or any when one has I) shows no decoded values
+    local body = (f and i <= usable and not t.u and not t.m and not t.i and not t.truncated) and f(t, r)
+      or ("type=" .. t.type)
     out[#out + 1] = t.key .. (flags ~= "" and ("[" .. flags .. "]") or "") .. ": " .. body
   end
   return table.concat(out, " | ")
@@ -69,14 +72,16 @@ function M.packet_line(r)
   if r.lost then return string.format("seq=%d lost", r.seq) end
   if r.aborted then return string.format("seq=%d aborted", r.seq) end
   local t = {
-    string.format("seq=%d rtt=%sms ttl=%d reflector_recv_ts=%d reflector_send_ts=%d",
-      r.seq, ms(r.rtt), r.ttl, r.t2, r.t3),
+    -- a TWAMP-Light reply (36/38 octets) has no Sender TTL: unknown, shown as `ttl=?`
+    string.format("seq=%d rtt=%sms ttl=%s reflector_recv_ts=%d reflector_send_ts=%d",
+      r.seq, ms(r.rtt), r.ttl and string.format("%d", r.ttl) or "?", r.t2, r.t3),
     string.format("fwd=%sms bwd=%sms refl_seq=%d", ms(r.fwd), ms(r.bwd), r.refl_seq),
   }
   if r.reply_ttl then t[#t + 1] = "reply_ttl=" .. r.reply_ttl end
   if r.ssid and r.ssid ~= 0 then t[#t + 1] = "ssid=" .. r.ssid end
   local tl = M.tlv_text(r)
   if tl then t[#t + 1] = "| " .. tl end
+  if r.tlv_ignored then t[#t + 1] = "| tlv_ignored=" .. r.tlv_ignored end
   return table.concat(t, " ")
 end
 
@@ -178,10 +183,15 @@ function M.packet_record(r)
   o.refl_seq, o.t2, o.t3, o.t4 = r.refl_seq, r.t2, r.t3, r.t4
   o.rtt_ms, o.fwd_ms, o.bwd_ms, o.owd_valid = ms3(r.rtt), ms3(r.fwd), ms3(r.bwd), ok
   o.ttl, o.reply_ttl, o.reply_tos, o.ssid = r.ttl, r.reply_ttl, r.reply_tos, r.ssid
+  if o.ttl == nil then o.ttl = json.null end -- Sender TTL unknown (TWAMP-Light reply): JSON null, CSV empty
   if r.sender_ee and r.refl_ee then o.owd_error_ms = ms3(r.sender_ee.error_ns + r.refl_ee.error_ns) end
   if r.tlv_list then
+    -- RFC 8972 4: `tlvs` holds only the usable TLVs (the first #tlv_list - tlv_ignored, as in the
+    -- Lua result); `tlv_ignored` counts the others (those after one marked M, all when one has I)
     o.tlvs = {}
-    for _, t in ipairs(r.tlv_list) do
+    o.tlv_ignored = r.tlv_ignored
+    for i, t in ipairs(r.tlv_list) do
+      if i > #r.tlv_list - (r.tlv_ignored or 0) then break end
       local f = {}
       for k, v in pairs(t) do
         -- raw octets (values, MACs, unanswered sub-TLV requests) stay out of text formats
@@ -215,7 +225,8 @@ end
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
   "received", "lost", "aborted", "loss_pct", "duplicates", "late", "tx_errors", "drop_hmac", "drop_invalid", "interrupted",
   "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
-  "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid", "n", "min", "max",
+  "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid",
+  "tlvs", "tlv_ignored", "n", "min", "max",
   "mean", "median", "p90", "p95", "p99", "stddev" }
 
 --- Encode a value as JSON (dkjson, stable key order).
@@ -245,7 +256,8 @@ function M.packet_json(r, session)
     local v = rec[k]
     if v ~= nil then
       local t
-      if type(v) == "boolean" then t = v and "true" or "false"
+      if v == json.null then t = "null"
+      elseif type(v) == "boolean" then t = v and "true" or "false"
       elseif v ~= v or v == math.huge or v == -math.huge then t = "null"
       else t = tostring(v) end
       out[#out + 1] = ',"' .. k .. '":' .. t
@@ -278,7 +290,7 @@ function M.csv_row(r)
   for i, k in ipairs(M.CSV_COLUMNS) do
     local v = rec[k]
     if v == nil and k == "aborted" then t[i] = "0"
-    elseif v == nil then t[i] = ""
+    elseif v == nil or v == json.null then t[i] = ""
     elseif type(v) == "boolean" then t[i] = v and "1" or "0"
     elseif math.type and math.type(v) == "integer" then t[i] = string.format("%d", v)
     elseif type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then t[i] = string.format("%d", v)

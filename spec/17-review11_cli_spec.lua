@@ -1,0 +1,143 @@
+-- Review of issue 11: the `stamp` command against scripted reflectors (spec/tools/fake_reflector.lua)
+-- and its flags. docs/conformance/ names these specs.
+local h = require "helper"
+
+-- Start the scripted reflector in MODE on a free port; returns pid, output file, port.
+local function fake(mode)
+  local port = h.free_port()
+  local pid, out = h.spawn("lua5.4 " .. h.ROOT .. "/spec/tools/fake_reflector.lua " .. mode .. " " .. port .. " 10")
+  assert(h.wait_for(out, "listening", 5), "fake reflector did not start: " .. h.slurp(out))
+  return pid, out, port
+end
+
+local function sender(port, args)
+  return h.run(h.STAMP .. " -r 127.0.0.1 -p " .. port .. " -c 3 -d 10 -L 0.5 -q " .. args)
+end
+
+describe("stamp -R against TWAMP-Light replies (review 11, item 4)", function()
+  local function light_r(mode)
+      local pid, out, port = fake(mode)
+      local code, so, se = sender(port, "-R")
+      h.stop(pid) os.remove(out)
+      assert.equal(0, code, se)
+      assert.equal("", se)
+      local n = 0
+      for line in so:gmatch("[^\n]+") do
+        if line:match("^seq=%d+ rtt=") then
+          n = n + 1
+          assert.truthy(line:find(" ttl=? ", 1, true), line)
+        end
+      end
+      assert.equal(3, n, so)
+  end
+  it("light36: -R prints ttl=? (Sender TTL unknown) and does not crash", function() light_r("light36") end)
+  it("light38: -R prints ttl=? (Sender TTL unknown) and does not crash", function() light_r("light38") end)
+
+  it("light36: JSON lines carry ttl null, CSV an empty ttl column", function()
+    local pid, out, port = fake("light36")
+    local code, so, se = sender(port, "--output-format jsonl")
+    local code2, so2 = sender(port, "--output-format csv")
+    h.stop(pid) os.remove(out)
+    assert.equal(0, code, se)
+    assert.equal(0, code2)
+    local n = 0
+    for line in so:gmatch("[^\n]+") do
+      if line:find('"type":"packet"', 1, true) then
+        n = n + 1
+        assert.truthy(line:find('"ttl":null', 1, true), line)
+      end
+    end
+    assert.equal(3, n)
+    local hdr = so2:match("^([^\n]+)")
+    local col
+    local i = 0
+    for c in hdr:gmatch("[^,]+") do i = i + 1 if c == "ttl" then col = i end end
+    assert.truthy(col, hdr)
+    local rows = 0
+    for line in so2:gmatch("[^\n]+") do
+      if line:match("^%d") then
+        rows = rows + 1
+        local cells = {}
+        for c in (line .. ","):gmatch("([^,]*),") do cells[#cells + 1] = c end
+        assert.equal("", cells[col], line)
+      end
+    end
+    assert.equal(3, rows)
+  end)
+end)
+
+describe("--drop-ssid-zero (review 11, item 5)", function()
+  it("is a plain flag: against a legacy reflector (SSID 0 in replies) every reply is dropped", function()
+    local pid, out, port = fake("light38") -- replies carry SSID 0
+    local code, so, se = sender(port, "--ssid 7 --drop-ssid-zero --output-format json")
+    h.stop(pid) os.remove(out)
+    assert.equal("", se:gsub("[^\n]*Warning[^\n]*\n?", ""))
+    assert.truthy(so:find('"received":0', 1, true), so)
+    assert.not_equal(0, code)
+  end)
+
+  it("without it the same replies are accepted", function()
+    local pid, out, port = fake("light38")
+    local code, so, se = sender(port, "--ssid 7 --output-format json")
+    h.stop(pid) os.remove(out)
+    assert.equal(0, code, se)
+    assert.truthy(so:find('"received":3', 1, true), so)
+  end)
+
+  it("-h shows it as a flag with its description (no argument)", function()
+    local code, so = h.run(h.STAMP .. " -h")
+    assert.equal(0, code)
+    local line = so:match("\n(%s*%-%-drop%-ssid%-zero[^\n]*)")
+    assert.truthy(line, so)
+    assert.falsy(line:find("<", 1, true), line)
+    assert.truthy(so:find("drop replies carrying SSID 0", 1, true))
+  end)
+
+  it("given a value it is refused with one line naming it", function()
+    local code, so, se = h.run(h.STAMP .. " -r 127.0.0.1 -c 1 --drop-ssid-zero 1")
+    assert.equal(2, code)
+    assert.equal("", so)
+    assert.falsy(se:find("traceback", 1, true), se)
+    assert.equal(1, select(2, se:gsub("\n", "")), se)
+  end)
+end)
+
+describe("CLI output keeps ignored TLVs out of tlvs (review 11, item 15)", function()
+  it("a Direct Measurement TLV marked I: JSON tlvs empty (I spoils every TLV), tlv_ignored 2; -R shows it", function()
+    local pid, out, port = fake("dm_i")
+    local code, so, se = sender(port, "--direct-measurement --cos --output-format jsonl")
+    local code2, so2 = sender(port, "--direct-measurement -R")
+    h.stop(pid) os.remove(out)
+    assert.equal(0, code, se)
+    assert.equal(0, code2)
+    local n = 0
+    for line in so:gmatch("[^\n]+") do
+      if line:find('"type":"packet"', 1, true) then
+        n = n + 1
+        assert.falsy(line:find("direct_measurement", 1, true), line)
+        assert.falsy(line:find('"cos"', 1, true), line)
+        assert.truthy(line:find('"tlv_ignored":2', 1, true), line)
+      end
+    end
+    assert.equal(3, n)
+    local m = 0
+    for line in so2:gmatch("[^\n]+") do
+      if line:match("^seq=%d+ rtt=") then
+        m = m + 1
+        assert.truthy(line:find("tlv_ignored=1", 1, true), line)
+        assert.falsy(line:find("r_rxc=1000", 1, true), line)
+      end
+    end
+    assert.equal(3, m)
+  end)
+
+  it("usable TLVs are still in tlvs, with no tlv_ignored", function()
+    local pid, out, port = fake("dm_neg")
+    local code, so, se = sender(port, "--timestamp-info --output-format jsonl")
+    h.stop(pid) os.remove(out)
+    assert.equal(0, code, se)
+    local line = so:match('[^\n]*"type":"packet"[^\n]*')
+    assert.truthy(line and line:find('"timestamp_info"', 1, true), so)
+    assert.falsy(line:find("tlv_ignored", 1, true), line)
+  end)
+end)
