@@ -265,6 +265,16 @@ function M.parse(argv)
       .. "--send-delay (%g ms); the next request must not start before the burst ends (RFC 10052 5)", n12, gap12,
       args.send_delay or 1000))
   end
+  -- RFC 10052 5 SHOULD NOT: with Poisson gaps (exponential, mean --send-delay) any burst can outlast
+  -- a gap; we warn (one line) with the chance that it does, and send as asked
+  local burst_ms = n12 > 1 and (n12 - 1) * gap12 / 1e6 or 0
+  if args.schedule == "poisson" and burst_ms > 0 and not args.is_reflector then
+    local mean = args.send_delay or 1000
+    local share = mean > 0 and 1 - math.exp(-burst_ms / mean) or 1
+    io.stderr:write(string.format("stamp: warning: --schedule poisson with a type 12 burst of %d replies %d ns apart "
+      .. "(%g ms): %.0f%% of the gaps (mean %g ms) are shorter, so the next request may start before the burst "
+      .. "ends (RFC 10052 5 SHOULD NOT); use the periodic schedule to avoid it\n", n12, gap12, burst_ms, share * 100, mean))
+  end
   if args.destination_address and (args.ssid or 0) == 0 then
     return nil, fail("invalid value for --destination-address: needs a non-zero --ssid (RFC 9503 3)")
   end
