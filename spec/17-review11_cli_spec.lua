@@ -164,3 +164,33 @@ describe("Poisson schedule with a type 12 burst (review 11, item 13; RFC 10052 5
     assert.same({ 0, "", 0, "" }, { c1, e1, c2, e2 })
   end)
 end)
+
+describe("RFC 9534 3.2 on the sender: only confirmed Micro-session replies count (review 11, item 14)", function()
+  local function run(mode)
+    local pid, out, port = fake(mode)
+    local code, so, se = sender(port, "--micro-session-id 5:7 --output-format json")
+    h.stop(pid) os.remove(out)
+    return code, so, se
+  end
+
+  it("a reply without the Micro-session ID TLV is dropped and counted in drop_invalid", function()
+    local code, so = run("msid_none")
+    assert.truthy(so:find('"received":0', 1, true), so)
+    assert.truthy(so:find('"drop_invalid":3', 1, true), so)
+    assert.not_equal(0, code)
+  end)
+
+  it("a reply with the TLV back with U (not processed, IDs unchanged) is dropped and counted", function()
+    local code, so = run("msid_u")
+    assert.truthy(so:find('"received":0', 1, true), so)
+    assert.truthy(so:find('"drop_invalid":3', 1, true), so)
+    assert.not_equal(0, code)
+  end)
+
+  it("a reply with both IDs confirmed is accepted", function()
+    local code, so, se = run("msid_ok")
+    assert.equal(0, code, se)
+    assert.truthy(so:find('"received":3', 1, true), so)
+    assert.truthy(so:find('"drop_invalid":0', 1, true), so)
+  end)
+end)

@@ -58,6 +58,10 @@ describe("RFC 8972 4 flags on the reflector's reply (review 11, items 9 and 10)"
       reflect(port, "80020024 00000000 80070010" .. string.rep("0", 32) .. "80040008" .. string.rep("0", 16)))
   end)
 
+  it("a Micro-session ID TLV at a reflector without a member link comes back with U, IDs unchanged", function()
+    assert.equal("800b000400030000", reflect(port, "800b0004 00030000"))
+  end)
+
   it("a good Location TLV is still filled (ports and the addresses asked for)", function()
     local r = reflect(port, "80020018 00000000 80040010" .. string.rep("0", 32))
     assert.equal("00020018", r:sub(1, 8))

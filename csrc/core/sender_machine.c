@@ -280,18 +280,23 @@ static void result_init(stamp_result_t *r, int status, const slot_t *sl)
     r->tlv_hmac = -1;
 }
 
-/* RFC 9534 3.2: both Micro-session IDs of the reply must be ours (the reflector's when we know it). */
+/* RFC 9534 3.2: both Micro-session IDs of the reply must be ours (the reflector's when we know it).
+   Only a reply whose Micro-session ID TLV the reflector processed confirms the micro-session: one
+   without the TLV (stripped, a legacy or TWAMP-Light reflector) or with it flagged U, M or I (not
+   processed, its IDs merely echoed) is not a valid reply and is dropped like a mismatch. */
 static int micro_ok(const stamp_sm_t *m, const uint8_t *b, size_t len)
 {
     size_t pos = m->base;
     stamp_tlv_t t;
+    if (len <= m->base) return 0;
     while (stamp_tlv_next(b, len, &pos, &t) == 1) {
         if (t.type == STAMP_TLV_MICRO && t.len >= 4) {
+            if (t.flags & (STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I)) return 0;
             const uint8_t *v = b + t.off + STAMP_TLV_HDR;
             return rd16(v) == m->micro_sender && (!m->micro_refl || rd16(v + 2) == m->micro_refl);
         }
     }
-    return 1; /* TLVs stripped: nothing to check */
+    return 0; /* no Micro-session ID TLV in the reply: nothing confirms it */
 }
 
 /* RFC 8972 4 and 4.8: which of the reply's TLVs the sender may use (see stamp_result_t). */
