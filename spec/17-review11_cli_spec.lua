@@ -194,3 +194,17 @@ describe("RFC 9534 3.2 on the sender: only confirmed Micro-session replies count
     assert.truthy(so:find('"drop_invalid":0', 1, true), so)
   end)
 end)
+
+describe("loss direction from Direct Measurement is sanity-checked (review 11, item 6)", function()
+  it("counters implying negative loss (R_RxC = R_TxC = 1000 after 3 packets) make the direction invalid", function()
+    local pid, out, port = fake("dm_neg")
+    local code, so, se = sender(port, "--direct-measurement --output-format json")
+    h.stop(pid) os.remove(out)
+    assert.equal(0, code, se)
+    local dir = so:match('"direction":(%b{})')
+    assert.truthy(dir, so)
+    assert.truthy(dir:find('"method":"direct_measurement"', 1, true), dir)
+    assert.truthy(dir:find('"invalid":"', 1, true), dir)
+    assert.falsy(dir:find("\"forward\":", 1, true), dir) -- no figure, only the reason
+  end)
+end)

@@ -130,7 +130,9 @@ function M.text_summary(s)
       add("Loss episodes: %d, longest burst %d, mean burst %.1f", s.loss.episodes, s.loss.longest_burst, s.loss.mean_burst)
     end
     local d = s.loss.direction
-    if d and s.lost > 0 then
+    if d and d.invalid then
+      add("Loss direction (%s): invalid, %s", d.method, d.invalid)
+    elseif d and s.lost > 0 then
       add("Loss direction (%s): forward %d, backward %d, undetermined %d", d.method, d.forward, d.backward, d.undetermined)
     end
   end

@@ -454,6 +454,12 @@ local function figures(self, counters)
     if direction then
       direction.undetermined = sent - (last.seq + 1)
       if direction.undetermined < 0 then direction.undetermined = 0 end
+      -- counters that imply a negative loss are not believed (e.g. a reflector counting something
+      -- else, or extra type 12 replies): the direction is reported invalid, without figures
+      if direction.forward < 0 or direction.backward < 0 then
+        direction = { method = direction.method, invalid = string.format(
+          "the counters imply a negative loss (forward %d, backward %d)", direction.forward, direction.backward) }
+      end
     end
     f.direction = direction
   end
@@ -552,7 +558,7 @@ function M.merge(parts, counters)
     f.ext = mom_merge(f.ext, x.ext)
     if x.received > 0 then
       local d = x.direction
-      if not d or (method and d.method ~= method) then directions = false
+      if not d or d.invalid or (method and d.method ~= method) then directions = false
       else
         method, fwd, bwd, und = d.method, fwd + d.forward, bwd + d.backward, und + d.undetermined
       end
