@@ -208,3 +208,17 @@ describe("loss direction from Direct Measurement is sanity-checked (review 11, i
     assert.falsy(dir:find("\"forward\":", 1, true), dir) -- no figure, only the reason
   end)
 end)
+
+describe("granted type 12 extras are not duplicates (review 11, item 6)", function()
+  it("3 requests for 3 replies each: duplicates 0, the extras counted as extra_replies", function()
+    local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 5")
+    local code, so, se = h.run(h.STAMP .. " -r 127.0.0.1 -p " .. port .. " -c 3 -d 100 -L 0.5 -q --reflected-count 3 "
+      .. "--reflected-interval-ns 2000000 --output-format json")
+    h.stop(pid) os.remove(out)
+    assert.equal(0, code, se)
+    assert.truthy(so:find('"received":3', 1, true), so)
+    assert.truthy(so:find('"duplicates":0', 1, true), so)
+    local extra = tonumber(so:match('"extra_replies":(%d+)'))
+    assert.truthy(extra and extra >= 4 and extra <= 6, so)
+  end)
+end)

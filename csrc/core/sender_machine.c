@@ -21,6 +21,7 @@ enum { SLOT_FREE = 0, SLOT_OUT, SLOT_DONE, SLOT_LOST, SLOT_ABORTED };
 typedef struct {
     uint32_t seq;
     uint8_t state;
+    uint16_t extra; /* further replies of a granted type 12 burst seen for this packet */
     stamp_ns_t t1;       /* UTC send time */
     stamp_ns_t deadline; /* caller's monotonic clock */
 } slot_t;
@@ -49,6 +50,7 @@ struct stamp_sm {
     size_t dm_off[8];
     int ndm;
     long hmac_off;
+    unsigned t12_count; /* RFC 10052: replies asked for by our type 12 TLV (0: none sent) */
     int has_micro; /* RFC 9534: we send a Micro-session ID TLV */
     uint16_t micro_sender, micro_refl;
 };
@@ -110,6 +112,8 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
         while (stamp_tlv_next(m->tlvs, cfg->tlvs_len, &pos, &t) == 1) {
             if (t.type == STAMP_TLV_DM && t.len >= 4 && m->ndm < 8) m->dm_off[m->ndm++] = base + t.off + STAMP_TLV_HDR;
             if (t.type == STAMP_TLV_HMAC && t.len == STAMP_HMAC_LEN) m->hmac_off = (long)(base + t.off);
+            if (t.type == STAMP_TLV_REFLCTRL && t.len >= 12 && !m->t12_count)
+                m->t12_count = rd16(m->tlvs + t.off + STAMP_TLV_HDR + 2);
             if (t.type == STAMP_TLV_MICRO && t.len >= 4 && !m->has_micro) {
                 m->has_micro = 1;
                 m->micro_sender = rd16(m->tlvs + t.off + STAMP_TLV_HDR);
@@ -299,6 +303,17 @@ static int micro_ok(const stamp_sm_t *m, const uint8_t *b, size_t len)
     return 0; /* no Micro-session ID TLV in the reply: nothing confirms it */
 }
 
+/* RFC 10052 3: does the reply carry our type 12 TLV, granted (no U, M, I or C)? */
+static int t12_granted(const stamp_sm_t *m, const uint8_t *b, size_t len)
+{
+    size_t pos = m->base;
+    stamp_tlv_t t;
+    while (len > m->base && stamp_tlv_next(b, len, &pos, &t) == 1)
+        if (t.type == STAMP_TLV_REFLCTRL)
+            return !(t.flags & (STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C));
+    return 0;
+}
+
 /* RFC 8972 4 and 4.8: which of the reply's TLVs the sender may use (see stamp_result_t). */
 static void tlv_usability(const stamp_sm_t *m, const uint8_t *b, size_t len, stamp_result_t *res)
 {
@@ -374,7 +389,14 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
         return 0;
     }
     if (sl->state == SLOT_DONE) {
-        m->ctr.duplicates++;
+        /* RFC 10052 3: a granted burst (type 12 back without U, M, I or C) brings Number replies
+           in all; the further ones are expected, not duplicates */
+        if (m->t12_count > 1 && sl->extra < m->t12_count - 1 && t12_granted(m, b, len)) {
+            sl->extra++;
+            m->ctr.extra_replies++;
+        } else {
+            m->ctr.duplicates++;
+        }
         return 0;
     }
     if (sl->state != SLOT_OUT || seq < m->oldest) { /* lost or aborted already */

@@ -681,6 +681,7 @@ typedef struct {
     uint64_t drop_invalid; /* too short, unknown sequence, foreign source, SSID mismatch */
     uint64_t tx_errors;
     uint64_t aborted;    /* outstanding when the run was stopped at once (neither lost nor received) */
+    uint64_t extra_replies; /* RFC 10052: the further replies of a granted type 12 burst (not duplicates) */
 } stamp_sender_counters_t;
 
 /* ---- the I/O-free sender machine ----

@@ -111,7 +111,7 @@ static int obj_local(lua_State *L)
  * @treturn table
  */
 /***
- * Counters: sent, received, lost, duplicates, late, drop_hmac, drop_invalid, tx_errors.
+ * Counters: sent, received, lost, duplicates, late, drop_hmac, drop_invalid, tx_errors, extra_replies.
  * @function sender:counters
  * @treturn table
  */

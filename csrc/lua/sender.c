@@ -27,7 +27,8 @@ static stamp_sender_t *bind_check_h(lua_State *L)
 
 #define SC(f) {#f, offsetof(stamp_sender_counters_t, f)}
 const counter_t sender_counter_names[] = {SC(sent),       SC(received),  SC(lost),   SC(duplicates), SC(late),
-                                          SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), {NULL, 0}};
+                                          SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), SC(extra_replies),
+                                          {NULL, 0}};
 _Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
 void sender_read_cfg(lua_State *L, int t, stamp_sender_cfg_t *c, int need_remote)

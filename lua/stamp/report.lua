@@ -140,6 +140,7 @@ function M.text_summary(s)
     add("Reordered: %d (%.2f%%), max extent %d", s.reordering.reordered, 100 * s.reordering.ratio, s.reordering.max_extent)
   end
   if (s.duplicates or 0) > 0 then add("Duplicates: %d", s.duplicates) end
+  if (s.extra_replies or 0) > 0 then add("Extra replies (type 12 bursts): %d", s.extra_replies) end
   if (s.late or 0) > 0 then add("Late replies: %d", s.late) end
   if (s.tx_errors or 0) > 0 then add("Send errors: %d", s.tx_errors) end
   if (s.drop_hmac or 0) > 0 then add("Replies failing HMAC: %d", s.drop_hmac) end
@@ -213,7 +214,7 @@ function M.summary_record(s)
   return {
     type = "summary",
     sent = s.sent, received = s.received, lost = s.lost, loss_pct = s.loss_pct,
-    duplicates = s.duplicates, late = s.late,
+    duplicates = s.duplicates, extra_replies = s.extra_replies, late = s.late,
     tx_errors = s.tx_errors, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
     rtt_ms = dist_ms(s.rtt), fwd_ms = dist_ms(s.fwd), bwd_ms = dist_ms(s.bwd),
     owd = s.owd and { valid = s.owd.valid, reason = s.owd.reason, error_bound_ms = ms3(s.owd.error_bound) },
@@ -225,7 +226,7 @@ function M.summary_record(s)
 end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
-  "received", "lost", "aborted", "loss_pct", "duplicates", "late", "tx_errors", "drop_hmac", "drop_invalid", "interrupted",
+  "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "late", "tx_errors", "drop_hmac", "drop_invalid", "interrupted",
   "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid",
   "tlvs", "tlv_ignored", "n", "min", "max",

@@ -437,6 +437,7 @@ local function figures(self, counters)
     duplicates = counters and counters.duplicates or 0, late = counters and counters.late or 0,
     tx_errors = counters and counters.tx_errors or 0, drop_hmac = counters and counters.drop_hmac or 0,
     drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
+    extra_replies = counters and counters.extra_replies or 0,
     dists = d, owd_valid = self.owd_valid and self.n > 0, owd_reason = self.n > 0 and self.owd_reason or "no replies",
     err_bound = self.err_bound,
     episodes = episodes, longest = longest, burst_total = burst_total,
@@ -478,7 +479,7 @@ local function render(f)
     sent = f.sent,
     received = f.received,
     lost = lost,
-    aborted = f.aborted,
+    aborted = f.aborted, extra_replies = f.extra_replies,
     loss_pct = counted > 0 and (100 * lost / counted) or 0,
     duplicates = f.duplicates,
     late = f.late,
@@ -507,7 +508,8 @@ end
 -- @tparam[opt] table counters a sender's counters (authoritative for `sent`, `duplicates`, `late`; also
 --   the source of `tx_errors`, `drop_hmac`, `drop_invalid`)
 -- @treturn table `sent`, `received`, `lost`, `aborted` (from the counters: abandoned, neither received nor lost),
---   `loss_pct` (of the packets not aborted), `duplicates`, `late`, `tx_errors` (sends that failed),
+--   `loss_pct` (of the packets not aborted), `duplicates`, `extra_replies` (further replies of granted
+--   type 12 bursts), `late`, `tx_errors` (sends that failed),
 --   `drop_hmac` (replies failing their HMAC), `drop_invalid` (replies that are not valid STAMP), `rtt`, `fwd`, `bwd`,
 --   `owd` (validity of one-way delays), `ipdv` and `pdv` (each with `rtt`, `fwd`, `bwd`), `loss`
 --   (episodes and direction), `reordering`
@@ -542,6 +544,7 @@ function M.merge(parts, counters)
     fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
   end
   local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
+    extra_replies = 0,
     owd_valid = true, err_bound = 0, episodes = 0,
     longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
   local method, fwd, bwd, und, directions = nil, 0, 0, 0, true
@@ -550,6 +553,7 @@ function M.merge(parts, counters)
     f.duplicates, f.late = f.duplicates + x.duplicates, f.late + x.late
     f.tx_errors, f.drop_hmac = f.tx_errors + x.tx_errors, f.drop_hmac + x.drop_hmac
     f.drop_invalid, f.aborted = f.drop_invalid + x.drop_invalid, f.aborted + x.aborted
+    f.extra_replies = f.extra_replies + (x.extra_replies or 0)
     if not x.owd_valid and x.received > 0 and f.owd_valid then f.owd_valid, f.owd_reason = false, x.owd_reason end
     if x.err_bound > f.err_bound then f.err_bound = x.err_bound end
     f.episodes, f.burst_total = f.episodes + x.episodes, f.burst_total + x.burst_total
