@@ -78,6 +78,27 @@ describe("metrics: the command", function()
     assert.equal(0, sample(body, "stamp_reflector_packets_reflected_total"))
   end)
 
+  it("counts rate-limit drops by reason, with received = reflected + dropped", function()
+    local mport = tcp_port()
+    local pid, _, port = h.cli_reflector("--local-addr 127.0.0.1 --max-pps 10 --reflector-rate-burst 1" ..
+      " --metrics --metrics-addr 127.0.0.1:" .. mport)
+    h.run(string.format("%s -r 127.0.0.1 -p %d -o 0 -c 20 -d 1 -L 0.3", h.STAMP, port))
+    local body = scrape(mport)
+    h.stop(pid)
+    local rx = sample(body, "stamp_reflector_packets_received_total")
+    local refl = sample(body, "stamp_reflector_packets_reflected_total")
+    local rate = sample(body, 'stamp_reflector_packets_dropped_total{reason="rate_limit"}')
+    assert.equal(20, rx, body)
+    assert.truthy(rate and rate >= 17, body)
+    assert.equal(rx, refl + rate)
+    assert.equal(0, sample(body, 'stamp_reflector_packets_dropped_total{reason="replayed"}'))
+    assert.equal(0, sample(body, "stamp_reflector_sessions_evicted_total"))
+    if have("promtool") then
+      local ok, msg = promtool_ok(body)
+      assert.is_true(ok, msg)
+    end
+  end)
+
   it("a sender with --metrics serves sent, received and RTT while it runs", function()
     local mport = tcp_port()
     local rpid, _, port = h.cli_reflector()

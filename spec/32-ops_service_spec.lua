@@ -252,11 +252,14 @@ describe("SIGHUP and --config", function()
     cfgfile(dir, string.format(base, port, 100000))
     os.execute("kill -HUP " .. pid)
     assert.truthy(h.wait_for(out, "max_pps 10 -> 100000", 5), h.slurp(out))
-    local _, fast = h.run(string.format("%s -r 127.0.0.1 -p %d -o 0 -c 20 -d 1 -L 0.3", h.STAMP, port))
+    local _, fast = h.run(string.format("%s -r 127.0.0.1 -p %d -o 0 -c 20 -d 1 -L 1", h.STAMP, port))
     h.stop(pid)
     os.execute("rm -rf " .. dir)
-    assert.falsy(slow:find("Packets received: 20", 1, true), slow)
-    assert.truthy(fast:find("Packets received: 20", 1, true), fast)
+    -- 20 packets in 20 ms: at 10 packets/s with a burst of 1 at most 3 get through; at 100,000/s all
+    -- do (one may still be lost on a loaded machine, which the rate limit cannot explain)
+    local function received(s) return tonumber(s:match("Packets received: (%d+)")) end
+    assert.truthy(received(slow) and received(slow) <= 3, slow)
+    assert.truthy(received(fast) and received(fast) >= 19, fast)
   end)
 end)
 

@@ -234,12 +234,21 @@ static void render_reflector(const stamp_metrics_t *m, out_t *o)
         {"send_error", c.drop_tx},
         {"micro_session", c.drop_micro},
         {"no_reply_requested", c.no_reply},
+        {"address_group", c.drop_group},
+        {"rate_limit", c.drop_rate},
+        {"replayed", c.drop_replayed},
     };
     family(o, "stamp_reflector_packets_dropped_total", "Test packets not answered, by reason.", "reason", drops,
            (int)(sizeof drops / sizeof drops[0]));
     scalar(o, "stamp_reflector_active_sessions", "gauge", "Sessions currently known (stateful mode).",
            c.sessions_active);
     scalar(o, "stamp_reflector_sessions_total", "counter", "Sessions created (stateful mode).", c.sessions_created);
+    scalar(o, "stamp_reflector_sessions_evicted_total", "counter",
+           "Sessions forgotten to make room under max_sessions (the one idle longest).", c.sessions_evicted);
+    scalar(o, "stamp_reflector_replays_total", "counter",
+           "Authenticated test packets seen as replays (answered or not, see drop_replayed).", c.replayed);
+    scalar(o, "stamp_reflector_extra_refused_total", "counter",
+           "Type 12 bursts not started for want of a burst slot (answered once with C).", c.extra_refused);
     scalar(o, "stamp_reflector_hmac_failures_total", "counter",
            "HMAC verification failures (base packet and HMAC TLV).", c.drop_hmac + c.tlv_integrity);
     labelled_t tlv[] = {
