@@ -15,7 +15,8 @@
  * has ended; the counters equal the results (sent, received, lost, aborted)
  * and outstanding = sent - ended; an answered reply is the datagram fed,
  * carries the sequence number reported and that packet's T1, verifies in
- * authenticated mode, and never has more usable TLVs than TLVs; deadlines
+ * authenticated mode, is at least STAMP_LIGHT_REPLY_MIN octets in open mode and
+ * the whole base packet in authenticated mode, and never has more usable TLVs than TLVs; deadlines
  * never lie in the past of a machine that has nothing due. */
 #include <arpa/inet.h>
 
@@ -141,7 +142,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (r == 1) {
                 CHECK(res[0].status == STAMP_RES_OK);
                 CHECK(res[0].pkt == b && res[0].pkt_len == len);
-                CHECK(len >= STAMP_TWAMP_LIGHT_MIN);
+                /* the acceptance rule: in open mode a TWAMP-Light reply of at least
+                 * STAMP_LIGHT_REPLY_MIN octets (through the Sender Timestamp), in
+                 * authenticated mode the whole base packet (the HMAC covers it) */
+                if (cfg.mode == STAMP_MODE_OPEN) CHECK(len >= STAMP_LIGHT_REPLY_MIN);
+                else CHECK(len >= base);
                 if (len >= base) {
                     stamp_reflected_t p;
                     CHECK(stamp_reflected_decode(b, len, cfg.mode, &p) > 0 && p.sender_seq == res[0].seq);

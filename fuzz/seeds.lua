@@ -102,4 +102,10 @@ write("fuzz_sender", "open-foreign", "\xa2" .. "\0" .. reply(0x0d, open_r) .. "\
 write("fuzz_sender", "auth-signed", "\x23" .. "\0" .. reply(0x05, auth_r) .. "\x60\3")
 write("fuzz_sender", "auth-unsigned", "\x23" .. "\0" .. reply(0x01, auth_r) .. "\3")
 write("fuzz_sender", "light", "\x00" .. "\0" .. reply(0x00, open_refl:sub(1, 14)) .. "\x85")
+-- a TWAMP-Light reply of exactly STAMP_LIGHT_REPLY_MIN (36) octets aimed at a packet in flight: accepted in
+-- open mode, shorter than the base packet
+write("fuzz_sender", "light-reply-36", "\x00" .. "\0" .. reply(0x01, open_refl:sub(1, 36)) .. "\3")
+-- regression: the input on which the socket-driven sender target (before the I/O-free machine) aborted on
+-- "pkt_len >= stamp_base_len(mode)", wrong since open mode accepts 36-octet TWAMP-Light replies
+write("fuzz_sender", "regress-light-reply-36-crash", "\x0e\x01\x00\x00\x01\xec\x00\x00\x00\x80\x00\x27\x00\x00\x00\x00\x00\x00\x00\x00\x01\x01\x00\x07\xec\x00\x00\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
 write("fuzz_sender", "many", "\x22" .. string.rep("\x60", 20) .. reply(0x15, open_r) .. "\3\4\x60\3")
