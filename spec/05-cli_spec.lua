@@ -48,9 +48,9 @@ describe("stamp command", function()
 
   it("authenticated with the same key; a wrong key gives 100% loss and 100 HMAC failures", function()
     local pid, rout, port = reflector("--local-addr 127.0.0.1 -A A --hmac-key " .. KEY)
-    local code, out = h.run(string.format("%s --remote-addr 127.0.0.1 --remote-port %d --local-port %d "
+    local code, out, err = h.run(string.format("%s --remote-addr 127.0.0.1 --remote-port %d --local-port %d "
       .. "--count 100 --send-delay 10 -R -A A --hmac-key %s", STAMP, port, h.free_port(), KEY))
-    assert.equal(0, code)
+    assert.equal(0, code, err .. out:sub(-400))
     assert.equal(100, lines_matching(out, PACKET_LINE))
     assert.matches("Packets lost: 0 %(0%.0%%%)", out)
     local wrong = KEY:gsub("^0", "f")

@@ -31,7 +31,8 @@ setup(function()
   if not have("tshark") then skip_reason = "tshark is not installed (scripts/install-deps installs it)" return end
   PORT, SPORT = h.free_port(), h.free_port()
   capture = os.tmpname() .. ".pcap"
-  local tpid, tlog = h.spawn(string.format("tshark -i lo -f 'udp port %d' -w %s", PORT, capture))
+  -- only this session's packets: both ports (other suites run at the same time on lo)
+  local tpid, tlog = h.spawn(string.format("tshark -i lo -f 'udp port %d and udp port %d' -w %s", PORT, SPORT, capture))
   if not h.wait_for(tlog, "Capturing on", 10) then
     h.stop(tpid)
     skip_reason = "tshark cannot capture on lo here: " .. h.slurp(tlog):gsub("\n", " ")
@@ -57,13 +58,15 @@ describe("independent decoders", function()
     if skip_reason then pending(skip_reason) return end
     local mine = parse_stamp_lines(stamp_out)
     local code, out, err = h.run(string.format("tshark -r %s -d udp.port==%d,twamp.test -T fields -E separator=/t "
-      .. "-e udp.srcport -e twamp.test.seq_number -e twamp.test.sender_seq_number -e twamp.test.sender_ttl "
+      .. "-e udp.srcport -e udp.dstport -e twamp.test.seq_number -e twamp.test.sender_seq_number -e twamp.test.sender_ttl "
       .. "-e twamp.test.receive_timestamp -e twamp.test.timestamp", capture, PORT))
     assert.equal(0, code, err)
     local replies = 0
     for line in out:gmatch("[^\n]+") do
-      local sport, seq, sseq, ttl, rxts, txts = line:match("^(%d+)\t(%d+)\t(%d*)\t(%d*)\t([^\t]*)\t(.*)$")
-      if tonumber(sport) == PORT then
+      local sport, dport, seq, sseq, ttl, rxts, txts = line:match("^(%d+)\t(%d+)\t(%d+)\t(%d*)\t(%d*)\t([^\t]*)\t(.*)$")
+      sport, dport = tonumber(sport), tonumber(dport)
+      assert.is_true((sport == SPORT and dport == PORT) or (sport == PORT and dport == SPORT), line)
+      if sport == PORT then
         replies = replies + 1
         local m = assert(mine[tonumber(sseq)], "no -R line for " .. sseq)
         assert.equal(m.refl_seq, tonumber(seq))

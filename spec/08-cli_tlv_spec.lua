@@ -52,7 +52,29 @@ describe("stamp command with TLVs", function()
       local out = sender(port, "--timestamp-info --direct-measurement --follow-up-telemetry --access-report 1 --access-return-code 2")
       assert.matches("timestamp_info: sync_in=%u+ ts_in=SW sync_out=%u+ ts_out=SW", out)
       assert.matches("direct_measurement: s_txc=3 r_rxc=3 r_txc=3", out)
-      assert.matches("follow_up: fu_seq=1 fu_ts=%d+ fu_mode=SW", out)
+      -- RFC 8972 4.7: a reply's Follow-Up Telemetry names a reply the reflector sent before it in
+      -- this session (its sequence number and the time it actually left); the first reply has none.
+      -- Which earlier reply is named depends on timing: two test packets read in one recvmmsg batch
+      -- both name the reply sent before that batch.
+      local sent, replies = {}, 0
+      for line in out:gmatch("seq=[^\n]+") do
+        replies = replies + 1
+        local r, t3 = tonumber(line:match(" refl_seq=(%d+)")), math.tointeger(tonumber(line:match(" reflector_send_ts=(%d+)")))
+        local fu, fts, fmode = line:match("follow_up: fu_seq=(%d+) fu_ts=(%S+) fu_mode=(%S+)")
+        assert.truthy(r and t3 and fu, line)
+        fu = tonumber(fu)
+        if r == 0 then
+          assert.same({ 0, "none" }, { fu, fts }, line)
+        else
+          assert.equal("SW", fmode, line)
+          assert.is_true(fu < r, line)
+          fts = math.tointeger(tonumber(fts))
+          assert.truthy(fts, line)
+          if sent[fu] then assert.is_true(fts >= sent[fu], line) end -- after the T3 that reply carries
+        end
+        sent[r] = t3
+      end
+      assert.equal(3, replies)
       assert.matches("access_report: access_id=1 return_code=2", out)
     end)
   end)

@@ -67,31 +67,43 @@ for _, host in ipairs(HOSTS) do
     local ex = assert(loadfile(ROOT .. "/examples/" .. host.file .. ".lua"))("lib")
 
     it("runs a reflector and a sender in one loop: 200 packets, 0 lost, the other timer never waits over 20 ms", function()
-      -- the loop's other timer: a gap over 20 ms in every one of 3 runs is the driver blocking the
-      -- loop (it would block in each), not the shared machine's load holding up one run
-      local results, summary, ticks, gaps
+      -- every run must be complete (200 sent, 200 received, 0 lost); the timing (the other timer's
+      -- longest gap, its number of callbacks, the run's length) must hold in one of 3 runs: a driver
+      -- that blocks the loop or drags the run out does so in each, while the shared machine's load
+      -- (two cores, other suites) holds up one run now and then
+      local why = {}
       for attempt = 1, 3 do
-        results, summary, ticks = ex.pair { count = 200, send_delay = 10, tick = 5 }
-        gaps = (gaps and gaps .. ", " or "") .. string.format("%.1f ms", max_gap(ticks, host.unit))
-        if max_gap(ticks, host.unit) <= 20 then break end
-        assert(attempt < 3, "the other timer waited over 20 ms in every run: " .. gaps)
+        local results, summary, ticks = ex.pair { count = 200, send_delay = 10, tick = 5 }
+        assert.equal(200, summary.sent)
+        assert.equal(200, summary.received)
+        assert.equal(0, summary.lost)
+        assert.equal(200, #results)
+        assert.truthy(summary.rtt and summary.rtt.median > 0)
+        assert.same(run_summary_keys(), keys(summary))
+        local gap = max_gap(ticks, host.unit)
+        -- 2 s of sending with a 5 ms timer: about 400 callbacks; and the run ends with its last
+        -- reply, not a timeout later: 2 s of sending plus a margin
+        local span = (ticks[#ticks] - ticks[1]) * host.unit
+        local bad = {}
+        if gap > 20 then bad[#bad + 1] = string.format("the other timer waited %.1f ms", gap) end
+        if #ticks < 300 then bad[#bad + 1] = "the other timer fired only " .. #ticks .. " times" end
+        if span >= 2400 then bad[#bad + 1] = string.format("the run lasted %.0f ms", span) end
+        if #bad == 0 then break end
+        why[#why + 1] = "run " .. attempt .. ": " .. table.concat(bad, ", ")
+        assert(attempt < 3, "in every run: " .. table.concat(why, "; "))
       end
-      assert.equal(200, summary.sent)
-      assert.equal(200, summary.received)
-      assert.equal(0, summary.lost)
-      assert.equal(200, #results)
-      assert.truthy(summary.rtt and summary.rtt.median > 0)
-      assert.same(run_summary_keys(), keys(summary))
-      -- 2 s of sending with a 5 ms timer: about 400 callbacks
-      assert.is_true(#ticks >= 300, "the other timer fired only " .. #ticks .. " times")
-      -- and the run ends with its last reply, not a timeout later: 2 s of sending plus a margin
-      local span = (ticks[#ticks] - ticks[1]) * host.unit
-      assert.is_true(span < 2400, string.format("the run lasted %.0f ms", span))
     end)
 
     it("holds the sender's schedule to the timer's resolution (no drift over 200 packets)", function()
-      local results = ex.pair { count = 200, send_delay = 10 }
-      assert_schedule(results, 10e6)
+      -- a drifting driver drifts in every run; one of 3 runs may be held up by the machine's load
+      local why = {}
+      for attempt = 1, 3 do
+        local results = ex.pair { count = 200, send_delay = 10 }
+        local ok, err = pcall(assert_schedule, results, 10e6)
+        if ok then break end
+        why[#why + 1] = tostring(err)
+        assert(attempt < 3, "in every run: " .. table.concat(why, "; "))
+      end
     end)
   end)
 end

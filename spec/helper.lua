@@ -27,19 +27,32 @@ function M.run(cmd)
   return code, slurp(out), slurp(err)
 end
 
--- A port that is free right now on loopback (UDP), in a range the kernel does not hand out.
-local next_port = 20000 + (os.time() % 1000) * 10 + math.random(0, 9)
+-- A port that is free right now on loopback (UDP and TCP), in a range the kernel does not hand out
+-- (20000-29999). Several suites run at once on one machine (other checkouts, the valgrind run), and a
+-- port checked free here is bound later by a child: two suites drawing from the same ports would
+-- collide in that gap (a reflector failing to bind, a capture seeing another suite's packets). So
+-- each process draws from its own block of 100 ports, chosen by its pid, and checks each port free.
+local function my_pid()
+  local f = io.open("/proc/self/stat", "r")
+  local pid = f and tonumber((f:read("*l") or ""):match("^(%d+)"))
+  if f then f:close() end
+  return pid or (os.time() + math.random(0, 1e6))
+end
+local port_block = 20000 + (my_pid() % 100) * 100
+local next_port = math.random(0, 99)
+
 function M.free_port()
   local socket = require "socket"
-  for _ = 1, 200 do
-    next_port = next_port + 1
-    if next_port > 30000 then next_port = 20000 end
-    local u = socket.udp()
-    local ok = u:setsockname("127.0.0.1", next_port)
+  for _ = 1, 100 do
+    next_port = (next_port + 1) % 100
+    local port = port_block + next_port
+    local u, t = socket.udp(), socket.tcp()
+    local ok = u:setsockname("127.0.0.1", port) and t:bind("127.0.0.1", port)
     u:close()
-    if ok then return next_port end
+    t:close()
+    if ok then return port end
   end
-  error("no free port")
+  error("no free port in " .. port_block .. "-" .. (port_block + 99))
 end
 
 -- Start a background process; returns its pid and the file its stdout goes to.
