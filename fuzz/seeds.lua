@@ -109,3 +109,25 @@ write("fuzz_sender", "light-reply-36", "\x00" .. "\0" .. reply(0x01, open_refl:s
 -- "pkt_len >= stamp_base_len(mode)", wrong since open mode accepts 36-octet TWAMP-Light replies
 write("fuzz_sender", "regress-light-reply-36-crash", "\x0e\x01\x00\x00\x01\xec\x00\x00\x00\x80\x00\x27\x00\x00\x00\x00\x00\x00\x00\x00\x01\x01\x00\x07\xec\x00\x00\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
 write("fuzz_sender", "many", "\x22" .. string.rep("\x60", 20) .. reply(0x15, open_r) .. "\3\4\x60\3")
+
+-- reflector machine (stamp_rmach_*): switch octet (0x01 open mode, else authenticated; 0x02 stateless,
+-- 0x04 two sessions at most, 0x08 strict, 0x10 100 pps per source, 0x20 replay window 1 s, 0x40 drop
+-- replays, 0x80 one burst slot), then records: H N DATAGRAM (N octets, 0 = the rest). H: 0x03 source
+-- (127.0.0.1, 127.0.0.9, ::1, ::ffff:127.0.0.5), 0x1c time step, 0x20 steps of seconds, 0x10 tick,
+-- 0x40 behind a zeroed base and signed with the key, 0x80 a fresh Sender Timestamp
+local function rec(h, d) return string.char(h, #d) .. d end
+local t12 = T.reflctrl .. T.hmac .. T.padding
+local rp = T.returnpath .. T.hmac
+write("fuzz_rmach", "open-type12", "\x01" .. rec(0xc4, t12) .. rec(0xc5, t12) .. rec(0xc6, T.reflctrl2 .. T.hmac))
+write("fuzz_rmach", "open-returnpath", "\x01" .. rec(0xc4, rp) .. rec(0xc7, T.returnpath6 .. T.hmac) .. rec(0x44, T.cos .. T.hmac))
+write("fuzz_rmach", "open-light", "\x01" .. rec(0x04, open_test:sub(1, 14)) .. rec(0x05, open_test:sub(1, 30))
+  .. rec(0x06, open_test) .. rec(0x07, open_test:sub(1, 13)))
+write("fuzz_rmach", "open-rate", "\x11" .. string.rep(rec(0x00, open_test), 6) .. rec(0x3c, open_test))
+write("fuzz_rmach", "open-chain", "\x01" .. rec(0xc4, "") .. "\xc5\0" .. chain)
+write("fuzz_rmach", "open-stateless", "\x03" .. rec(0xc4, rp) .. rec(0xc5, t12) .. rec(0xc6, T.cos .. T.hmac))
+write("fuzz_rmach", "auth-type12", "\x00" .. rec(0xc4, t12) .. rec(0xc5, t12) .. rec(0xd6, t12))
+write("fuzz_rmach", "auth-replay", "\x60" .. rec(0xc4, T.hmac) .. rec(0xc4, T.hmac) .. rec(0x44, T.hmac) .. rec(0xe4, T.hmac))
+write("fuzz_rmach", "auth-sessions", "\x84" .. rec(0xc4, t12) .. rec(0xc5, t12) .. rec(0xc6, t12) .. rec(0xc7, t12)
+  .. rec(0xf0, T.hmac))
+write("fuzz_rmach", "auth-unsigned", "\x00" .. rec(0x04, auth_test .. T.hmac) .. rec(0x05, auth_test:sub(1, 50)))
+write("fuzz_rmach", "auth-chain", "\x20" .. "\xc4\0" .. chain)
