@@ -19,13 +19,14 @@ end
 local NO_CMSG = { reply_ttl = true, reply_tos = true }
 
 describe("resty.stamp in nginx", function()
-  local n, install, rpid, rout, rport, apid, aout, aport
+  local n, install, rpid, rout, rport, apid, aout, aport, vpid, vout, vport
   local KEY = string.rep("3c", 32)
 
   setup(function()
     install = ngxh.install()
     rpid, rout, rport = h.cli_reflector()
     apid, aout, aport = h.cli_reflector("--local-addr 127.0.0.1 -A A --hmac-key " .. KEY)
+    vpid, vout, vport = h.cli_reflector("--local-addr ::1")
     local http_port = ngxh.free_tcp_port()
     n = ngxh.start(ngxh.example_conf(http_port, h.free_port(), install, [[
     location = /shape {
@@ -87,13 +88,53 @@ describe("resty.stamp in nginx", function()
           received = summary.received, interrupted = summary.interrupted })
       }
     }
+    location = /ttl {
+      content_by_lua_block {
+        local rs, tlv = require "resty.stamp", require "stamp.tlv"
+        local out = {}
+        for i, o in ipairs { {}, { ttl = 7 }, { host = "::1", port = tonumber(ngx.var.arg_v6port) },
+          { host = "::1", port = tonumber(ngx.var.arg_v6port), ttl = 9, dscp = 46, tlvs = { tlv.cos { dscp = 10 } } } } do
+          o.host, o.port = o.host or "127.0.0.1", o.port or tonumber(ngx.var.arg_port)
+          o.count, o.interval, o.timeout = 3, 0.005, 1
+          local results, summary = rs.measure(o)
+          if not results then ngx.say(rs.json_error(summary)) return end
+          local ttls, dscp = {}, {}
+          for _, r in ipairs(results) do
+            ttls[#ttls + 1] = r.ttl or -1
+            dscp[#dscp + 1] = r.tlvs and r.tlvs.cos and r.tlvs.cos.dscp2 or -1
+          end
+          out[i] = { received = summary.received, ttl = ttls, dscp2 = dscp }
+        end
+        ngx.say(require("stamp.report").json(out))
+      }
+    }
+    # 10,000 synthetic results (the example's largest count) through write_json: the worker must keep answering meanwhile
+    location = /bigjson {
+      default_type application/json;
+      content_by_lua_block {
+        local rs, stamp = require "resty.stamp", require "stamp"
+        local acc, results = stamp.stats.new(), {}
+        local t0 = 1795788553184702720
+        for i = 1, 10000 do
+          local t1 = t0 + i * 1e6
+          local r = { seq = i - 1, t1 = t1, t2 = t1 + 2e4, t3 = t1 + 3e4, t4 = t1 + 5e4, rtt = 3e4, fwd = 2e4,
+            bwd = 2e4, refl_seq = i - 1, ttl = 255, ssid = 0 }
+          acc:add(r)
+          results[i] = r
+          if i % 1000 == 0 then ngx.sleep(0.001) end -- the setup must not hold up the worker either
+        end
+        rs.write_json(results, acc:summary())
+      }
+    }
     location = /badopt {
       content_by_lua_block {
         local rs = require "resty.stamp"
         local _, e1 = pcall(rs.measure, { host = "127.0.0.1", port = 9, color = "red" })
         local _, e2 = pcall(rs.measure, { host = "127.0.0.1", port = 9, interval = -1 })
         local _, e3 = pcall(rs.measure, { host = "localhost", port = 9, dscp = 46 })
-        ngx.say(e1, "\n", e2, "\n", e3)
+        local _, e4 = pcall(rs.measure, { host = "127.0.0.1", port = 9, ttl = 0 })
+        local _, e5 = pcall(rs.measure, { host = "localhost", port = 9, ttl = 64 })
+        ngx.say(e1, "\n", e2, "\n", e3, "\n", e4, "\n", e5)
       }
     }]]), http_port)
   end)
@@ -102,6 +143,7 @@ describe("resty.stamp in nginx", function()
     if n then n.cleanup() end
     if rpid then h.stop(rpid) os.remove(rout) end
     if apid then h.stop(apid) os.remove(aout) end
+    if vpid then h.stop(vpid) os.remove(vout) end
     if install then os.execute("rm -rf " .. install) end
   end)
 
@@ -217,7 +259,19 @@ describe("resty.stamp in nginx", function()
     local status, body = n.get("/stamp?count=5")
     assert.equal(400, status)
     assert.truthy(report.json_decode(body).error:find("host", 1, true), body)
-    status, body = n.get("/stamp?host=127.0.0.1&count=0")
+    -- a missing port is an error, not 862; numbers are decimal as the command takes them
+    status, body = n.get("/stamp?host=127.0.0.1&count=5")
+    assert.equal(400, status, body)
+    assert.truthy(report.json_decode(body).error:find("'port' is required", 1, true), body)
+    status, body = n.get("/stamp?host=127.0.0.1&port=" .. rport .. "&count=0x10")
+    assert.equal(400, status, body)
+    assert.truthy(report.json_decode(body).error:find("count", 1, true), body)
+    status, body = n.get("/stamp?host=127.0.0.1&port=" .. rport .. "&count=10001")
+    assert.equal(400, status, body)
+    status, body = n.get("/stamp?host=127.0.0.1&port=" .. rport .. "&count=400&interval_ms=1000")
+    assert.equal(400, status, body)
+    assert.truthy(report.json_decode(body).error:find("300 s", 1, true), body)
+    status, body = n.get("/stamp?host=127.0.0.1&port=" .. rport .. "&count=0")
     assert.equal(400, status)
     assert.truthy(report.json_decode(body).error:find("count", 1, true), body)
     status, body = n.get("/badopt")
@@ -225,6 +279,108 @@ describe("resty.stamp in nginx", function()
     assert.truthy(body:find("unknown option 'color'", 1, true), body)
     assert.truthy(body:find("bad option 'interval'", 1, true), body)
     assert.truthy(body:find("numeric address is needed with dscp", 1, true), body)
+    assert.truthy(body:find("bad option 'ttl'", 1, true), body)
+    assert.truthy(body:find("numeric address is needed with ttl", 1, true), body)
+  end)
+
+  it("prints T1..T4 as integers and keys in the command's order: the same text form as the CLI's", function()
+    local status, body = n.get(stamp_url(3, 5), 30)
+    assert.equal(200, status, body)
+    local code, out = h.run(h.STAMP .. " -r 127.0.0.1 -p " .. rport .. " -c 3 -d 5 --output-format json")
+    assert.equal(0, code)
+    -- every line in the same form: digits for digits, the same keys in the same order
+    local function form(text)
+      local t = {}
+      for line in text:gmatch("[^\n]+") do
+        line = line:gsub(',"reply_t[to][ls]":%d+', "") -- no control messages through a cosocket
+        t[#t + 1] = (line:gsub("%-?%d+%.?%d*", "N"))
+      end
+      return t
+    end
+    assert.same(form(out), form(body))
+    for _, k in ipairs { "t1", "t2", "t3", "t4" } do
+      local n4 = 0
+      for v in body:gmatch('"' .. k .. '":([^,}]+)') do
+        assert.truthy(v:match("^%d+$"), k .. ": " .. v)
+        n4 = n4 + 1
+      end
+      assert.equal(3, n4)
+    end
+  end)
+
+  it("streams a large JSON answer in pieces: /ping answers in under 50 ms meanwhile", function()
+    local pending = n.start_get("/bigjson", 60)
+    local worst, t0, times = 0, require("socket").gettime(), {}
+    for _ = 1, 30 do
+      local status, _, took = n.get("/ping", 5)
+      assert.equal(200, status)
+      worst = math.max(worst, took)
+      times[#times + 1] = string.format("%.0f", took * 1000)
+      h.sleep(0.01)
+    end
+    local status, body = pending()
+    assert.equal(200, status)
+    local rec = assert(report.json_decode(body))
+    assert.equal(10000, #rec.packets)
+    -- the first T1 as LuaJIT computed it (a double), printed as an integer
+    assert.equal(string.format("%.0f", 1795788553184702720 + 1e6), body:match('"t1":(%d+)'))
+    -- one block would hold every /ping for the whole encoding (0.25 s for 10,000 records); on the
+    -- shared 2-core machine a ping or two may wait for the scheduler, never for the JSON
+    local over = 0
+    for _, t in ipairs(times) do if tonumber(t) >= 50 then over = over + 1 end end
+    assert.is_true(over <= 2 and worst < 0.15, string.format("/ping took %.3f s while the JSON was built (ms: %s)",
+      worst, table.concat(times, " ")))
+    assert.is_true(require("socket").gettime() - t0 < 30)
+  end)
+
+  it("stops the measurement when the client goes away", function()
+    local sink = assert(require("socket").udp())
+    assert(sink:setsockname("127.0.0.1", 0))
+    local _, sport = sink:getsockname()
+    sink:settimeout(0)
+    -- a 60 s measurement, one packet every 200 ms; the client gives up after 1 s
+    local status = n.get("/stamp?host=127.0.0.1&port=" .. sport .. "&count=300&interval_ms=200&timeout_ms=100", 1)
+    assert.is_nil(status)
+    h.sleep(0.5)
+    while sink:receive() do end -- what was sent before
+    h.sleep(1)
+    local after = 0
+    while sink:receive() do after = after + 1 end
+    sink:close()
+    assert.equal(0, after, "packets still sent after the client went away")
+  end)
+
+  it("sends with TTL 255 (option ttl) and takes IPv6 literals bare, with DSCP through IPV6_TCLASS", function()
+    local status, body = n.get("/ttl?port=" .. rport .. "&v6port=" .. vport, 30)
+    assert.equal(200, status, body)
+    local got = assert(report.json_decode(body))
+    assert.same({ received = 3, ttl = { 255, 255, 255 }, dscp2 = { -1, -1, -1 } }, got[1])
+    assert.same({ received = 3, ttl = { 7, 7, 7 }, dscp2 = { -1, -1, -1 } }, got[2])
+    assert.same({ received = 3, ttl = { 255, 255, 255 }, dscp2 = { -1, -1, -1 } }, got[3])
+    assert.same({ received = 3, ttl = { 9, 9, 9 }, dscp2 = { 46, 46, 46 } }, got[4])
+    -- and through the example's query: host=::1 and host=[::1]
+    for _, host in ipairs { "::1", "[::1]" } do
+      local st, b = n.get("/stamp?host=" .. host .. "&port=" .. vport .. "&count=3&interval_ms=5", 30)
+      assert.equal(200, st, b)
+      assert.equal(3, report.json_decode(b).summary.received, b)
+    end
+  end)
+
+  it("counts 'connection refused' in rx_errors and logs it at most once per measurement", function()
+    local closed = h.free_port()
+    local before = #n.log()
+    local status, body = n.get("/stamp?host=127.0.0.1&port=" .. closed .. "&count=30&interval_ms=5&timeout_ms=50", 30)
+    assert.equal(200, status, body)
+    local rec = assert(report.json_decode(body))
+    assert.equal(30, rec.summary.lost)
+    assert.is_true((rec.summary.rx_errors or 0) >= 1, body:sub(1, 400))
+    local log = n.log():sub(before + 1)
+    local refused = 0
+    for line in log:gmatch("[^\n]+") do
+      if line:find("refused", 1, true) then refused = refused + 1 end
+    end
+    assert.equal(1, refused, log)
+    assert.same({}, ngxh.errors(log))
   end)
 
   it("stops cleanly: a measurement in flight ends at once, interrupted; no errors logged", function()

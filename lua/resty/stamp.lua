@@ -48,8 +48,9 @@ for _, decl in ipairs {
 } do
   pcall(ffi.cdef, decl) -- already declared by another module: same libc function
 end
-local AF_INET, AF_INET6, SOCK_DGRAM, SOL_SOCKET, SO_TYPE = 2, 10, 2, 1, 3
-local IPPROTO_IP, IP_TOS, IPPROTO_IPV6, IPV6_TCLASS = 0, 1, 41, 67
+local AF_INET, AF_INET6, SOCK_DGRAM, SOL_SOCKET, SO_TYPE, SO_ERROR = 2, 10, 2, 1, 3, 4
+local IPPROTO_IP, IP_TOS, IP_TTL, IPPROTO_IPV6, IPV6_TCLASS, IPV6_UNICAST_HOPS = 0, 1, 2, 41, 67, 16
+local ECONNREFUSED = 111
 
 -- The address family and octets of a numeric host, or nil.
 local function numeric(host)
@@ -86,10 +87,33 @@ local function set_tos(fd, family, tos)
   return C.setsockopt(fd, level, name, v, 4) == 0
 end
 
+-- Set the TTL / Hop Limit of fd's unicast packets.
+local function set_ttl(fd, family, ttl)
+  local v = ffi.new("int[1]", ttl)
+  local level, name = IPPROTO_IP, IP_TTL
+  if family == AF_INET6 then level, name = IPPROTO_IPV6, IPV6_UNICAST_HOPS end
+  return C.setsockopt(fd, level, name, v, 4) == 0
+end
+
+-- Read (and so clear) fd's pending error, e.g. ECONNREFUSED from an ICMP port unreachable:
+-- nginx would otherwise log it as an error on the next receive.
+local function take_error(fd)
+  local v, l = ffi.new("int[1]"), ffi.new("uint32_t[1]", 4)
+  if C.getsockopt(fd, SOL_SOCKET, SO_ERROR, v, l) ~= 0 then return 0 end
+  return v[0]
+end
+
+-- The host without IPv6 brackets, and the form setpeername wants (IPv6 literals in brackets).
+local function host_forms(host)
+  local bare = host:match("^%[(.*)%]$") or host
+  if bare:find(":", 1, true) then return bare, "[" .. bare .. "]" end
+  return bare, bare
+end
+
 -- measure{} options: ours (host, port, interval, timeout) and those passed to stamp.sender_machine.
 local PASS = { count = true, ssid = true, auth = true, mode = true, key = true, hmac_key = true, clock = true,
   tlvs = true, packet_len = true, schedule = true, seed = true, dscp = true, ecn = true, tos = true,
-  stateful_reflector = false }
+  stateful_reflector = false, ttl = false }
 
 -- stamp.sender_machine's options from measure{}'s; raises on a bad argument (level 3: measure's caller).
 local function machine_options(o)
@@ -112,6 +136,9 @@ local function machine_options(o)
     end
   end
   if c.count == 0 then error("bad option 'count' (1 or more: a request cannot run until stopped)", 3) end
+  if o.ttl ~= nil and (type(o.ttl) ~= "number" or o.ttl ~= floor(o.ttl) or o.ttl < 1 or o.ttl > 255) then
+    error("bad option 'ttl' (integer 1..255 expected, got " .. tostring(o.ttl) .. ")", 3)
+  end
   return c
 end
 
@@ -130,7 +157,9 @@ end
 -- Options: `host` (address or name; names need nginx's `resolver`), `port` (862), `count` (100),
 -- `interval` (seconds between packets, 1), `timeout` (seconds a reply may take, 1), and the
 -- options of `stamp.sender`: `ssid`, `auth` with `key` or `hmac_key`, `clock`, `tlvs`,
--- `packet_len`, `schedule`, `seed`, `dscp` and `ecn` (or `tos`; these need a numeric `host`);
+-- `packet_len`, `schedule`, `seed`, `dscp` and `ecn` (or `tos`; these need a numeric `host`),
+-- `ttl` (TTL / Hop Limit of the test packets, 255 as the command sends them; set for numeric
+-- hosts, a name keeps the system's default and refuses an explicit `ttl`);
 -- plus, as for `sender:run`: `stateful_reflector` (a hint for the loss direction), `on_result(result)`
 -- (called for each packet as it ends), `keep` (false: keep no per-packet results, for long runs)
 -- and `stop()` (return true to stop sending and await the packets in flight, `"now"` to stop at
@@ -155,8 +184,8 @@ function _M.measure(o)
     copy = o
   end
   local c = machine_options(copy)
-  local stateful = c.stateful_reflector
-  c.stateful_reflector = nil
+  -- ours, not the machine's (machine_options leaves them out of c)
+  local stateful, ttl = copy.stateful_reflector, copy.ttl
   local m, merr = stamp.sender_machine(c)
   if not m then return nil, "stamp: " .. tostring(merr) end
 
@@ -166,24 +195,37 @@ function _M.measure(o)
   copy2.remote_addr = o.host
   local tos = require("stamp.options").sender(copy2, 2).tos
   local port = o.port or 862
-  local family, octets, fd
-  if tos then
-    family, octets = numeric(o.host)
-    if not family then error("bad option 'host' (a numeric address is needed with dscp, ecn or tos)", 2) end
-    fd = lowest_free_fd()
-  end
+  local bare, peer = host_forms(o.host)
+  local family, octets = numeric(bare)
+  if tos and not family then error("bad option 'host' (a numeric address is needed with dscp, ecn or tos)", 2) end
+  if ttl and not family then error("bad option 'host' (a numeric address is needed with ttl)", 2) end
+  local fd = family and lowest_free_fd() or nil
 
   local sock = udp()
-  local ok, err = sock:setpeername(o.host, port)
+  local ok, err = sock:setpeername(peer, port)
   if not ok then return nil, "stamp: " .. tostring(err) end
-  if tos then
-    if fd < 0 or not is_peer(fd, family, octets, port) then
+  if family then
+    local function fail(msg)
       sock:close()
-      return nil, "stamp: cannot find the cosocket's descriptor to set the TOS byte"
+      return nil, "stamp: " .. msg
     end
-    if not set_tos(fd, family, tos) then
-      sock:close()
-      return nil, "stamp: cannot set the TOS byte: " .. ffi.string(C.strerror(ffi.errno()))
+    if fd < 0 or not is_peer(fd, family, octets, port) then
+      return fail("cannot find the cosocket's descriptor to set the TTL and TOS byte")
+    end
+    if not set_ttl(fd, family, ttl or 255) then
+      return fail("cannot set the TTL: " .. ffi.string(C.strerror(ffi.errno())))
+    end
+    if tos and not set_tos(fd, family, tos) then
+      return fail("cannot set the TOS byte: " .. ffi.string(C.strerror(ffi.errno())))
+    end
+  end
+  -- receive errors (ICMP port unreachable: "connection refused"): counted, logged once
+  local rx_errors = 0
+  local function rx_error(msg)
+    rx_errors = rx_errors + 1
+    if rx_errors == 1 then
+      ngx.log(ngx.WARN, "stamp: receive from ", peer, " port ", port, ": ", msg,
+        " (counted in rx_errors; not logged again for this measurement)")
     end
   end
 
@@ -222,6 +264,8 @@ function _M.measure(o)
     local left = dl and dl ~= 0 and dl - mono() or 0
     if left > 0 then
       local wait_ms = min(1000, ceil(left / 1e6))
+      local e = fd and take_error(fd) or 0
+      if e ~= 0 then rx_error(e == ECONNREFUSED and "connection refused" or ffi.string(C.strerror(e))) end
       sock:settimeout(wait_ms)
       local data, rerr = sock:receive()
       local t4 = now()
@@ -230,7 +274,7 @@ function _M.measure(o)
         if r then take({ r }, acc, results, on_result, keep) end
       elseif rerr ~= "timeout" then
         -- e.g. "connection refused" (ICMP port unreachable): the packets in flight will be lost
-        ngx.log(ngx.INFO, "stamp: receive: ", rerr)
+        rx_error(rerr)
         ngx.sleep(wait_ms / 1000)
       end
     end
@@ -240,6 +284,8 @@ function _M.measure(o)
   local ctr = m:counters()
   local summary = acc:summary(ctr)
   summary.interrupted = interrupted
+  -- receive errors: in the summary when there were any (`sender:run` has no such count)
+  if rx_errors > 0 then summary.rx_errors = rx_errors end
   summary.aborted = ctr.aborted or 0
   if summary.aborted > 0 then
     summary.lost = summary.sent - summary.received - summary.aborted
@@ -255,10 +301,49 @@ end
 -- @tparam table summary
 -- @treturn string JSON text
 function _M.json(results, summary)
+  local out = {}
+  _M.write_json(results, summary, function(s) out[#out + 1] = s end, false)
+  return table.concat(out)
+end
+
+--- Write the JSON record of `json` in pieces, so a large one never holds up the worker: `write(text)`
+-- is called for the head, for every `chunk` packet records and for the tail, and between pieces
+-- the request yields (`ngx.sleep(0.001)`: the event loop polls meanwhile) unless `yield` is false. With the default `write`
+-- (`ngx.print` then `ngx.flush(true)`) the response is streamed to the client as it is built.
+-- @tparam table results
+-- @tparam table summary
+-- @tparam[opt] function write receives each piece; a false/nil return (with an error) stops
+-- @tparam[opt=true] boolean yield
+-- @tparam[opt=100] integer chunk packet records per piece
+-- @treturn boolean|nil true, or nil and the error of `write`
+function _M.write_json(results, summary, write, yield, chunk)
   local report = stamp.report
-  local packets = {}
-  for i, r in ipairs(results) do packets[i] = report.packet_record(r) end
-  return report.json({ summary = report.summary_record(summary), packets = packets }, true)
+  write = write or function(s)
+    local ok, err = ngx.print(s)
+    if not ok then return nil, err end
+    ngx.flush(true) -- nil, "buffering" for HTTP/1.0 clients (lua_http10_buffering): not an error
+    return true
+  end
+  chunk = chunk or 100
+  local rec = report.run_record({}, summary)
+  local function put(s)
+    local ok, err = write(s)
+    if ok == nil and err then return nil, err end
+    return true
+  end
+  local ok, err = put(report.json_head(rec.summary))
+  if not ok then return nil, err end
+  local buf, n = {}, #results
+  for i = 1, n do
+    buf[#buf + 1] = report.json_sep(i) .. report.packet_json(results[i])
+    if #buf >= chunk or i == n then
+      ok, err = put(table.concat(buf))
+      if not ok then return nil, err end
+      buf = {}
+      if yield ~= false then ngx.sleep(0.001) end -- a timer: the event loop runs (sleep(0) may not poll)
+    end
+  end
+  return put(report.json_tail(n))
 end
 
 --- A JSON error record, `{"error": "..."}` (`stamp.report`'s encoder).

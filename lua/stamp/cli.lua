@@ -441,8 +441,7 @@ local function make_output(a, campaign)
 
   --- The JSON document: the summary, then the spooled packet records.
   function o.json_document(summary_rec)
-    local head = report.json({ summary = summary_rec }, true):gsub("%s*}%s*$", "")
-    io.stdout:write(head, ",\n  \"packets\": [")
+    io.stdout:write(report.json_head(summary_rec))
     spool:seek("set", 0)
     while true do
       local chunk = spool:read(65536)
@@ -450,7 +449,7 @@ local function make_output(a, campaign)
       io.stdout:write(chunk)
     end
     spool:close()
-    io.stdout:write(nspool > 0 and "\n  ]\n}\n" or "]\n}\n")
+    io.stdout:write(report.json_tail(nspool))
     io.stdout:flush()
   end
 
@@ -560,7 +559,7 @@ local function run_sender(a)
     if a.R then out("") end
     out(report.text_summary(summary))
   elseif fmt == "json" then
-    o.json_document(report.summary_record(summary))
+    o.json_document(report.run_record({}, summary).summary)
   elseif fmt == "jsonl" then
     out(report.json(report.summary_record(summary)))
   end

@@ -215,7 +215,7 @@ function M.summary_record(s)
     type = "summary",
     sent = s.sent, received = s.received, lost = s.lost, loss_pct = s.loss_pct,
     duplicates = s.duplicates, extra_replies = s.extra_replies, late = s.late,
-    tx_errors = s.tx_errors, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
+    tx_errors = s.tx_errors, rx_errors = s.rx_errors, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
     rtt_ms = dist_ms(s.rtt), fwd_ms = dist_ms(s.fwd), bwd_ms = dist_ms(s.bwd),
     owd = s.owd and { valid = s.owd.valid, reason = s.owd.reason, error_bound_ms = ms3(s.owd.error_bound) },
     ipdv_ms = s.ipdv and { rtt = dist_ms(s.ipdv.rtt), fwd = dist_ms(s.ipdv.fwd), bwd = dist_ms(s.ipdv.bwd) },
@@ -226,18 +226,73 @@ function M.summary_record(s)
 end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
-  "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "late", "tx_errors", "drop_hmac", "drop_invalid", "interrupted",
+  "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "late", "tx_errors", "rx_errors", "drop_hmac", "drop_invalid", "interrupted",
   "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid",
   "tlvs", "tlv_ignored", "n", "min", "max",
   "mean", "median", "p90", "p95", "p99", "stddev" }
 
---- Encode a value as JSON (dkjson, stable key order).
+local RANK = {}
+for i, k in ipairs(KEYORDER) do RANK[k] = i end
+local TIMES = { t1 = true, t2 = true, t3 = true, t4 = true }
+
+--- A timestamp (ns) as JSON integer text on every Lua: 5.3+ integers as they are, 5.1/LuaJIT
+-- numbers (doubles) with `%.0f`, never in exponent form.
+-- @tparam number v
+-- @treturn string
+function M.int_text(v)
+  if math.type and math.type(v) == "integer" then return string.format("%d", v) end
+  if v ~= v or v == math.huge or v == -math.huge then return "null" end
+  return string.format("%.0f", v)
+end
+local int_text = M.int_text
+
+-- Keys in KEYORDER's order, then the others sorted: the same text on every run and every Lua.
+local function order(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b)
+    local ra, rb = RANK[a], RANK[b]
+    if ra and rb then return ra < rb end
+    if ra or rb then return ra ~= nil end
+    return tostring(a) < tostring(b)
+  end)
+  return ks
+end
+
+-- A copy of v whose objects carry their key order and whose T1..T4 print as integers.
+local function ordered(v, key)
+  if type(v) == "number" and TIMES[key] then
+    local text = int_text(v)
+    return setmetatable({}, { __tojson = function() return text end })
+  end
+  if type(v) ~= "table" or getmetatable(v) ~= nil then return v end
+  local c = {}
+  if #v > 0 or next(v) == nil then
+    for k, x in pairs(v) do c[k] = ordered(x, k) end
+    return c
+  end
+  for k, x in pairs(v) do c[k] = ordered(x, k) end
+  return setmetatable(c, { __jsonorder = order(v) })
+end
+
+--- Encode a value as JSON (dkjson): keys in a fixed order (the known ones first, then the
+-- others sorted), so the text is the same on every run; T1..T4 as exact integer text.
 -- @param v
 -- @tparam[opt] boolean indent pretty-print
 -- @treturn string
 function M.json(v, indent)
-  return json.encode(v, { keyorder = KEYORDER, indent = indent or false })
+  return json.encode(ordered(v), { indent = indent or false })
+end
+
+--- The record `stamp --output-format json` prints: `{summary = ..., packets = ...}`.
+-- @tparam table results per-packet results (as `sender:run` returns them)
+-- @tparam table summary the summary (`stamp.stats`)
+-- @treturn table
+function M.run_record(results, summary)
+  local packets = {}
+  for i, r in ipairs(results) do packets[i] = M.packet_record(r) end
+  return { summary = M.summary_record(summary), packets = packets }
 end
 
 -- The keys of a packet record without TLVs, in KEYORDER's order (after "type" and "session").
@@ -261,6 +316,7 @@ function M.packet_json(r, session)
       local t
       if v == json.null then t = "null"
       elseif type(v) == "boolean" then t = v and "true" or "false"
+      elseif TIMES[k] then t = int_text(v)
       elseif v ~= v or v == math.huge or v == -math.huge then t = "null"
       else t = tostring(v) end
       out[#out + 1] = ',"' .. k .. '":' .. t
@@ -269,6 +325,24 @@ function M.packet_json(r, session)
   out[#out + 1] = "}"
   return table.concat(out)
 end
+
+--- The text of `stamp --output-format json` before the packet records: the summary, then the
+-- opening of `"packets"` (each record follows as `json_sep(i) .. packet_json(r)`, then `json_tail(n)`).
+-- @tparam table summary_rec `summary_record(summary)`
+-- @treturn string
+function M.json_head(summary_rec)
+  return (M.json({ summary = summary_rec }, true):gsub("%s*}%s*$", "")) .. ",\n  \"packets\": ["
+end
+
+--- The separator before the i-th packet record of `stamp --output-format json`.
+-- @tparam integer i
+-- @treturn string
+function M.json_sep(i) return i > 1 and ",\n    " or "\n    " end
+
+--- The end of `stamp --output-format json` after n packet records.
+-- @tparam integer n
+-- @treturn string
+function M.json_tail(n) return n > 0 and "\n  ]\n}\n" or "]\n}\n" end
 
 --- Decode JSON.
 -- @tparam string s

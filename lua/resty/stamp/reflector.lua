@@ -115,11 +115,13 @@ function _M.start(o)
 
   local function loop(premature)
     if premature then return end
-    local failing_since
+    local failing_since, logged_at, failures = nil, nil, 0
+    local where = tostring(cfg.local_addr or "*") .. " port " .. tostring(cfg.local_port or 862)
     while not ngx.worker.exiting() do
       local ok, counters, err = ngx.run_worker_thread(pool, "resty.stamp.reflector", "serve", cfg, slice_ms)
       if ok and counters then
-        failing_since = nil
+        if logged_at then ngx.log(ngx.NOTICE, "stamp reflector: serving on ", where) end
+        failing_since, logged_at, failures = nil, nil, 0
         if dict then
           local names = {}
           for k, v in pairs(counters) do
@@ -131,11 +133,17 @@ function _M.start(o)
           dict:set("reflector.up", true)
         end
       else
-        -- e.g. the port is still held by the worker a reload replaces: retry; complain when it lasts
+        -- e.g. the port is still held by the worker a reload replaces: retry (20 times a second);
+        -- complain when it lasts over 5 s, then at most once a minute
         local msg = tostring(ok and err or counters)
-        failing_since = failing_since or ngx.now()
+        local now = ngx.now()
+        failing_since, failures = failing_since or now, failures + 1
         if dict then dict:set("reflector.up", false) end
-        ngx.log(ngx.now() - failing_since > 5 and ngx.ERR or ngx.INFO, "stamp reflector: ", msg)
+        if now - failing_since > 5 and (not logged_at or now - logged_at >= 60) then
+          ngx.log(ngx.ERR, "stamp reflector: cannot serve on ", where, ": ", msg, " (", failures,
+            " attempts since ", failing_since, "; retrying, logged again in 60 s at the earliest)")
+          logged_at = now
+        end
         ngx.sleep(0.05)
       end
     end
