@@ -25,7 +25,7 @@
  *   HMAC TLV over the reply's sequence number (the reflector's counter,
  *   written before stamp_tlv_reflect runs), so a request whose sequence
  *   number differs from it is flagged I; that case is exempt unless built
- *   with -DRMACH_STRICT_TRUST=1.
+ *   with -DRMACH_STRICT_TRUST=1 (now the default: K2 is fixed).
  * - reads in bounds (ASan: every datagram is an exact heap copy). */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -34,7 +34,7 @@
 
 #define MAXSIZE 2000
 #ifndef RMACH_STRICT_TRUST
-#define RMACH_STRICT_TRUST 0
+#define RMACH_STRICT_TRUST 1
 #endif
 
 /* Does the request carry one valid HMAC TLV covering all TLVs before it, with only Extra Padding after it? */

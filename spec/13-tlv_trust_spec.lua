@@ -153,6 +153,31 @@ describe("trust: the sender in authenticated mode", function()
     r:close()
     assert.equal(1, res[1].tlvs.direct_measurement.r_rxc)
   end)
+
+  -- K2 (fuzz_rmach) / review 11 #1: a stateful reflector numbers its replies itself, but the HMAC TLV
+  -- of a test packet covers the SENDER's sequence number (RFC 8972 4.8), whatever the reflector's is
+  it("gets its TLVs processed by a stateful authenticated reflector when the sequence numbers differ", function()
+    local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0, auth = true, key = KEY, stateful = true })
+    local host, port = r:local_addr()
+    local lport = h.free_port()
+    local function one_run()
+      local s = assert(stamp.sender { remote_addr = host, remote_port = port, local_addr = "127.0.0.1", local_port = lport,
+        count = 3, send_delay = 2, timeout = 1, auth = true, key = KEY, tlvs = { stamp.tlv.direct_measurement() } })
+      local res = s:run { pump = function() r:step(0) end }
+      s:close()
+      return res
+    end
+    one_run()                 -- reflector's session now at 3, the next sender starts at 0
+    local res = one_run()
+    local tlv_integrity = r:counters().tlv_integrity
+    r:close()
+    assert.equal(0, tlv_integrity)
+    assert.equal(3, #res)
+    for _, x in ipairs(res) do
+      assert.equal(3, x.refl_seq - x.seq)
+      assert.truthy(x.tlvs.direct_measurement, "the Direct Measurement TLV was not usable")
+    end
+  end)
 end)
 
 describe("fallback: a TLV request that cannot be honoured is answered, flagged", function()

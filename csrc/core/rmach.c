@@ -533,7 +533,13 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
             c.prev_tx = s->last_tx;
             c.has_prev = s->has_last;
         }
+        /* the HMAC TLV of a test packet covers the sender's Sequence Number (RFC 8972 4.8): a stateful
+         * reflector's own number goes into the reply only after the walk has verified it */
+        uint8_t own_seq[4];
+        memcpy(own_seq, out, 4);
+        memcpy(out, pkt, 4);
         int f = stamp_tlv_reflect(&c, key, out, base, olen, &ti->hmac_off);
+        memcpy(out, own_seq, 4);
         if (f & STAMP_TLV_DROP) {
             if (drop_is_micro(m, out, base, olen))
                 CTR_ADD(m, drop_micro, 1);
