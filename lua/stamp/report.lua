@@ -226,7 +226,8 @@ function M.summary_record(s)
 end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
-  "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "late", "tx_errors", "rx_errors", "drop_hmac", "drop_invalid", "interrupted",
+  "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "late", "tx_errors", "rx_errors",
+  "drop_hmac", "drop_invalid", "interrupted",
   "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid",
   "tlvs", "tlv_ignored", "n", "min", "max",
