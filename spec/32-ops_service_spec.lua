@@ -244,12 +244,13 @@ describe("SIGHUP and --config", function()
     end
     local dir = tmpdir()
     local port = h.free_port()
-    local base = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, max_pps = %d, reflector_rate_burst = 1 }"
-    local cfg = cfgfile(dir, string.format(base, port, 10))
+    local base = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, max_pps = %d, reflector_rate_burst = %d }"
+    local cfg = cfgfile(dir, string.format(base, port, 10, 1))
     local pid, out = h.spawn(h.STAMP .. " --config " .. cfg)
     assert.truthy(h.wait_for(out, "listening", 5), h.slurp(out))
     local _, slow = h.run(string.format("%s -r 127.0.0.1 -p %d -o 0 -c 20 -d 1 -L 0.3", h.STAMP, port))
-    cfgfile(dir, string.format(base, port, 100000))
+    -- a burst of 64: a sender that catches up after being preempted sends packets microseconds apart
+    cfgfile(dir, string.format(base, port, 100000, 64))
     os.execute("kill -HUP " .. pid)
     assert.truthy(h.wait_for(out, "max_pps 10 -> 100000", 5), h.slurp(out))
     local _, fast = h.run(string.format("%s -r 127.0.0.1 -p %d -o 0 -c 20 -d 1 -L 1", h.STAMP, port))
