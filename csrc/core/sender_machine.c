@@ -22,12 +22,15 @@ typedef struct {
     uint32_t seq;
     uint8_t state;
     uint16_t extra; /* further replies of a granted type 12 burst seen for this packet */
+    uint16_t ee;         /* Error Estimate sent: the reply must echo it */
+    uint8_t ts[8];       /* T1 as sent on the wire: the reply must echo it */
     stamp_ns_t t1;       /* UTC send time */
     stamp_ns_t deadline; /* caller's monotonic clock */
 } slot_t;
 
 #define RING_MIN 64
 #define RING_LIMIT ((size_t)1 << 26)
+#define INTERVAL_MAX (86400LL * STAMP_NS_PER_SEC) /* intervals and timeouts: at most one day */
 
 struct stamp_sm {
     stamp_sender_cfg_t cfg; /* pointers cleared: the machine keeps its own copies */
@@ -75,6 +78,9 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
         return STAMP_EINVAL;
     if (cfg->keylen > STAMP_KEY_MAX || plen < base + cfg->tlvs_len || plen > STAMP_MAX_PKT ||
         (cfg->tlvs_len && !cfg->tlvs) || cfg->interval < 0 || cfg->timeout <= 0 || cfg->duration < 0)
+        return STAMP_EINVAL;
+    /* degenerate schedules: without an interval only a count ends the sending */
+    if (cfg->interval > INTERVAL_MAX || cfg->timeout > INTERVAL_MAX || (cfg->interval == 0 && cfg->count == 0))
         return STAMP_EINVAL;
 
     stamp_sm_t *m = calloc(1, sizeof *m);
@@ -240,6 +246,13 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
     if (!stamp_sm_due(m, now)) return 0;
     size_t plen = m->cfg.packet_len;
     if (!buf || cap < plen) return STAMP_ESHORT;
+    /* after a stall: the grid never shifts; of the grid points that fell due, at most STAMP_SM_BURST
+     * (the newest) are sent at once, older ones are skipped (their time counts against the duration) */
+    if (m->started && m->cfg.interval > 0 && now - m->next_send >= STAMP_SM_BURST * m->cfg.interval) {
+        stamp_ns_t skip = (now - m->next_send) / m->cfg.interval - (STAMP_SM_BURST - 1);
+        m->next_send += skip * m->cfg.interval;
+        if (!sending(m)) return 0;
+    }
     int rc = ring_room(m);
     if (rc) return rc;
     stamp_clock_refresh(&m->clk, m->cfg.clock, now, 0);
@@ -259,6 +272,8 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
     if (m->cfg.mode == STAMP_MODE_AUTH) stamp_auth_sign(m->hmac, buf, plen);
     sl->seq = t.seq;
     sl->state = SLOT_OUT;
+    sl->ee = t.ee;
+    memcpy(sl->ts, t.ts, sizeof sl->ts);
     sl->t1 = t1;
     sl->deadline = now + m->cfg.timeout;
     m->nsent++;
@@ -270,7 +285,6 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
         m->next_send = m->first = now;
     }
     m->next_send += next_gap(m);
-    if (now - m->next_send > STAMP_NS_PER_SEC) m->next_send = now; /* do not burst after a stall */
     return (int)plen;
 }
 
@@ -388,6 +402,12 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
         m->ctr.drop_invalid++;
         return 0;
     }
+    /* RFC 8762 4.3: the reply echoes our Sender Timestamp and Error Estimate (a plain echo of the
+     * test packet does not); the Error Estimate is not in a TWAMP-Light reply shorter than 38 octets */
+    if (memcmp(p.sender_ts, sl->ts, sizeof sl->ts) != 0 || ((pb == b || len >= 38) && p.sender_ee != sl->ee)) {
+        m->ctr.drop_invalid++;
+        return 0;
+    }
     if (sl->state == SLOT_DONE) {
         /* RFC 10052 3: a granted burst (type 12 back without U, M, I or C) brings Number replies
            in all; the further ones are expected, not duplicates */
@@ -405,6 +425,7 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
     }
     sl->state = SLOT_DONE;
     m->ctr.received++;
+    while (m->oldest < m->nsent && m->ring[m->oldest & m->mask].state == SLOT_DONE) m->oldest++; /* done() at once */
 
     result_init(res, STAMP_RES_OK, sl);
     res->refl_seq = p.seq;
@@ -419,6 +440,10 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
     res->rtt = (res->t4 - res->t1) - (res->t3 - res->t2);
     res->fwd = res->t2 - res->t1;
     res->bwd = res->t4 - res->t3;
+    if (res->t4 < res->t1 || res->rtt < 0) { /* a clock step: answered, but no delay can be taken from it */
+        res->clock_error = 1;
+        m->ctr.clock_errors++;
+    }
     res->sender_ttl = len > 40 ? p.sender_ttl : -1; /* octet 40 (open mode) was not in a short reply */
     res->reply_ttl = meta ? meta->ttl : -1;
     res->reply_tos = meta ? meta->tos : -1;

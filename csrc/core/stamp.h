@@ -666,6 +666,7 @@ typedef struct {
     const uint8_t *pkt;   /* the reply, valid until the next step (machine: the caller's buffer) */
     size_t pkt_len;
     int tlv_count;        /* TLVs in the reply */
+    int clock_error;      /* 1: T4 before T1 or a negative RTT (a clock step): received, but no delay is usable */
     int tlv_usable;       /* how many of them, from the first, the sender may use (RFC 8972 4, 4.8): none when
                              one is marked I or the reply's HMAC TLV is missing or fails where one is due;
                              none from the first marked M on; none after the HMAC TLV */
@@ -678,11 +679,16 @@ typedef struct {
     uint64_t duplicates;
     uint64_t late;       /* replies after their packet was declared lost */
     uint64_t drop_hmac;
-    uint64_t drop_invalid; /* too short, unknown sequence, foreign source, SSID mismatch */
+    uint64_t drop_invalid; /* too short, unknown sequence, Sender Timestamp / Error Estimate not echoed, foreign source, SSID mismatch */
     uint64_t tx_errors;
     uint64_t aborted;    /* outstanding when the run was stopped at once (neither lost nor received) */
     uint64_t extra_replies; /* RFC 10052: the further replies of a granted type 12 burst (not duplicates) */
+    uint64_t clock_errors; /* received with T4 before T1 or a negative RTT (in received too) */
 } stamp_sender_counters_t;
+
+/* After a stall the schedule never shifts: of the grid points that fell due, at most this many
+ * (the newest) are sent at once, older ones are skipped. */
+#define STAMP_SM_BURST 64
 
 /* ---- the I/O-free sender machine ----
  * The protocol without sockets or clocks of its own: the caller owns the

@@ -27,7 +27,7 @@ static stamp_sender_t *bind_check_h(lua_State *L)
 
 #define SC(f) {#f, offsetof(stamp_sender_counters_t, f)}
 const counter_t sender_counter_names[] = {SC(sent),       SC(received),  SC(lost),   SC(duplicates), SC(late),
-                                          SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), SC(extra_replies),
+                                          SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), SC(extra_replies), SC(clock_errors),
                                           {NULL, 0}};
 _Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
@@ -43,6 +43,8 @@ void sender_read_cfg(lua_State *L, int t, stamp_sender_cfg_t *c, int need_remote
     c->interval = opt_int(L, t, "interval_ns", 1000000000LL, 0, 3600LL * STAMP_NS_PER_SEC);
     c->timeout = opt_int(L, t, "timeout_ns", 5000000000LL, 1, 3600LL * STAMP_NS_PER_SEC);
     c->duration = opt_int(L, t, "duration_ns", 0, 0, 366LL * 86400 * STAMP_NS_PER_SEC);
+    if (c->interval == 0 && c->count == 0)
+        luaL_error(L, "bad option 'interval_ns' (0 needs a count: it would send without end)");
     c->ssid = (uint16_t)opt_int(L, t, "ssid", 0, 0, 0xffff);
     c->drop_ssid_zero = opt_bool(L, t, "drop_ssid_zero", 0);
     opt_auth(L, t, &c->mode, &c->key, &c->keylen);
@@ -110,6 +112,10 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
     set_int(L, "rtt", r->rtt);
     set_int(L, "fwd", r->fwd);
     set_int(L, "bwd", r->bwd);
+    if (r->clock_error) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "clock_error");
+    }
     if (r->sender_ttl >= 0) set_int(L, "ttl", r->sender_ttl);
     if (r->reply_ttl >= 0) set_int(L, "reply_ttl", r->reply_ttl);
     if (r->reply_tos >= 0) set_int(L, "reply_tos", r->reply_tos);

@@ -145,6 +145,7 @@ function M.text_summary(s)
   if (s.tx_errors or 0) > 0 then add("Send errors: %d", s.tx_errors) end
   if (s.drop_hmac or 0) > 0 then add("Replies failing HMAC: %d", s.drop_hmac) end
   if (s.drop_invalid or 0) > 0 then add("Invalid replies: %d", s.drop_invalid) end
+  if (s.clock_errors or 0) > 0 then add("Clock errors (T4 before T1, left out of the delays): %d", s.clock_errors) end
   if s.interrupted then
     add("Interrupted: sending stopped early; the figures cover the packets sent%s",
       (s.aborted or 0) > 0 and string.format(" (%d abandoned at the second signal)", s.aborted) or "")
@@ -216,6 +217,7 @@ function M.summary_record(s)
     sent = s.sent, received = s.received, lost = s.lost, loss_pct = s.loss_pct,
     duplicates = s.duplicates, extra_replies = s.extra_replies, late = s.late,
     tx_errors = s.tx_errors, rx_errors = s.rx_errors, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
+    clock_errors = s.clock_errors,
     rtt_ms = dist_ms(s.rtt), fwd_ms = dist_ms(s.fwd), bwd_ms = dist_ms(s.bwd),
     owd = s.owd and { valid = s.owd.valid, reason = s.owd.reason, error_bound_ms = ms3(s.owd.error_bound) },
     ipdv_ms = s.ipdv and { rtt = dist_ms(s.ipdv.rtt), fwd = dist_ms(s.ipdv.fwd), bwd = dist_ms(s.ipdv.bwd) },
@@ -227,7 +229,7 @@ end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
   "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "late", "tx_errors", "rx_errors",
-  "drop_hmac", "drop_invalid", "interrupted",
+  "drop_hmac", "drop_invalid", "clock_errors", "interrupted",
   "refl_seq", "t1", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid",
   "tlvs", "tlv_ignored", "n", "min", "max",

@@ -1,0 +1,148 @@
+-- Review 8 (#5, #7, #8, #9, #10): what a reply must echo, clock errors, the grid after a stall,
+-- done(), degenerate configurations. In the C machine's terms, through its Lua class.
+local stamp = require "stamp"
+local core = stamp.core
+local codec = stamp.codec
+local h = require "helper"
+
+local MS = 1000000
+local S = 1000000000
+
+local function reflect(data, extra)
+  local t = codec.decode_test(data, "open")
+  local p = { seq = t.seq, sender_seq = t.seq, ssid = t.ssid, sender_timestamp_raw = t.timestamp_raw,
+    sender_ee = t.ee, timestamp = core.now(), rx_timestamp = core.now(), sender_ttl = 64 }
+  for k, v in pairs(extra or {}) do p[k] = v end
+  return codec.encode_reflected(p, "open")
+end
+
+describe("sender machine: a reply must echo what was sent (#5)", function()
+  it("drops our own test packet echoed back, counted as invalid", function()
+    local m = core.sender_machine { count = 3, interval_ns = 0, timeout_ns = S }
+    local pkts = m:build_due(S)
+    assert.equal(3, #pkts)
+    for _, p in ipairs(pkts) do assert.is_false(m:reply(p)) end
+    local c = m:counters()
+    assert.equal(3, c.drop_invalid)
+    assert.equal(0, c.received)
+    assert.equal(0, c.duplicates)
+    assert.equal(3, m:outstanding())
+  end)
+
+  it("drops a reply whose Sender Timestamp or Sender Error Estimate differs from the packet sent", function()
+    local m = core.sender_machine { count = 1, interval_ns = 0, timeout_ns = S }
+    local p = m:build(S)
+    local t = codec.decode_test(p, "open")
+    local other = t.timestamp_raw:sub(1, 7) .. string.char((t.timestamp_raw:byte(8) + 1) % 256)
+    assert.is_false(m:reply(reflect(p, { sender_timestamp_raw = other })))
+    local ee = { s = t.ee.s, z = t.ee.z, scale = t.ee.scale, mult = (t.ee.mult + 1) % 256 }
+    assert.is_false(m:reply(reflect(p, { sender_ee = ee })))
+    assert.equal(2, m:counters().drop_invalid)
+    local r = m:reply(reflect(p))
+    assert.is_table(r)
+    assert.equal(0, r.seq)
+  end)
+
+  it("the command against a plain UDP echo: 0 received, 3 lost, 3 invalid, exit status 1", function()
+    local port = h.free_port()
+    local pid, out = h.spawn(string.format([[/usr/bin/python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", %d))
+s.settimeout(10)
+print("ready", flush=True)
+end = time.time() + 10
+while time.time() < end:
+    try:
+        d, a = s.recvfrom(2048)
+    except socket.timeout:
+        break
+    s.sendto(d, a)
+']], port))
+    assert(h.wait_for(out, "ready", 5))
+    local code, o, err = h.run(string.format("%s -r 127.0.0.1 -p %d -c 3 -d 1 -L 0.3", h.STAMP, port))
+    h.stop(pid)
+    os.remove(out)
+    assert.equal(1, code, err)
+    assert.matches("Packets received: 0\n", o)
+    assert.matches("Packets lost: 3", o)
+    assert.matches("Invalid replies: 3", o)
+  end)
+end)
+
+describe("sender machine: clock errors (#10)", function()
+  it("a reply with T4 before T1 is flagged clock_error, counted, and left out of the RTT statistics", function()
+    local m = core.sender_machine { count = 2, interval_ns = 0, timeout_ns = S }
+    local t1 = core.now()
+    local a = m:build(S, t1)
+    local b = m:build(S, t1)
+    local bad = m:reply(reflect(a, { timestamp = t1, rx_timestamp = t1 }), t1 - 110 * MS)
+    assert.is_table(bad)
+    assert.is_true(bad.clock_error)
+    local good = m:reply(reflect(b, { timestamp = t1 + 2 * MS, rx_timestamp = t1 + MS }), t1 + 3 * MS)
+    assert.is_nil(good.clock_error)
+    local c = m:counters()
+    assert.equal(1, c.clock_errors)
+    assert.equal(2, c.received)
+    local acc = stamp.stats.new()
+    acc:add(bad)
+    acc:add(good)
+    local s = acc:summary(c)
+    assert.equal(1, s.clock_errors)
+    assert.equal(1, s.rtt.n)
+    assert.equal(2 * MS, s.rtt.min)
+  end)
+end)
+
+describe("sender machine: the grid after a stall (#7)", function()
+  it("packets that fell due leave at once, never shifting the grid", function()
+    local m = core.sender_machine { count = 5, interval_ns = 10 * MS, timeout_ns = 1000 * S }
+    local t0 = S
+    assert.equal(1, #m:build_due(t0))
+    local later = t0 + 1000 * S
+    assert.equal(4, #m:build_due(later))
+  end)
+
+  it("a burst is at most 64 packets; older grid points are skipped and sending stays on the grid", function()
+    local m = core.sender_machine { count = 0, interval_ns = 10 * MS, timeout_ns = S }
+    local t0 = S
+    assert.equal(1, #m:build_due(t0))
+    local later = t0 + 1000 * S + 3 * MS
+    assert.equal(64, #m:build_due(later, 1000))
+    assert.equal(0, #m:build_due(later, 1000))
+    assert.equal(1, #m:expire(later)) -- the first packet's timeout
+    local d = m:next_deadline()
+    assert.is_true(d > later and d <= later + 10 * MS)
+    assert.equal(0, (d - t0) % (10 * MS))
+    assert.equal(65, m:counters().sent)
+  end)
+end)
+
+describe("sender machine: done() (#8)", function()
+  it("is true as soon as every packet is answered, with outstanding() 0 and no deadline", function()
+    local m = core.sender_machine { count = 2, interval_ns = 0, timeout_ns = S }
+    local pkts = m:build_due(S)
+    assert.is_false(m:done())
+    assert.is_table(m:reply(reflect(pkts[2])))
+    assert.is_false(m:done())
+    assert.equal(1, m:outstanding())
+    assert.is_table(m:reply(reflect(pkts[1])))
+    assert.equal(0, m:outstanding())
+    assert.is_nil(m:next_deadline())
+    assert.is_true(m:done())
+  end)
+end)
+
+describe("sender machine: degenerate configurations (#9)", function()
+  it("refuses interval 0 without a count", function()
+    assert.has_error(function() core.sender_machine { count = 0, interval_ns = 0 } end)
+    assert.has_error(function() core.sender_machine { count = 0, interval_ns = 0, duration_ns = S } end)
+    assert.has_error(function() stamp.sender_machine { count = 0, send_delay = 0 } end)
+    assert.has_error(function() core.sender { remote_addr = "127.0.0.1", count = 0, interval_ns = 0 } end)
+  end)
+
+  it("refuses an interval over one day", function()
+    assert.has_error(function() core.sender_machine { count = 2, interval_ns = 86400 * S + 1 } end)
+    assert.is_userdata(core.sender_machine { count = 2, interval_ns = 3600 * S })
+  end)
+end)
