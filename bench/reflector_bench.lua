@@ -41,7 +41,7 @@ while not stamp.core.interrupted() do
     local t = codec.decode_test(data)
     if t then
       local now = stamp.core.now()
-      u:sendto(codec.encode_reflected { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw,
+      u:sendto(codec.encode_reflected { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee,
         timestamp = now, rx_timestamp = now, sender_ttl = 64 }, ip, p)
     end
   end

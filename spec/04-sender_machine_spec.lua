@@ -12,7 +12,7 @@ local MS = 1000000
 -- A reflected packet answering test packet `data` (open or authenticated mode).
 local function reflect(data, mode, key, extra)
   local t = codec.decode_test(data, mode)
-  local p = { seq = t.seq, sender_seq = t.seq, ssid = t.ssid, sender_timestamp_raw = t.timestamp_raw,
+  local p = { seq = t.seq, sender_seq = t.seq, ssid = t.ssid, sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee,
     timestamp = core.now(), rx_timestamp = core.now(), sender_ttl = 64 }
   for k, v in pairs(extra or {}) do p[k] = v end
   return codec.encode_reflected(p, mode, key)

@@ -87,7 +87,7 @@ describe("sender and reflector in one process", function()
       local data, ip, p = u:receivefrom()
       if not data then return end
       local t = codec.decode_test(data)
-      local reply = codec.encode_reflected { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw,
+      local reply = codec.encode_reflected { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee,
         timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }
       if t.seq == 2 then
         pending_late = { reply, ip, p } -- answer only after it was declared lost
@@ -120,7 +120,7 @@ describe("sender and reflector in one process", function()
       if not data then return end
       local t = codec.decode_test(data)
       local function reply(ssid)
-        return codec.encode_reflected { seq = t.seq, sender_seq = t.seq, ssid = ssid, sender_timestamp_raw = t.timestamp_raw,
+        return codec.encode_reflected { seq = t.seq, sender_seq = t.seq, ssid = ssid, sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee,
           timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }
       end
       if t.seq == 0 then
@@ -423,7 +423,7 @@ describe("sender conformance (RFC 8762 / TWAMP-Light, RFC 9534, RFC 8972 reply f
   end
 
   local function reflected(t, extra)
-    local p = { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw, timestamp = stamp.core.now(),
+    local p = { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee, timestamp = stamp.core.now(),
       rx_timestamp = stamp.core.now(), sender_ttl = 64 }
     for k, v in pairs(extra or {}) do p[k] = v end
     return codec.encode_reflected(p)
@@ -491,7 +491,7 @@ describe("sender conformance (RFC 8762 / TWAMP-Light, RFC 9534, RFC 8972 reply f
     local results = scripted({ count = 1, auth = true, key = KEY, tlvs = { tlv.direct_measurement(), tlv.hmac() } },
       function(_, data)
         local tt = codec.decode_test(data, "auth")
-        local p = { seq = tt.seq, sender_seq = tt.seq, sender_timestamp_raw = tt.timestamp_raw,
+        local p = { seq = tt.seq, sender_seq = tt.seq, sender_timestamp_raw = tt.timestamp_raw, sender_ee = tt.ee,
           timestamp = stamp.core.now(), rx_timestamp = stamp.core.now(), sender_ttl = 64,
           tlvs = { { type = 5, flags = 0, s_txc = 1, r_rxc = 1, r_txc = 1 } } } -- HMAC TLV stripped
         return codec.encode_reflected(p, "auth", KEY)

@@ -54,7 +54,7 @@ describe("RFC 8762 base rules cited by the matrix", function()
       if not data then return end
       local t = stamp.codec.decode_test(data)
       u:sendto(stamp.codec.encode_reflected { seq = t.seq, sender_seq = t.seq, ssid = t.seq == 0 and 0 or 9,
-        sender_timestamp_raw = t.timestamp_raw, timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }, ip, p)
+        sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee, timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }, ip, p)
     end }
     local c = s:counters()
     s:close()
@@ -77,7 +77,7 @@ describe("RFC 8762 base rules cited by the matrix", function()
       if not data then return end
       local t = stamp.codec.decode_test(data)
       u:sendto(stamp.codec.encode_reflected { seq = t.seq, sender_seq = t.seq, ssid = t.seq == 0 and 0 or 7,
-        sender_timestamp_raw = t.timestamp_raw, timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }, ip, p)
+        sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee, timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }, ip, p)
     end }
     local c = s:counters()
     s:close()
