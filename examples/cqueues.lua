@@ -59,8 +59,7 @@ function M.sender(s, on_result)
       if on_result then on_result(res[i]) end
     end
   end
-  local summary = acc:summary(s:counters())
-  summary.interrupted, summary.aborted = false, 0 -- as sender:run: never stopped early here
+  local summary = acc:finish(s:counters(), false) -- as sender:run: never stopped early here
   return results, summary
 end
 

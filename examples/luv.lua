@@ -52,8 +52,7 @@ function M.sender(s, o)
       if o.on_error then o.on_error(err) else error(err) end
       return
     end
-    local summary = acc:summary(s:counters())
-    summary.interrupted, summary.aborted = false, 0 -- as sender:run: never stopped early here
+    local summary = acc:finish(s:counters(), false) -- as sender:run: never stopped early here
     if o.on_done then o.on_done(results, summary) end
   end
   local function pump()

@@ -46,9 +46,7 @@ function M.sender(o)
     udp:close()
     timer:stop()
     timer:close()
-    local c = m:counters()
-    local summary = acc:summary(c)
-    summary.interrupted, summary.aborted = false, c.aborted or 0
+    local summary = acc:finish(m:counters(), false) -- as sender:run
     o.on_done(results, summary)
   end
 

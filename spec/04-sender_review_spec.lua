@@ -146,3 +146,28 @@ describe("sender machine: degenerate configurations (#9)", function()
     assert.is_userdata(core.sender_machine { count = 2, interval_ns = 3600 * S })
   end)
 end)
+
+describe("stamp.stats.finish (request a)", function()
+  it("completes a summary as sender:run does: aborted packets left out of lost and loss_pct", function()
+    local acc = stamp.stats.new()
+    acc:add { seq = 0, lost = false, t1 = 1, t2 = 2, t3 = 3, t4 = 4, rtt = 2, fwd = 1, bwd = 1, refl_seq = 0 }
+    acc:add { seq = 1, lost = true, t1 = 1 }
+    acc:add { seq = 2, aborted = true, lost = false, t1 = 1 }
+    local s = acc:finish({ sent = 3, aborted = 1 }, true)
+    assert.same({ 3, 1, 1, 1, 50, true }, { s.sent, s.received, s.lost, s.aborted, s.loss_pct, s.interrupted })
+    local s2 = stamp.stats.finish(stamp.stats.new():summary { sent = 2 }, { sent = 2 })
+    assert.same({ 2, 0, 2, 0, 100, false }, { s2.sent, s2.received, s2.lost, s2.aborted, s2.loss_pct, s2.interrupted })
+  end)
+
+  it("ends sender:run (a run stopped at once: aborted, interrupted)", function()
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = h.free_port(), count = 0, send_delay = 1,
+      timeout = 5 })
+    local n = 0
+    local _, sum = s:run { keep = false, stop = function() n = n + 1 return n > 5 and "now" end }
+    s:close()
+    assert.is_true(sum.interrupted)
+    assert.is_true(sum.aborted > 0)
+    assert.equal(sum.sent, sum.aborted) -- none timed out (5 s): all abandoned, neither received nor lost
+    assert.same({ 0, 0 }, { sum.lost, sum.loss_pct })
+  end)
+end)

@@ -178,16 +178,7 @@ function sender_methods.run(self, o)
       resumable[self] = nil
     end
   end
-  local c = self:counters()
-  local summary = acc:summary(c)
-  summary.interrupted = st.interrupted
-  summary.aborted = c.aborted or 0
-  if summary.aborted > 0 then -- abandoned packets are neither received nor lost
-    summary.lost = summary.sent - summary.received - summary.aborted
-    local n = summary.sent - summary.aborted
-    summary.loss_pct = n > 0 and 100 * summary.lost / n or 0
-  end
-  return results, summary
+  return results, acc:finish(self:counters(), st.interrupted) -- aborted packets are neither received nor lost
 end
 
 return M

@@ -526,6 +526,30 @@ function Acc:summary(counters)
   return render(figures(self, counters))
 end
 
+--- Complete a summary the way `sender:run` ends one: `interrupted` set, `aborted` from the counters, and
+-- the aborted packets (abandoned at a second signal or `stop(true)`) left out: `lost` and `loss_pct` count
+-- only the packets not aborted. Every driver of a sender (run loops of event loops, resty.stamp) ends with it.
+-- @tparam table summary from `Acc:summary` or `stats.summary` (completed in place)
+-- @tparam[opt] table counters the sender's counters (`sent`, `aborted`, ...)
+-- @tparam[opt=false] boolean interrupted the run was stopped early
+-- @treturn table the same summary
+function M.finish(summary, counters, interrupted)
+  summary.interrupted = interrupted and true or false
+  summary.aborted = counters and counters.aborted or summary.aborted or 0
+  local counted = summary.sent - summary.aborted
+  summary.lost = summary.sent - summary.received - summary.aborted
+  summary.loss_pct = counted > 0 and 100 * summary.lost / counted or 0
+  return summary
+end
+
+--- The completed summary of everything added so far: `summary(counters)` then `stats.finish`.
+-- @tparam[opt] table counters the sender's counters
+-- @tparam[opt=false] boolean interrupted the run was stopped early
+-- @treturn table summary with `interrupted` and `aborted`
+function Acc:finish(counters, interrupted)
+  return M.finish(self:summary(counters), counters, interrupted)
+end
+
 --- Summary of an array of results.
 -- @tparam table results
 -- @tparam[opt] table counters
