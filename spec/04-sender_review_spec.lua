@@ -90,7 +90,7 @@ describe("sender machine: clock errors (#10)", function()
     local s = acc:summary(c)
     assert.equal(1, s.clock_errors)
     assert.equal(1, s.rtt.n)
-    assert.equal(2 * MS, s.rtt.min)
+    assert.is_true(math.abs(s.rtt.min - 2 * MS) < 1000) -- (doubles on Lua 5.1/LuaJIT)
   end)
 end)
 
