@@ -35,6 +35,11 @@ TIMED=(
   "holds the sender's schedule to the timer's resolution"
   # the scraper connects while the slowed-down sender has not yet opened its metrics socket
   "metrics: the command answers every packet while a scraper holds connections open"
+  # a process started as an unprivileged user cannot create valgrind's log file here (seen in a full
+  # run on 2026-11-27 although the log directory is 1777); the spec runs natively in the test step
+  "a process that is not root cannot switch user and stops"
+  # two 20-packet runs 1 ms apart against a reflector slowed 20x: losses that the rate limit does not cause
+  "applies a new max_pps live"
   # not timing: under valgrind the process name (comm) is valgrind's own (memcheck-amd64-)
   "the reflector and the sender name themselves for ps and top"
 )
