@@ -1,23 +1,29 @@
-/* hmac.c - HMAC-SHA-256 truncated to 128 bits, via OpenSSL libcrypto. */
+/* hmac.c - HMAC-SHA-256 truncated to 128 bits (RFC 2104), via OpenSSL libcrypto's SHA-256.
+ *
+ * The key is turned once, in stamp_hmac_new, into the SHA-256 states after its inner and outer
+ * padded blocks; each HMAC then copies those two states (a struct copy, no allocation, no key
+ * schedule) and hashes only the message and the inner digest. The low-level SHA256_* calls are
+ * deprecated in OpenSSL 3 but kept there (they use the same SHA extensions/assembly as EVP);
+ * through EVP_MAC every HMAC re-initialised, duplicated and freed digest contexts (allocations
+ * and parameter lookups on the packet path). */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <ctype.h>
 #include <stdlib.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "internal.h"
 
+#define HMAC_BLOCK 64 /* SHA-256 block */
+
 struct stamp_hmac {
-    EVP_MAC *mac;
-    EVP_MAC_CTX *ctx; /* keyed once; re-initialised per packet without allocating */
+    SHA256_CTX inner, outer; /* after (K ^ ipad) and (K ^ opad): derived from the key, cleansed on free */
 };
 
 void stamp_hmac_free(stamp_hmac_t *h)
 {
     if (!h) return;
-    EVP_MAC_CTX_free(h->ctx); /* libcrypto cleanses the key material */
-    EVP_MAC_free(h->mac);
     OPENSSL_cleanse(h, sizeof *h);
     free(h);
 }
@@ -26,34 +32,48 @@ stamp_hmac_t *stamp_hmac_new(const uint8_t *key, size_t keylen)
 {
     stamp_hmac_t *h = calloc(1, sizeof *h);
     if (!h) return NULL;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                            OSSL_PARAM_construct_end()};
-    h->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (!h->mac) goto fail;
-    h->ctx = EVP_MAC_CTX_new(h->mac);
-    if (!h->ctx) goto fail;
-    /* an empty key is legal HMAC; pass a valid pointer anyway */
-    static const uint8_t zero = 0;
-    if (!EVP_MAC_init(h->ctx, keylen ? key : &zero, keylen, params)) goto fail;
+    uint8_t k[HMAC_BLOCK], pad[HMAC_BLOCK];
+    memset(k, 0, sizeof k);
+    int ok = 1;
+    if (keylen > HMAC_BLOCK) { /* RFC 2104 2: a key longer than the block is hashed first */
+        SHA256_CTX c;
+        ok = SHA256_Init(&c) && SHA256_Update(&c, key, keylen) && SHA256_Final(k, &c);
+        OPENSSL_cleanse(&c, sizeof c);
+    } else if (keylen) { /* an empty key is legal HMAC: all zeros */
+        memcpy(k, key, keylen);
+    }
+    for (size_t i = 0; i < HMAC_BLOCK; i++) pad[i] = (uint8_t)(k[i] ^ 0x36);
+    ok = ok && SHA256_Init(&h->inner) && SHA256_Update(&h->inner, pad, HMAC_BLOCK);
+    for (size_t i = 0; i < HMAC_BLOCK; i++) pad[i] = (uint8_t)(k[i] ^ 0x5c);
+    ok = ok && SHA256_Init(&h->outer) && SHA256_Update(&h->outer, pad, HMAC_BLOCK);
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+    if (!ok) {
+        stamp_hmac_free(h);
+        return NULL;
+    }
     return h;
-fail:
-    stamp_hmac_free(h);
-    return NULL;
 }
 
 int stamp_hmac_compute2(stamp_hmac_t *h, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
                         uint8_t out[STAMP_HMAC_LEN])
 {
-    uint8_t full[EVP_MAX_MD_SIZE];
-    size_t outl = 0;
-    if (!EVP_MAC_init(h->ctx, NULL, 0, NULL)) return STAMP_ECRYPTO;
-    if (alen && !EVP_MAC_update(h->ctx, a, alen)) return STAMP_ECRYPTO;
-    if (blen && !EVP_MAC_update(h->ctx, b, blen)) return STAMP_ECRYPTO;
-    if (!EVP_MAC_final(h->ctx, full, &outl, sizeof full) || outl < STAMP_HMAC_LEN) return STAMP_ECRYPTO;
-    memcpy(out, full, STAMP_HMAC_LEN);
-    OPENSSL_cleanse(full, sizeof full);
-    return STAMP_OK;
+    struct {
+        SHA256_CTX c;
+        uint8_t d[SHA256_DIGEST_LENGTH];
+    } w;
+    int ok = 1;
+    w.c = h->inner;
+    if (alen) ok = SHA256_Update(&w.c, a, alen);
+    if (ok && blen) ok = SHA256_Update(&w.c, b, blen);
+    ok = ok && SHA256_Final(w.d, &w.c);
+    if (ok) {
+        w.c = h->outer;
+        ok = SHA256_Update(&w.c, w.d, sizeof w.d) && SHA256_Final(w.d, &w.c);
+    }
+    if (ok) memcpy(out, w.d, STAMP_HMAC_LEN);
+    OPENSSL_cleanse(&w, sizeof w);
+    return ok ? STAMP_OK : STAMP_ECRYPTO;
 }
 
 int stamp_hmac_compute(stamp_hmac_t *h, const uint8_t *data, size_t len, uint8_t out[STAMP_HMAC_LEN])
