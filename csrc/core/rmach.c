@@ -28,6 +28,7 @@ typedef struct {
     stamp_reply_t r;    /* its addressing */
     rmach_txinfo_t ti;
     int active;
+    int refill;         /* it carries Direct Measurement or Follow-Up: refilled for each extra reply */
 } burst_t;
 
 #define POLL_MAX 32
@@ -417,6 +418,7 @@ static void start_burst(stamp_rmach_t *m, uint32_t e, rt_session_t *s, uint8_t *
     x->r = *r;
     x->r.extra = 1;
     x->ti = *ti;
+    x->refill = find_tlv(out, base, olen, STAMP_TLV_DM, &tl) >= 0 || find_tlv(out, base, olen, STAMP_TLV_FOLLOWUP, &tl) >= 0;
     x->active = 1;
     m->active[m->nactive++] = b;
     s->burst = b + 1;
@@ -475,7 +477,8 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
     /* per-session state: stateful numbering, TLVs that count per session, replay windows */
     rt_session_t *s = NULL;
     uint32_t e = RT_NONE;
-    if (m->cfg.stateful || tlvs || m->cfg.mode == STAMP_MODE_AUTH) {
+    /* with type 12 on, every packet of a session counts for its Sequence Number check (RFC 10052 5) */
+    if (m->cfg.stateful || tlvs || m->cfg.mode == STAMP_MODE_AUTH || m->cfg.tlv.refl_max_count) {
         int created;
         uint32_t ev;
         e = rt_session_get(&m->sess, srckey, sport, dstkey, dport, t.ssid, mono, &created, &ev);
@@ -584,7 +587,11 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         /* RFC 8762 4.3/4.6: without TLV processing the octets past the base (already copied into `out`)
            go back unprocessed, so the reply stays as long as the request */
         olen = len;
-        if (s) s->rx++;
+        if (s) {
+            s->rx++;
+            s->sender_seq = t.seq;
+            s->has_sender_seq = 1;
+        }
     }
     if (!has_from && meta->dst.len) {
         r->from = meta->dst;
@@ -687,6 +694,19 @@ int stamp_rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_re
             wr32(b, ti.seq);
         }
         s->tx++;
+        if (x->refill) { /* RFC 10052 3 / RFC 8972 4.5, 4.7: this reply's own counters, the previous reply */
+            stamp_tlv_ctx_t c;
+            memset(&c, 0, sizeof c);
+            c.clock = m->cfg.clock;
+            c.tai = m->clk.tai;
+            c.stateful = m->cfg.stateful;
+            c.sess_rx = s->rx;
+            c.sess_tx = s->tx;
+            c.prev_seq = s->last_seq;
+            c.prev_tx = s->last_tx;
+            c.has_prev = s->has_last;
+            stamp_tlv_refill(&c, b, stamp_base_len(m->cfg.mode), x->len);
+        }
         rmach_finish(m, b, x->len, &ti, now);
         out[n] = x->r;
         out[n].buf = b;

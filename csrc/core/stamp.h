@@ -434,6 +434,15 @@ STAMP_API int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t 
  * moves. A TLV area that does not parse is left as it is. Returns the new length.
  */
 STAMP_API size_t stamp_tlv_fit(uint8_t *pkt, size_t cap, size_t base, size_t len, size_t target, int *hmac_tlv_off);
+/**
+ * Type 12 (RFC 10052 3: each reply built per RFC 8762 4.3): refill, in a copy of a
+ * reply about to leave as an extra reply, the fields that belong to each reply:
+ * Direct Measurement R_RxC/R_TxC (c->sess_rx, c->sess_tx) and Follow-Up Telemetry
+ * (c->prev_seq, c->prev_tx of the reply sent just before; zero when stateless).
+ * Only TLVs the walk acted on (no U, M or I; none after an M) are touched.
+ * Returns how many TLVs were refilled.
+ */
+STAMP_API int stamp_tlv_refill(stamp_tlv_ctx_t *c, uint8_t *pkt, size_t base, size_t len);
 /** Compute the HMAC TLV whose header is at `off`: over the sequence number (octets 0..3) and the TLVs before it. */
 STAMP_API int stamp_tlv_sign(stamp_hmac_t *hmac, uint8_t *pkt, size_t base, size_t off);
 /** Check it. Returns 0 when it verifies, STAMP_EAUTH otherwise. */

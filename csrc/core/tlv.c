@@ -708,6 +708,28 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
     return acc;
 }
 
+int stamp_tlv_refill(stamp_tlv_ctx_t *c, uint8_t *pkt, size_t base, size_t len)
+{
+    size_t pos = base;
+    stamp_tlv_t t;
+    int n = 0;
+    while (stamp_tlv_next(pkt, len, &pos, &t) == 1) {
+        uint8_t f = pkt[t.off];
+        if (f & STAMP_TLV_M) break;                 /* the walk stopped here: the rest went back as received */
+        if (f & (STAMP_TLV_U | STAMP_TLV_I)) continue; /* not acted on: unchanged */
+        const stamp_tlv_def_t *d = stamp_tlv_lookup(t.type);
+        if (!d || !stamp_tlv_len_ok(d, t.len)) continue;
+        if (t.type == STAMP_TLV_DM) {
+            r_dm(c, pkt + t.off + STAMP_TLV_HDR, t.len);
+            n++;
+        } else if (t.type == STAMP_TLV_FOLLOWUP) {
+            r_followup(c, pkt + t.off + STAMP_TLV_HDR, t.len);
+            n++;
+        }
+    }
+    return n;
+}
+
 size_t stamp_tlv_fit(uint8_t *pkt, size_t cap, size_t base, size_t len, size_t target, int *hmac_tlv_off)
 {
     size_t pos = base;
