@@ -85,9 +85,10 @@ describe("output formats", function()
       seqs[tonumber(f[1])] = true
     end
     for i = 0, 49 do assert.is_true(seqs[i]) end
-    assert.equal("aborted", report.CSV_COLUMNS[#report.CSV_COLUMNS])
-    assert.matches(",0$", ls[2])
-    assert.equal("7,0,,5,,,,,,,,,,1", report.csv_row { seq = 7, lost = false, aborted = true, t1 = 5 })
+    -- new columns are appended: aborted (14th), then clock_error and t1_source
+    assert.same({ "aborted", "clock_error", "t1_source" }, { (table.unpack or unpack)(report.CSV_COLUMNS, 14) })
+    assert.matches(",0,0,kernel$", ls[2])
+    assert.equal("7,0,,5,,,,,,,,,,1,,", report.csv_row { seq = 7, lost = false, aborted = true, t1 = 5 })
     assert.same({ type = "packet", seq = 7, lost = false, aborted = true, t1 = 5 },
       report.packet_record { seq = 7, lost = false, aborted = true, t1 = 5 })
     assert.equal("seq=7 aborted", report.packet_line { seq = 7, lost = false, aborted = true, t1 = 5 })

@@ -18,6 +18,8 @@
 #ifndef SPIN_NS
 #define SPIN_NS 60000
 #endif
+/* Sequence Numbers of the last TXREC datagrams sent, by kernel timestamp number (SOF_TIMESTAMPING_OPT_ID) */
+#define TXREC 4096
 /* a step that may wait "until the next deadline" returns at least this often */
 #define STEP_MAX_NS 100000000LL
 
@@ -31,6 +33,9 @@ struct stamp_sender {
     uint8_t *rxbuf[STAMP_BATCH];
     size_t rxlen[STAMP_BATCH];
     stamp_rxmeta_t meta[STAMP_BATCH];
+    uint32_t txseq[TXREC]; /* by kernel timestamp number modulo TXREC: the packet's Sequence Number */
+    uint32_t txts_next;    /* number the kernel gives the next timestamped datagram */
+    int txts_off;          /* a send failed: the kernel's numbering may no longer match ours, T1 stays user */
     uint8_t mem[];
 };
 
@@ -138,19 +143,42 @@ int stamp_sender_done(const stamp_sender_t *s) { return stamp_sm_done(s->m); }
 static void send_due(stamp_sender_t *s, stamp_ns_t now)
 {
     int k = 0;
+    uint32_t seq[STAMP_BATCH];
     stamp_ns_t t1 = stamp_now();
     while (k < STAMP_BATCH && stamp_sm_due(s->m, now)) {
         uint8_t *buf = s->txmem + (size_t)k * s->plen;
-        int len = stamp_sm_build(s->m, now, t1, buf, s->plen, NULL);
+        int len = stamp_sm_build(s->m, now, t1, buf, s->plen, &seq[k]);
         if (len <= 0) break;
         s->tx[k] = (stamp_txmsg_t){.buf = buf, .len = (size_t)len, .to = &s->remote, .from = NULL,
-                                   .ifindex = 0, .tos = -1, .want_txts = 0, .ok = 0};
+                                   .ifindex = 0, .tos = -1, .want_txts = !s->txts_off, .ok = 0};
         k++;
     }
     if (!k) return;
     stamp_sock_send(s->fd, s->tx, k);
-    for (int i = 0; i < k; i++)
-        if (!s->tx[i].ok) stamp_sm_tx_error(s->m);
+    for (int i = 0; i < k; i++) {
+        if (!s->tx[i].ok) {
+            stamp_sm_tx_error(s->m);
+            s->txts_off = 1;
+        } else if (!s->txts_off) {
+            s->txseq[s->txts_next++ % TXREC] = seq[i];
+        }
+    }
+}
+
+/* Hand the kernel's transmit timestamps waiting in the error queue to the machine (never blocks). */
+static void read_txts(stamp_sender_t *s)
+{
+    uint32_t ids[64];
+    stamp_ns_t times[64];
+    int n;
+    while ((n = stamp_sock_txts(s->fd, ids, times, 64)) > 0) {
+        for (int i = 0; i < n; i++) {
+            /* only numbers of the last TXREC datagrams sent name a packet we know */
+            if (s->txts_off || s->txts_next - ids[i] - 1 >= TXREC) continue;
+            (void)stamp_sm_tx_time(s->m, s->txseq[ids[i] % TXREC], times[i]);
+        }
+        if (n < 64) break;
+    }
 }
 
 int stamp_sender_next_timeout(const stamp_sender_t *s)
@@ -194,6 +222,7 @@ int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, in
     for (;;) {
         stamp_ns_t now = stamp_mono();
         send_due(s, now);
+        read_txts(s); /* before the replies: on loopback the kernel's T1 is already there */
         int want = max - n < STAMP_BATCH ? max - n : STAMP_BATCH;
         int got = stamp_sock_recv(s->fd, &s->local, s->rxbuf, STAMP_MAX_PKT, s->rxlen, s->meta, want);
         if (got < 0 && got != -EINTR) return n ? n : got;

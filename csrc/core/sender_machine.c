@@ -24,7 +24,8 @@ typedef struct {
     uint16_t extra; /* further replies of a granted type 12 burst seen for this packet */
     uint16_t ee;         /* Error Estimate sent: the reply must echo it */
     uint8_t ts[8];       /* T1 as sent on the wire: the reply must echo it */
-    stamp_ns_t t1;       /* UTC send time */
+    stamp_ns_t t1;       /* UTC send time (user space) */
+    stamp_ns_t t1k;      /* UTC send time from the kernel, 0 = none (yet) */
     stamp_ns_t deadline; /* caller's monotonic clock */
 } slot_t;
 
@@ -275,6 +276,7 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
     sl->ee = t.ee;
     memcpy(sl->ts, t.ts, sizeof sl->ts);
     sl->t1 = t1;
+    sl->t1k = 0;
     sl->deadline = now + m->cfg.timeout;
     m->nsent++;
     m->ctr.sent++;
@@ -288,12 +290,39 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
     return (int)plen;
 }
 
+/* The slot of 32-bit Sequence Number `seq32`, unwrapped against what was sent (NULL: not ours). */
+static slot_t *find_slot(stamp_sm_t *m, uint32_t seq32, uint64_t *seq_out)
+{
+    if (m->nsent == 0) return NULL;
+    uint64_t hi = m->nsent - 1;
+    uint64_t seq = (hi & ~(uint64_t)0xffffffffu) | seq32;
+    if (seq > hi) {
+        if (seq < ((uint64_t)1 << 32)) return NULL;
+        seq -= (uint64_t)1 << 32;
+    }
+    slot_t *sl = &m->ring[seq & m->mask];
+    if (hi - seq >= m->mask + 1 || sl->seq != seq32 || sl->state == SLOT_FREE) return NULL;
+    *seq_out = seq;
+    return sl;
+}
+
+int stamp_sm_tx_time(stamp_sm_t *m, uint32_t seq32, stamp_ns_t t1)
+{
+    uint64_t seq;
+    slot_t *sl = find_slot(m, seq32, &seq);
+    if (!sl || sl->state != SLOT_OUT || seq < m->oldest || t1 < sl->t1) return 0;
+    sl->t1k = t1;
+    return 1;
+}
+
 static void result_init(stamp_result_t *r, int status, const slot_t *sl)
 {
     memset(r, 0, sizeof *r);
     r->status = status;
     r->seq = sl->seq;
-    r->t1 = sl->t1;
+    r->t1 = sl->t1k ? sl->t1k : sl->t1;
+    r->t1_kernel = sl->t1k != 0;
+    r->t1_user = sl->t1;
     r->sender_ttl = r->reply_ttl = r->reply_tos = -1;
     r->tlv_hmac = -1;
 }
@@ -386,19 +415,9 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
         m->ctr.drop_invalid++;
         return 0;
     }
-    /* unwrap the 32-bit sequence number against what we have sent */
-    uint64_t hi = m->nsent - 1;
-    uint64_t seq = (hi & ~(uint64_t)0xffffffffu) | p.sender_seq;
-    if (seq > hi) {
-        if (seq < ((uint64_t)1 << 32)) {
-            m->ctr.drop_invalid++;
-            return 0;
-        }
-        seq -= (uint64_t)1 << 32;
-    }
-    size_t size = m->mask + 1;
-    slot_t *sl = &m->ring[seq & m->mask];
-    if (hi - seq >= size || sl->seq != p.sender_seq || sl->state == SLOT_FREE) {
+    uint64_t seq;
+    slot_t *sl = find_slot(m, p.sender_seq, &seq);
+    if (!sl) {
         m->ctr.drop_invalid++;
         return 0;
     }
@@ -425,6 +444,10 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
     }
     sl->state = SLOT_DONE;
     m->ctr.received++;
+    if (sl->t1k)
+        m->ctr.t1_kernel++;
+    else
+        m->ctr.t1_user++;
     while (m->oldest < m->nsent && m->ring[m->oldest & m->mask].state == SLOT_DONE) m->oldest++; /* done() at once */
 
     result_init(res, STAMP_RES_OK, sl);

@@ -679,6 +679,8 @@ typedef struct {
     int tlv_usable;       /* how many of them, from the first, the sender may use (RFC 8972 4, 4.8): none when
                              one is marked I or the reply's HMAC TLV is missing or fails where one is due;
                              none from the first marked M on; none after the HMAC TLV */
+    int t1_kernel;        /* 1: t1 (and rtt, fwd) use the kernel's transmit timestamp, 0: the user-space time */
+    stamp_ns_t t1_user;   /* the user-space send time (also the packet's Timestamp field, sent before the kernel's) */
 } stamp_result_t;
 
 typedef struct {
@@ -693,6 +695,8 @@ typedef struct {
     uint64_t aborted;    /* outstanding when the run was stopped at once (neither lost nor received) */
     uint64_t extra_replies; /* RFC 10052: the further replies of a granted type 12 burst (not duplicates) */
     uint64_t clock_errors; /* received with T4 before T1 or a negative RTT (in received too) */
+    uint64_t t1_kernel;  /* received results whose T1 is the kernel's transmit timestamp */
+    uint64_t t1_user;    /* received results whose T1 is the user-space time (no kernel timestamp in time) */
 } stamp_sender_counters_t;
 
 /* After a stall the schedule never shifts: of the grid points that fell due, at most this many
@@ -739,6 +743,15 @@ STAMP_API int stamp_sm_due(const stamp_sm_t *m, stamp_ns_t now);
 STAMP_API int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, size_t cap, uint32_t *seq);
 /** The driver could not send the packet it built (counted in tx_errors; it is still awaited). */
 STAMP_API void stamp_sm_tx_error(stamp_sm_t *m);
+/**
+ * The kernel's transmit time (UTC ns, e.g. from SO_TIMESTAMPING) of the packet with Sequence Number
+ * `seq`. If it arrives before the reply is processed, T1 of the result (rtt, fwd) is this time
+ * (t1_kernel = 1); otherwise the user-space time given to stamp_sm_build stays. The packet's
+ * Timestamp field is always the user-space time (it was sent before this one existed).
+ * Returns 1 when used, 0 when not (unknown or already answered packet, or a time before the
+ * user-space one, e.g. a clock step).
+ */
+STAMP_API int stamp_sm_tx_time(stamp_sm_t *m, uint32_t seq, stamp_ns_t t1);
 /**
  * One received datagram: returns 1 with *res filled (res->pkt = buf), or 0
  * when it was counted as a drop (drop_invalid, drop_hmac, duplicates, late).

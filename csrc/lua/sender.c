@@ -28,6 +28,7 @@ static stamp_sender_t *bind_check_h(lua_State *L)
 #define SC(f) {#f, offsetof(stamp_sender_counters_t, f)}
 const counter_t sender_counter_names[] = {SC(sent),       SC(received),  SC(lost),   SC(duplicates), SC(late),
                                           SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), SC(extra_replies), SC(clock_errors),
+                                          SC(t1_kernel), SC(t1_user),
                                           {NULL, 0}};
 _Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
@@ -99,6 +100,9 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
     lua_pushboolean(L, r->status == STAMP_RES_LOST);
     lua_setfield(L, -2, "lost");
     set_int(L, "t1", r->t1);
+    lua_pushstring(L, r->t1_kernel ? "kernel" : "user");
+    lua_setfield(L, -2, "t1_source");
+    if (r->t1_kernel) set_int(L, "t1_user", r->t1_user);
     if (r->status == STAMP_RES_ABORTED) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "aborted");
@@ -165,7 +169,9 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
  * per-packet results that became final (answered, lost, or aborted after `stop(true)`) as soon as there are any.
  * @function sender:step
  * @tparam[opt=0] integer timeout milliseconds, -2^31..2^31-1 (negative: until a result, at most about 100 ms)
- * @treturn table|nil array of results (fields seq, lost, t1..t4, rtt, fwd, bwd in ns, ttl, refl_seq, ...), or nil, message, code
+ * @treturn table|nil array of results (fields seq, lost, t1..t4, rtt, fwd, bwd in ns, ttl, refl_seq, ...;
+ *   `t1_source` "kernel" when T1 is the kernel's transmit timestamp, then `t1_user` is the user-space time
+ *   also sent in the packet's Timestamp field, "user" otherwise), or nil, message, code
  */
 static int s_step(lua_State *L)
 {

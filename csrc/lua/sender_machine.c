@@ -269,6 +269,36 @@ static int m_tx_error(lua_State *L)
 }
 
 /***
+ * The kernel's transmit time of a packet (e.g. from SO_TIMESTAMPING on the host's socket): when it
+ * comes before the reply, the result's T1 (rtt, fwd) is this time and `t1_source` is "kernel".
+ * The packet's Timestamp field stays the time given to `build` (it was sent before this one existed).
+ * @function sender_machine:tx_time
+ * @tparam integer seq the packet's Sequence Number (as `build` returned it)
+ * @tparam integer|string t1 UTC nanoseconds, or its 8-octet wire form (exact on Lua 5.1/LuaJIT too)
+ * @treturn boolean true when it was used (false: unknown or already answered packet, or earlier than
+ *   the user-space time)
+ */
+static int m_tx_time(lua_State *L)
+{
+    lmachine_t *o = check_m(L);
+    lua_Integer seq = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, seq >= 0 && seq <= 0xffffffffLL, 2, "0..2^32-1 expected");
+    stamp_ns_t t;
+    if (lua_type(L, 3) == LUA_TSTRING) { /* a raw wire timestamp: exact on every Lua */
+        size_t tl;
+        const char *raw = lua_tolstring(L, 3, &tl);
+        if (tl != 8) return luaL_argerror(L, 3, "8-octet wire timestamp or UTC ns expected");
+        stamp_ts_decode((const uint8_t *)raw, o->clock, stamp_tai_offset(), &t);
+    } else {
+        lua_Integer v = luaL_checkinteger(L, 3);
+        luaL_argcheck(L, v > 0 && v <= NS_MAX, 3, "positive nanoseconds expected");
+        t = (stamp_ns_t)v;
+    }
+    lua_pushboolean(L, stamp_sm_tx_time(o->obj.h, (uint32_t)seq, t));
+    return 1;
+}
+
+/***
  * The length of every packet it builds.
  * @function sender_machine:packet_len
  * @treturn integer
@@ -295,7 +325,7 @@ static const luaL_Reg MACHINE_METHODS[] = {
     {"build", m_build},   {"build_due", m_build_due},   {"reply", m_reply},
     {"expire", m_expire}, {"next_deadline", m_next_deadline}, {"due", m_due},
     {"stop", m_stop},     {"done", m_done},             {"outstanding", m_outstanding},
-    {"tx_error", m_tx_error}, {"packet_len", m_packet_len}, {NULL, NULL}};
+    {"tx_error", m_tx_error}, {"packet_len", m_packet_len}, {"tx_time", m_tx_time}, {NULL, NULL}};
 
 static const bind_class_t MACHINE = {
     .name = "stamp.sender_machine",

@@ -297,7 +297,7 @@ Acc.__index = Acc
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({
-    opts = opts, lost = 0, n = 0, max_seq = -1, clock_errors = 0,
+    opts = opts, lost = 0, n = 0, max_seq = -1, clock_errors = 0, t1_kernel = 0, t1_user = 0,
     rtt = mom_new(), fwd = mom_new(), bwd = mom_new(), irtt = mom_new(), ifwd = mom_new(), ibwd = mom_new(),
     owd_valid = true, owd_reason = nil, err_bound = 0, stateful = opts.stateful_reflector or false,
     -- IPDV: the last IPDV_WINDOW received packets by sequence number
@@ -375,6 +375,8 @@ function Acc:add(r)
     lost_seq(self, seq)
     return
   end
+  local src = r.t1_source -- where T1 came from: the kernel's transmit timestamp or the user-space clock
+  if src == "kernel" then self.t1_kernel = self.t1_kernel + 1 elseif src == "user" then self.t1_user = self.t1_user + 1 end
   if r.clock_error then -- T4 before T1 or a negative RTT: received, but no delay is taken from it
     self.n, self.clock_errors = self.n + 1, self.clock_errors + 1
     reorder(self, seq)
@@ -443,7 +445,7 @@ local function figures(self, counters)
     tx_errors = counters and counters.tx_errors or 0, drop_hmac = counters and counters.drop_hmac or 0,
     drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
     extra_replies = counters and counters.extra_replies or 0,
-    clock_errors = self.clock_errors,
+    clock_errors = self.clock_errors, t1_kernel = self.t1_kernel, t1_user = self.t1_user,
     dists = d, owd_valid = self.owd_valid and self.n > 0, owd_reason = self.n > 0 and self.owd_reason or "no replies",
     err_bound = self.err_bound,
     episodes = episodes, longest = longest, burst_total = burst_total,
@@ -490,7 +492,7 @@ local function render(f)
     duplicates = f.duplicates,
     late = f.late,
     tx_errors = f.tx_errors, drop_hmac = f.drop_hmac, drop_invalid = f.drop_invalid,
-    clock_errors = f.clock_errors,
+    clock_errors = f.clock_errors, t1_kernel = f.t1_kernel, t1_user = f.t1_user,
     rtt = rtt, fwd = fwd, bwd = bwd,
     owd = { valid = f.owd_valid, reason = f.owd_reason, error_bound = f.err_bound },
     ipdv = { rtt = dist_describe(d.irtt, 0, true), fwd = dist_describe(d.ifwd, 0, true),
@@ -519,7 +521,8 @@ end
 --   type 12 bursts), `late`, `tx_errors` (sends that failed),
 --   `drop_hmac` (replies failing their HMAC), `drop_invalid` (replies that are not valid STAMP or do not echo the
 --   Sender Sequence Number, Timestamp and Error Estimate sent), `clock_errors` (replies received with T4 before T1
---   or a negative RTT, a clock step: in `received`, left out of every delay statistic), `rtt`, `fwd`, `bwd`,
+--   or a negative RTT, a clock step: in `received`, left out of every delay statistic), `t1_kernel` and `t1_user`
+--   (received results whose T1 is the kernel's transmit timestamp / the user-space time), `rtt`, `fwd`, `bwd`,
 --   `owd` (validity of one-way delays), `ipdv` and `pdv` (each with `rtt`, `fwd`, `bwd`), `loss`
 --   (episodes and direction), `reordering`
 function Acc:summary(counters)
@@ -577,7 +580,7 @@ function M.merge(parts, counters)
     fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
   end
   local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
-    extra_replies = 0, clock_errors = 0,
+    extra_replies = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
     owd_valid = true, err_bound = 0, episodes = 0,
     longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
   local method, fwd, bwd, und, directions = nil, 0, 0, 0, true
@@ -588,6 +591,7 @@ function M.merge(parts, counters)
     f.drop_invalid, f.aborted = f.drop_invalid + x.drop_invalid, f.aborted + x.aborted
     f.extra_replies = f.extra_replies + (x.extra_replies or 0)
     f.clock_errors = f.clock_errors + x.clock_errors
+    f.t1_kernel, f.t1_user = f.t1_kernel + x.t1_kernel, f.t1_user + x.t1_user
     if not x.owd_valid and x.received > 0 and f.owd_valid then f.owd_valid, f.owd_reason = false, x.owd_reason end
     if x.err_bound > f.err_bound then f.err_bound = x.err_bound end
     f.episodes, f.burst_total = f.episodes + x.episodes, f.burst_total + x.burst_total
