@@ -102,7 +102,7 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
     set_int(L, "t1", r->t1);
     lua_pushstring(L, r->t1_kernel ? "kernel" : "user");
     lua_setfield(L, -2, "t1_source");
-    if (r->t1_kernel) set_int(L, "t1_user", r->t1_user);
+    set_int(L, "t1_user", r->t1_user);
     if (r->status == STAMP_RES_ABORTED) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "aborted");
@@ -170,8 +170,8 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
  * @function sender:step
  * @tparam[opt=0] integer timeout milliseconds, -2^31..2^31-1 (negative: until a result, at most about 100 ms)
  * @treturn table|nil array of results (fields seq, lost, t1..t4, rtt, fwd, bwd in ns, ttl, refl_seq, ...;
- *   `t1_source` "kernel" when T1 is the kernel's transmit timestamp, then `t1_user` is the user-space time
- *   also sent in the packet's Timestamp field, "user" otherwise), or nil, message, code
+ *   `t1_source` "kernel" when T1 is the kernel's transmit timestamp, "user" otherwise; `t1_user` the
+ *   user-space time, also sent in the packet's Timestamp field), or nil, message, code
  */
 static int s_step(lua_State *L)
 {
