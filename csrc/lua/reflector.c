@@ -190,27 +190,93 @@ static void read_cfg(lua_State *L, int t, stamp_reflector_cfg_t *c, int sock)
     if (sock) c->workers = (int)opt_int(L, t, "workers", 1, 1, 64);
 }
 
-/* set_keys(keys) on either class: h is the handle, set the function. */
-static int do_set_keys(lua_State *L, void *h, int (*set)(void *, const uint8_t *, size_t, const stamp_key_t *, size_t))
+/* ---- methods of both classes ------------------------------------------------
+ * One function per method serves stamp.reflector and stamp.reflector_machine: the engine call behind it is
+ * picked by the class of the object (the engine applies it to every worker's machine). */
+
+typedef struct {
+    int (*set_keys)(void *h, const uint8_t *def, size_t deflen, const stamp_key_t *keys, size_t n);
+    int (*set_rate)(void *h, double max_pps, unsigned burst);
+} refl_ops_t;
+
+static int eng_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
 {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    const uint8_t *def;
-    size_t deflen, n;
-    stamp_key_t *keys;
-    read_keys(L, 2, "argument #1 to 'set_keys'", &def, &deflen, &keys, &n);
-    int rc = set(h, def, deflen, keys, n);
+    return stamp_reflector_set_keys(h, d, dl, k, n);
+}
+static int eng_set_rate(void *h, double pps, unsigned burst) { return stamp_reflector_set_rate(h, pps, burst); }
+static int mach_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
+{
+    return stamp_rmach_set_keys(h, d, dl, k, n);
+}
+static int mach_set_rate(void *h, double pps, unsigned burst) { return stamp_rmach_set_rate(h, pps, burst); }
+
+static const refl_ops_t ENGINE_OPS = {eng_set_keys, eng_set_rate};
+static const refl_ops_t MACHINE_OPS = {mach_set_keys, mach_set_rate};
+
+/* The open reflector or reflector machine at index 1 (else raises): its handle, and in *ops its engine calls. */
+static void *refl_self(lua_State *L, const refl_ops_t **ops)
+{
+    int engine = luaL_testudata(L, 1, REFLECTOR.name) != NULL;
+    *ops = engine ? &ENGINE_OPS : &MACHINE_OPS;
+    bind_obj_t *o = bind_check(L, 1, engine ? &REFLECTOR : &RMACH);
+    return o->h;
+}
+
+/* true, or nil, message, code */
+static int push_rc(lua_State *L, int rc)
+{
     if (rc) return push_fail(L, rc);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-static int set_rate_args(lua_State *L, double *pps, unsigned *burst)
+/***
+ * Replace the key table at once (e.g. on SIGHUP): the next packet uses the new keys, none is dropped for it.
+ * On failure the old keys stay.
+ * @function reflector:set_keys
+ * @tparam table keys `{ [ssid] = octets, default = octets }` (no `default`: SSIDs without a key fail HMAC checks)
+ * @treturn boolean|nil true, or nil, message, code
+ */
+/***
+ * Replace the key table at once (see `reflector:set_keys`).
+ * @function reflector_machine:set_keys
+ * @tparam table keys `{ [ssid] = octets, default = octets }`
+ * @treturn boolean|nil true, or nil, message, code
+ */
+static int o_set_keys(lua_State *L)
 {
+    const refl_ops_t *ops;
+    void *h = refl_self(L, &ops);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const uint8_t *def;
+    size_t deflen, n;
+    stamp_key_t *keys;
+    read_keys(L, 2, "argument #1 to 'set_keys'", &def, &deflen, &keys, &n);
+    return push_rc(L, ops->set_keys(h, def, deflen, keys, n));
+}
+
+/***
+ * Change the per-source rate limit while running.
+ * @function reflector:set_rate
+ * @tparam number max_pps packets/s per source address, 0 = unlimited
+ * @tparam[opt=0] integer burst packets a source may send back to back (0 = max(1, max_pps/10))
+ * @treturn boolean true
+ */
+/***
+ * Change the per-source rate limit (see `reflector:set_rate`).
+ * @function reflector_machine:set_rate
+ * @tparam number max_pps packets/s per source address, 0 = unlimited
+ * @tparam[opt=0] integer burst
+ * @treturn boolean true
+ */
+static int o_set_rate(lua_State *L)
+{
+    const refl_ops_t *ops;
+    void *h = refl_self(L, &ops);
     lua_Number v = luaL_checknumber(L, 2);
     if (!(v >= 0 && v <= 1e9)) return luaL_argerror(L, 2, "packets/s in 0..1e9 expected");
-    *pps = (double)v;
-    *burst = (unsigned)opt_arg_int(L, 3, 0, 0, 1000000000);
-    return 0;
+    unsigned burst = (unsigned)opt_arg_int(L, 3, 0, 0, 1000000000);
+    return push_rc(L, ops->set_rate(h, (double)v, burst));
 }
 
 /* ---- stamp.reflector ------------------------------------------------------- */
@@ -260,43 +326,6 @@ static int r_step(lua_State *L)
     return 1;
 }
 
-static int refl_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
-{
-    return stamp_reflector_set_keys(h, d, dl, k, n);
-}
-
-/***
- * Replace the key table at once (e.g. on SIGHUP): the next packet uses the new keys, none is dropped for it.
- * On failure the old keys stay.
- * @function reflector:set_keys
- * @tparam table keys `{ [ssid] = octets, default = octets }` (no `default`: SSIDs without a key fail HMAC checks)
- * @treturn boolean|nil true, or nil, message, code
- */
-static int r_set_keys(lua_State *L)
-{
-    lreflector_t *o = bind_check(L, 1, &REFLECTOR);
-    return do_set_keys(L, o->obj.h, refl_set_keys);
-}
-
-/***
- * Change the per-source rate limit while running.
- * @function reflector:set_rate
- * @tparam number max_pps packets/s per source address, 0 = unlimited
- * @tparam[opt=0] integer burst packets a source may send back to back (0 = max(1, max_pps/10))
- * @treturn boolean true
- */
-static int r_set_rate(lua_State *L)
-{
-    lreflector_t *o = bind_check(L, 1, &REFLECTOR);
-    double pps;
-    unsigned burst;
-    set_rate_args(L, &pps, &burst);
-    int rc = stamp_reflector_set_rate(o->obj.h, pps, burst);
-    if (rc) return push_fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
 static void r_free(void *h) { stamp_reflector_free(h); }
 static int r_fd(const void *h) { return stamp_reflector_fd(h); }
 static void r_local(const void *h, stamp_addr_t *a) { stamp_reflector_local(h, a); }
@@ -314,7 +343,7 @@ static void r_describe(lua_State *L, const void *h)
 }
 
 static const luaL_Reg REFLECTOR_METHODS[] = {
-    {"step", r_step}, {"set_keys", r_set_keys}, {"set_rate", r_set_rate}, {NULL, NULL}};
+    {"step", r_step}, {"set_keys", o_set_keys}, {"set_rate", o_set_rate}, {NULL, NULL}};
 
 static const bind_class_t REFLECTOR = {
     .name = "stamp.reflector",
@@ -509,42 +538,6 @@ static int m_tx_failed(lua_State *L)
     return 0;
 }
 
-static int rmach_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
-{
-    return stamp_rmach_set_keys(h, d, dl, k, n);
-}
-
-/***
- * Replace the key table at once (see `reflector:set_keys`).
- * @function reflector_machine:set_keys
- * @tparam table keys `{ [ssid] = octets, default = octets }`
- * @treturn boolean|nil true, or nil, message, code
- */
-static int m_set_keys(lua_State *L)
-{
-    lrmach_t *o = bind_check(L, 1, &RMACH);
-    return do_set_keys(L, o->obj.h, rmach_set_keys);
-}
-
-/***
- * Change the per-source rate limit (see `reflector:set_rate`).
- * @function reflector_machine:set_rate
- * @tparam number max_pps packets/s per source address, 0 = unlimited
- * @tparam[opt=0] integer burst
- * @treturn boolean true
- */
-static int m_set_rate(lua_State *L)
-{
-    lrmach_t *o = bind_check(L, 1, &RMACH);
-    double pps;
-    unsigned burst;
-    set_rate_args(L, &pps, &burst);
-    int rc = stamp_rmach_set_rate(o->obj.h, pps, burst);
-    if (rc) return push_fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
 static void m_free(void *h) { stamp_rmach_free(h); }
 static void m_counters(const void *h, void *out) { stamp_rmach_counters(h, out); }
 static void m_describe(lua_State *L, const void *h)
@@ -555,8 +548,8 @@ static void m_describe(lua_State *L, const void *h)
 }
 
 static const luaL_Reg RMACH_METHODS[] = {{"input", m_input},       {"poll", m_poll},         {"next_due", m_next_due},
-                                         {"tick", m_tick},         {"tx_failed", m_tx_failed}, {"set_keys", m_set_keys},
-                                         {"set_rate", m_set_rate}, {NULL, NULL}};
+                                         {"tick", m_tick},         {"tx_failed", m_tx_failed}, {"set_keys", o_set_keys},
+                                         {"set_rate", o_set_rate}, {NULL, NULL}};
 
 static const bind_class_t RMACH = {
     .name = "stamp.reflector_machine",
