@@ -237,6 +237,7 @@ static void render_reflector(const stamp_metrics_t *m, out_t *o)
         {"address_group", c.drop_group},
         {"rate_limit", c.drop_rate},
         {"replayed", c.drop_replayed},
+        {"unprovisioned", c.drop_unprovisioned},
     };
     family(o, "stamp_reflector_packets_dropped_total", "Test packets not answered, by reason.", "reason", drops,
            (int)(sizeof drops / sizeof drops[0]));
@@ -249,6 +250,9 @@ static void render_reflector(const stamp_metrics_t *m, out_t *o)
            "Authenticated test packets seen as replays (answered or not, see drop_replayed).", c.replayed);
     scalar(o, "stamp_reflector_extra_refused_total", "counter",
            "Type 12 bursts not started for want of a burst slot (answered once with C).", c.extra_refused);
+    scalar(o, "stamp_reflector_extra_limited_total", "counter",
+           "Type 12 bursts over the volume limit (--reflected-control-max-rate; answered once with C).",
+           c.extra_limited);
     scalar(o, "stamp_reflector_hmac_failures_total", "counter",
            "HMAC verification failures (base packet and HMAC TLV).", c.drop_hmac + c.tlv_integrity);
     labelled_t tlv[] = {

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <net/if.h>
+#include <sys/ioctl.h>
+
 #include "rmach.h"
 
 /* Which reply each kernel transmit timestamp belongs to, by timestamp number. */
@@ -20,6 +23,15 @@ typedef struct {
 #define TXREC 1024
 
 #define WORKERS_MAX 64
+
+/* The MTU of each arrival interface (SIOCGIFMTU), read again after MTU_TTL: a Type 12 reply leaves there. */
+typedef struct {
+    int ifindex, mtu;
+    stamp_ns_t at;
+} mtu_ent_t;
+
+#define MTU_CACHE 32
+#define MTU_TTL (5 * STAMP_NS_PER_SEC)
 
 struct stamp_reflector {
     stamp_rmach_t *m;
@@ -40,6 +52,9 @@ struct stamp_reflector {
     rmach_txinfo_t txi[STAMP_BATCH];
     txrec_t txrec[TXREC];
     uint32_t txts_next; /* number of the next timestamped reply */
+    int t12;            /* Type 12 on: the arrival interface's MTU is looked up */
+    _Atomic int mtu_flush; /* stamp_reflector_refresh(): forget the cache at the next packet */
+    mtu_ent_t mtu[MTU_CACHE];
     uint8_t mem[];      /* 2 * STAMP_BATCH * STAMP_MAX_PKT octets */
 };
 
@@ -119,6 +134,7 @@ static int new_one(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **out)
         stamp_reflector_free(r);
         return rc;
     }
+    r->t12 = cfg->tlv.refl_max_count > 0;
     r->batch = cfg->batch <= 0 || cfg->batch > STAMP_BATCH ? STAMP_BATCH : cfg->batch;
     for (int i = 0; i < STAMP_BATCH; i++) {
         r->rxbuf[i] = r->mem + (size_t)i * STAMP_MAX_PKT;
@@ -169,6 +185,45 @@ int stamp_reflector_set_rate(stamp_reflector_t *r, double max_pps, unsigned burs
     int rc = stamp_rmach_set_rate(r->m, max_pps, burst);
     for (int i = 1; !rc && i < r->nworkers; i++) rc = stamp_rmach_set_rate(r->workers[i]->m, max_pps, burst);
     return rc;
+}
+
+int stamp_reflector_set_admission(stamp_reflector_t *r, stamp_admission_t mode, const stamp_provisioned_t *s,
+                                  size_t n)
+{
+    int rc = stamp_rmach_set_admission(r->m, mode, s, n);
+    for (int i = 1; !rc && i < r->nworkers; i++) rc = stamp_rmach_set_admission(r->workers[i]->m, mode, s, n);
+    return rc;
+}
+
+int stamp_reflector_set_t12_limit(stamp_reflector_t *r, double max_rate, double max_volume)
+{
+    int rc = stamp_rmach_set_t12_limit(r->m, max_rate, max_volume);
+    for (int i = 1; !rc && i < r->nworkers; i++) rc = stamp_rmach_set_t12_limit(r->workers[i]->m, max_rate, max_volume);
+    return rc;
+}
+
+void stamp_reflector_refresh(stamp_reflector_t *r)
+{
+    atomic_store(&r->mtu_flush, 1);
+    for (int i = 1; i < r->nworkers; i++) atomic_store(&r->workers[i]->mtu_flush, 1);
+}
+
+/* The MTU of interface `ifindex` (cached, read again after MTU_TTL), 0 when unknown. */
+static int if_mtu(stamp_reflector_t *r, int ifindex, stamp_ns_t mono)
+{
+    if (ifindex <= 0) return 0;
+    if (atomic_exchange_explicit(&r->mtu_flush, 0, memory_order_relaxed)) memset(r->mtu, 0, sizeof r->mtu);
+    mtu_ent_t *e = &r->mtu[(unsigned)ifindex % MTU_CACHE];
+    if (e->ifindex == ifindex && mono - e->at < MTU_TTL) return e->mtu;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    int mtu = 0;
+    if (if_indextoname((unsigned)ifindex, ifr.ifr_name) && ioctl(r->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0)
+        mtu = ifr.ifr_mtu;
+    e->ifindex = ifindex;
+    e->mtu = mtu;
+    e->at = mono;
+    return mtu;
 }
 
 static void fill_tx(stamp_txmsg_t *t, const stamp_reply_t *p)
@@ -244,6 +299,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         int ntx = 0;
         for (int i = 0; i < n; i++) {
             size_t len = r->rxlen[i] > STAMP_MAX_PKT ? STAMP_MAX_PKT + 1 : r->rxlen[i];
+            if (r->t12) r->meta[i].mtu = if_mtu(r, r->meta[i].ifindex, mono);
             /* the reply is built in txbuf[ntx]: replies stay packed at the front */
             if (rmach_prepare(r->m, r->rxbuf[i], len, &r->meta[i], mono, r->txbuf[ntx], &r->rep[ntx],
                               &r->txi[ntx]))

@@ -7,16 +7,36 @@
 
 #include "rmach.h"
 
+/* A table replaced while running (keys, admission) waits here before it is freed: another thread may still
+ * read it. Each such table begins with this header. */
+typedef struct retired {
+    struct retired *next;
+    stamp_ns_t at;
+    void (*free)(struct retired *);
+} retired_t;
+
+#define KEYS_GRACE (5 * STAMP_NS_PER_SEC) /* far longer than any packet holds a table */
+
 typedef struct keyset {
+    retired_t ret;
     stamp_hmac_t *def;
     size_t n;
     uint16_t *ssid; /* sorted */
     stamp_hmac_t **h;
-    struct keyset *retired_next; /* replaced tables wait here before they are freed */
-    stamp_ns_t retired_at;
 } keyset_t;
 
-#define KEYS_GRACE (5 * STAMP_NS_PER_SEC) /* far longer than any packet holds a table */
+/* Provisioned sessions (RFC 8972 3), sorted by SSID; NULL table pointer: open admission. */
+typedef struct {
+    uint16_t ssid, port; /* port 0: any */
+    uint8_t any_addr;
+    uint8_t addr[16];    /* rt_addr_key form */
+} admit_ent_t;
+
+typedef struct {
+    retired_t ret;
+    size_t n;
+    admit_ent_t e[];
+} admit_t;
 
 typedef struct {
     uint32_t sess, gen; /* owner session (index, generation) */
@@ -48,7 +68,12 @@ typedef struct {
 struct stamp_rmach {
     stamp_reflector_cfg_t cfg;
     _Atomic(keyset_t *) keys;
-    keyset_t *retired;
+    _Atomic(admit_t *) admit; /* NULL: open admission */
+    retired_t *retired;
+    /* Type 12 volume limit: a token bucket of reply octets (rate, depth switched atomically) */
+    _Atomic double t12_rate_a, t12_depth_a;
+    double t12_tokens;
+    stamp_ns_t t12_at;
     _Atomic int rate_on_a;
     _Atomic stamp_ns_t rate_emission_a, rate_tol_a;
     stamp_clockstate_t clk;
@@ -72,6 +97,30 @@ struct stamp_rmach {
 /* keys                                                                */
 /* ------------------------------------------------------------------ */
 
+static void keyset_free(keyset_t *k);
+static void keyset_free_ret(retired_t *r) { keyset_free((keyset_t *)r); }
+static void admit_free_ret(retired_t *r) { free(r); }
+
+/* Put `old` on the retired list and free what has waited there longer than KEYS_GRACE. */
+static void retire(stamp_rmach_t *m, retired_t *old)
+{
+    stamp_ns_t now = stamp_mono();
+    retired_t **pp = &m->retired;
+    while (*pp) {
+        if (now - (*pp)->at > KEYS_GRACE) {
+            retired_t *x = *pp;
+            *pp = x->next;
+            x->free(x);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    if (!old) return;
+    old->at = now;
+    old->next = m->retired;
+    m->retired = old;
+}
+
 static void keyset_free(keyset_t *k)
 {
     if (!k) return;
@@ -93,6 +142,7 @@ static int keyset_new(const uint8_t *def, size_t deflen, const stamp_key_t *keys
     }
     keyset_t *k = calloc(1, sizeof *k);
     if (!k) return STAMP_ENOMEM;
+    k->ret.free = keyset_free_ret;
     if (n) {
         k->ssid = calloc(n, sizeof *k->ssid);
         k->h = calloc(n, sizeof *k->h);
@@ -147,21 +197,90 @@ int stamp_rmach_set_keys(stamp_rmach_t *m, const uint8_t *def, size_t deflen, co
     if (rc) return rc;
     /* one pointer: the next packet sees the whole new table; the old one is freed later */
     keyset_t *old = atomic_exchange_explicit(&m->keys, k, memory_order_acq_rel);
-    stamp_ns_t now = stamp_mono();
-    keyset_t **pp = &m->retired;
-    while (*pp) {
-        if (now - (*pp)->retired_at > KEYS_GRACE) {
-            keyset_t *x = *pp;
-            *pp = x->retired_next;
-            keyset_free(x);
-        } else {
-            pp = &(*pp)->retired_next;
-        }
-    }
-    old->retired_at = now;
-    old->retired_next = m->retired;
-    m->retired = old;
+    retire(m, &old->ret);
     return STAMP_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* session admission (RFC 8972 3)                                      */
+/* ------------------------------------------------------------------ */
+
+static int admit_cmp(const void *a, const void *b)
+{
+    const admit_ent_t *x = a, *y = b;
+    return (int)x->ssid - (int)y->ssid;
+}
+
+int stamp_rmach_set_admission(stamp_rmach_t *m, stamp_admission_t mode, const stamp_provisioned_t *s, size_t n)
+{
+    if ((mode != STAMP_ADMIT_OPEN && mode != STAMP_ADMIT_PROVISIONED) || n > 65536 || (n && !s)) return STAMP_EINVAL;
+    admit_t *a = NULL;
+    if (mode == STAMP_ADMIT_PROVISIONED) {
+        if (!(a = calloc(1, sizeof *a + n * sizeof a->e[0]))) return STAMP_ENOMEM;
+        a->ret.free = admit_free_ret;
+        for (size_t i = 0; i < n; i++) {
+            admit_ent_t *e = &a->e[i];
+            e->ssid = s[i].ssid;
+            e->any_addr = !rt_addr_key(&s[i].peer, e->addr, &e->port);
+            if (e->any_addr && s[i].peer.len) { /* an address of no family we know */
+                free(a);
+                return STAMP_EINVAL;
+            }
+        }
+        a->n = n;
+        qsort(a->e, n, sizeof a->e[0], admit_cmp);
+    }
+    admit_t *old = atomic_exchange_explicit(&m->admit, a, memory_order_acq_rel);
+    retire(m, old ? &old->ret : NULL);
+    return STAMP_OK;
+}
+
+/* Whether a packet of `ssid` from srckey/sport is answered. */
+static int admitted(const stamp_rmach_t *m, uint16_t ssid, const uint8_t srckey[16], uint16_t sport)
+{
+    const admit_t *a = atomic_load_explicit(&m->admit, memory_order_acquire);
+    if (!a) return 1;
+    size_t lo = 0, hi = a->n;
+    while (lo < hi) { /* the first entry of ssid */
+        size_t mid = (lo + hi) / 2;
+        if (a->e[mid].ssid < ssid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < a->n && a->e[i].ssid == ssid; i++) {
+        const admit_ent_t *e = &a->e[i];
+        if ((e->any_addr || memcmp(e->addr, srckey, 16) == 0) && (!e->port || e->port == sport)) return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Type 12 volume limit (RFC 10052 3, 5)                               */
+/* ------------------------------------------------------------------ */
+
+int stamp_rmach_set_t12_limit(stamp_rmach_t *m, double rate, double volume)
+{
+    if (!(rate >= 0 && rate <= 1e12) || !(volume >= 0 && volume <= 1e12)) return STAMP_EINVAL;
+    if (rate > 0 && volume <= 0) volume = rate / 10 > STAMP_MAX_PKT ? rate / 10 : STAMP_MAX_PKT;
+    atomic_store_explicit(&m->t12_depth_a, volume, memory_order_relaxed);
+    atomic_store_explicit(&m->t12_rate_a, rate, memory_order_relaxed);
+    return STAMP_OK;
+}
+
+/* Whether a burst of `cost` octets fits the budget at `mono` (then taken from it). */
+static int t12_budget(stamp_rmach_t *m, double cost, stamp_ns_t mono)
+{
+    double rate = atomic_load_explicit(&m->t12_rate_a, memory_order_relaxed);
+    double depth = atomic_load_explicit(&m->t12_depth_a, memory_order_relaxed);
+    if (rate <= 0) return 1;
+    if (m->t12_at == 0) m->t12_tokens = depth; /* full at the first request */
+    else if (mono > m->t12_at) m->t12_tokens += rate * (double)(mono - m->t12_at) / 1e9;
+    if (m->t12_tokens > depth) m->t12_tokens = depth;
+    m->t12_at = mono ? mono : 1;
+    if (cost > m->t12_tokens) return 0;
+    m->t12_tokens -= cost;
+    return 1;
 }
 
 int stamp_rmach_set_rate(stamp_rmach_t *m, double max_pps, unsigned burst)
@@ -196,10 +315,11 @@ void stamp_rmach_free(stamp_rmach_t *m)
     free(m->active);
     free(m->pollmem);
     keyset_free(atomic_load(&m->keys));
+    free(atomic_load(&m->admit));
     while (m->retired) {
-        keyset_t *x = m->retired;
-        m->retired = x->retired_next;
-        keyset_free(x);
+        retired_t *x = m->retired;
+        m->retired = x->next;
+        x->free(x);
     }
     free(m);
 }
@@ -217,6 +337,9 @@ int stamp_rmach_new(const stamp_reflector_cfg_t *cfg, stamp_rmach_t **out)
     m->cfg.key = NULL; /* keys live only inside the HMAC contexts */
     m->cfg.keys = NULL;
     m->cfg.n_keys = 0;
+    m->cfg.sessions = NULL; /* copied into m->admit */
+    m->cfg.n_sessions = 0;
+    atomic_init(&m->admit, NULL);
     if (!m->cfg.max_sessions) m->cfg.max_sessions = 65536;
     if (!m->cfg.rate_sources) m->cfg.rate_sources = 65536;
     if (!m->cfg.max_bursts) m->cfg.max_bursts = 1024;
@@ -230,6 +353,8 @@ int stamp_rmach_new(const stamp_reflector_cfg_t *cfg, stamp_rmach_t **out)
     /* the source table always exists (calloc'd: no RSS until sources arrive), so set_rate can turn limits on */
     if (!rc) rc = rt_sources_init(&m->src, m->cfg.rate_sources);
     if (!rc) rc = stamp_rmach_set_rate(m, cfg->max_pps, cfg->rate_burst);
+    if (!rc) rc = stamp_rmach_set_admission(m, cfg->admission, cfg->sessions, cfg->n_sessions);
+    if (!rc) rc = stamp_rmach_set_t12_limit(m, cfg->t12_max_rate, cfg->t12_max_volume);
     if (!rc && cfg->tlv.refl_max_count) {
         uint32_t nb = m->cfg.max_bursts;
         m->bursts = calloc(nb, sizeof *m->bursts);
@@ -336,6 +461,14 @@ static int is_v4(const stamp_addr_t *a)
     if (a->addr.ss_family == AF_INET6)
         return IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr);
     return 0;
+}
+
+/* The largest reply (UDP payload) the arrival interface carries: its MTU less the IP and UDP headers
+ * (RFC 10052 3: the IP datagram is what must fit); 0 when the MTU is unknown. */
+static size_t egress_payload(const stamp_rxmeta_t *meta)
+{
+    size_t hdr = (is_v4(&meta->src) ? 20 : 40) + 8;
+    return meta->mtu > 0 && (size_t)meta->mtu > hdr ? (size_t)meta->mtu - hdr : 0;
 }
 
 /* A dropped packet: our Micro-session ID not matched (RFC 9534), else a Type 12 group without us. */
@@ -467,6 +600,10 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
     }
     stamp_test_t t;
     stamp_test_decode(out, len, m->cfg.mode, &t);
+    if (!admitted(m, t.ssid, srckey, sport)) { /* RFC 8972 3: no provisioned session matches */
+        CTR_ADD(m, drop_unprovisioned, 1);
+        return 0;
+    }
     stamp_hmac_t *key = key_for(m, t.ssid);
     if (m->cfg.mode == STAMP_MODE_AUTH && (!key || stamp_auth_verify(key, out, len) != STAMP_OK)) {
         CTR_ADD(m, drop_hmac, 1);
@@ -527,6 +664,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         c.tos = -1;
         c.stateful = m->cfg.stateful;
         c.sender_seq = t.seq;
+        c.max_len = egress_payload(meta);
         if (s) {
             c.last_sender_seq = s->sender_seq;
             c.has_last_sender_seq = s->has_sender_seq;
@@ -583,6 +721,12 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         if (c.want_len) olen = stamp_tlv_fit(out, STAMP_MAX_PKT, base, olen, c.want_len, &ti->hmac_off);
         extra = c.extra_count;
         extra_ival = c.extra_interval;
+        if (extra && !t12_budget(m, (double)(extra + 1) * (double)olen, mono)) {
+            /* over the volume limit: one reply of the computed length, C (RFC 10052 3) */
+            if (find_tlv(out, base, olen, STAMP_TLV_REFLCTRL, &tl) >= 0) out[tl.off] |= STAMP_TLV_C;
+            CTR_ADD(m, extra_limited, 1);
+            extra = 0;
+        }
     } else {
         /* RFC 8762 4.3/4.6: without TLV processing the octets past the base (already copied into `out`)
            go back unprocessed, so the reply stays as long as the request */

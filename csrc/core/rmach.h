@@ -11,7 +11,7 @@
     X(rx) X(reflected) X(short_padded) X(drop_short) X(drop_truncated) X(drop_hmac) X(drop_sessions)          \
     X(drop_tx) X(drop_micro) X(no_reply) X(extra_replies) X(tlv_unknown) X(tlv_malformed) X(tlv_integrity)    \
     X(sessions_active) X(sessions_created) X(sessions_reaped) X(drop_group) X(drop_rate) X(drop_replayed)     \
-    X(replayed) X(sessions_evicted) X(extra_refused) X(extra_cancelled)
+    X(replayed) X(sessions_evicted) X(extra_refused) X(extra_cancelled) X(drop_unprovisioned) X(extra_limited)
 
 /* What finishing a reply needs: its session, sequence number and key. */
 typedef struct {

@@ -202,6 +202,8 @@ typedef struct {
     int tos;              /* IPv4 TOS / IPv6 Traffic Class, -1 if unknown */
     stamp_ns_t rx_time;   /* receive time (UTC ns) */
     int rx_kernel;        /* 1 if rx_time came from the kernel */
+    int mtu;              /* MTU of the arrival interface (the reply leaves there), 0 if unknown: a Type 12 reply
+                             is at most this IP datagram (RFC 10052 3) */
 } stamp_rxmeta_t;
 
 typedef struct {
@@ -452,6 +454,16 @@ STAMP_API int stamp_tlv_verify(stamp_hmac_t *hmac, const uint8_t *pkt, size_t ba
 /* Reflector: keys, configuration, counters                            */
 /* ------------------------------------------------------------------ */
 
+/** Session admission (RFC 8972 3): every SSID answered (open), or only provisioned sessions. */
+typedef enum { STAMP_ADMIT_OPEN = 0, STAMP_ADMIT_PROVISIONED = 1 } stamp_admission_t;
+
+/** One provisioned session: an SSID and, optionally, the Session-Sender's address (peer.len 0: any address;
+ * port 0: any port). A packet matching none is dropped (drop_unprovisioned) in provisioned mode. */
+typedef struct {
+    uint16_t ssid;
+    stamp_addr_t peer;
+} stamp_provisioned_t;
+
 /** One per-SSID key (octets copied when a key table is built). */
 typedef struct {
     uint16_t ssid;
@@ -483,6 +495,15 @@ typedef struct {
     unsigned max_bursts;    /* Type 12: bursts in progress at once (one per session), 0 = 1024 */
     int workers;            /* socket engine: 2..64 = that many SO_REUSEPORT sockets, each with its own machine;
                                stamp_reflector_step() drives the first, threads the others (0, 1 = one socket) */
+    /* session admission (RFC 8972 3) */
+    stamp_admission_t admission;
+    const stamp_provisioned_t *sessions; /* provisioned mode: the sessions answered (copied), at most 65536 */
+    size_t n_sessions;
+    /* Type 12 volume limit across all sessions (RFC 10052 3, 5): a token bucket of reply octets; a burst of
+       Number replies of L octets costs Number * L and is granted only when the bucket holds that much (else one
+       reply, C, counted extra_limited). With workers each worker has its own bucket. */
+    double t12_max_rate;    /* octets/s refilled; 0 = unlimited */
+    double t12_max_volume;  /* bucket depth in octets (0 = t12_max_rate / 10, at least one largest reply) */
 } stamp_reflector_cfg_t;
 
 /**
@@ -519,6 +540,8 @@ typedef struct {
     uint64_t sessions_evicted; /* max_sessions reached: the session idle longest made room */
     uint64_t extra_refused;    /* type 12: bursts not started for want of a burst slot (answered once, C) */
     uint64_t extra_cancelled;  /* type 12: extra replies not sent (session gone, or a newer burst replaced it) */
+    uint64_t drop_unprovisioned; /* provisioned admission: no provisioned session matches (SSID, address, port) */
+    uint64_t extra_limited;    /* type 12: bursts over the volume limit (t12_max_rate), answered once with C */
 } stamp_reflector_counters_t;
 
 /* ------------------------------------------------------------------ */
@@ -592,6 +615,15 @@ STAMP_API int stamp_rmach_set_keys(stamp_rmach_t *m, const uint8_t *def, size_t 
                                    size_t n);
 /** Change max_pps / rate_burst while running (any thread; each value is switched atomically); 0 = unlimited. */
 STAMP_API int stamp_rmach_set_rate(stamp_rmach_t *m, double max_pps, unsigned rate_burst);
+/**
+ * Replace the session admission (e.g. on SIGHUP): the mode and, for STAMP_ADMIT_PROVISIONED, the sessions
+ * answered. Built first (on failure the old table stays, a negative code is returned), switched with one atomic
+ * pointer store like stamp_rmach_set_keys (any thread).
+ */
+STAMP_API int stamp_rmach_set_admission(stamp_rmach_t *m, stamp_admission_t mode, const stamp_provisioned_t *s,
+                                        size_t n);
+/** Change the Type 12 volume limit (t12_max_rate, t12_max_volume) while running (any thread); 0 = unlimited. */
+STAMP_API int stamp_rmach_set_t12_limit(stamp_rmach_t *m, double max_rate, double max_volume);
 
 /* ------------------------------------------------------------------ */
 /* Reflector engine: the machine over a socket                         */
@@ -627,6 +659,16 @@ STAMP_API int stamp_reflector_set_keys(stamp_reflector_t *r, const uint8_t *def,
                                        const stamp_key_t *keys, size_t n);
 /** Same as stamp_rmach_set_rate on the engine's machines (with workers the limit applies per worker). */
 STAMP_API int stamp_reflector_set_rate(stamp_reflector_t *r, double max_pps, unsigned rate_burst);
+/** Same as stamp_rmach_set_admission on the engine's machines (every worker's). */
+STAMP_API int stamp_reflector_set_admission(stamp_reflector_t *r, stamp_admission_t mode,
+                                            const stamp_provisioned_t *s, size_t n);
+/** Same as stamp_rmach_set_t12_limit on the engine's machines (each worker has its own bucket). */
+STAMP_API int stamp_reflector_set_t12_limit(stamp_reflector_t *r, double max_rate, double max_volume);
+/**
+ * Forget the cached interface MTUs (read again at the next packet of each interface; e.g. on SIGHUP). The
+ * engine reads the MTU of each arrival interface (SIOCGIFMTU) at most every few seconds.
+ */
+STAMP_API void stamp_reflector_refresh(stamp_reflector_t *r);
 
 /* ------------------------------------------------------------------ */
 /* Sender engine                                                       */

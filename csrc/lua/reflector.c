@@ -36,7 +36,8 @@ static const counter_t REFLECTOR_COUNTERS[] = {
     RC(drop_hmac),    RC(drop_sessions), RC(drop_tx),       RC(drop_micro),       RC(no_reply),
     RC(extra_replies), RC(tlv_unknown),  RC(tlv_malformed), RC(tlv_integrity),    RC(sessions_active),
     RC(sessions_created), RC(sessions_reaped), RC(drop_group), RC(drop_rate),     RC(drop_replayed),
-    RC(replayed),     RC(sessions_evicted), RC(extra_refused), RC(extra_cancelled), {NULL, 0}};
+    RC(replayed),     RC(sessions_evicted), RC(extra_refused), RC(extra_cancelled),
+    RC(drop_unprovisioned), RC(extra_limited), {NULL, 0}};
 _Static_assert(sizeof(stamp_reflector_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
 static void opt_policy(lua_State *L, int t, stamp_tlv_policy_t *p)
@@ -142,8 +143,100 @@ static void read_keys(lua_State *L, int t, const char *what, const uint8_t **def
     }
 }
 
-/* The reflector options of the table at t into c (the socket options too when sock). Pushes one value
- * (the key array holder) that must stay on the stack while c is used. */
+/* One provisioned session "SSID[@ADDR[:PORT]]" (an IPv6 address with a port in brackets: "7@[::1]:862"), or a
+ * table {ssid =, addr =, port =}, at stack index i, into *p; 0, or -1 when it does not parse. */
+static int read_session(lua_State *L, int i, stamp_provisioned_t *p)
+{
+    memset(p, 0, sizeof *p);
+    char host[INET6_ADDRSTRLEN + 1] = "";
+    long ssid = -1, port = 0;
+    if (lua_type(L, i) == LUA_TTABLE) {
+        lua_getfield(L, i, "ssid");
+        ssid = lua_isnumber(L, -1) ? (long)lua_tointeger(L, -1) : -1;
+        lua_getfield(L, i, "addr");
+        const char *a = lua_tostring(L, -1);
+        if (a && strlen(a) < sizeof host) strcpy(host, a);
+        else if (a) return -1;
+        lua_getfield(L, i, "port");
+        port = lua_isnil(L, -1) ? 0 : lua_isnumber(L, -1) ? (long)lua_tointeger(L, -1) : -1;
+        lua_pop(L, 3);
+        if (port && !host[0]) return -1;
+    } else if (lua_type(L, i) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, i);
+        char *end;
+        if (*s < '0' || *s > '9') return -1;
+        ssid = strtol(s, &end, 10);
+        if (*end == '@') {
+            const char *h = end + 1, *pe = NULL;
+            size_t hl;
+            if (*h == '[') { /* [IPv6]:PORT */
+                const char *rb = strchr(h, ']');
+                if (!rb) return -1;
+                h++;
+                hl = (size_t)(rb - h);
+                if (rb[1] == ':') pe = rb + 2;
+                else if (rb[1]) return -1;
+            } else {
+                const char *c = strchr(h, ':');
+                if (c && !strchr(c + 1, ':')) { /* IPv4:PORT */
+                    hl = (size_t)(c - h);
+                    pe = c + 1;
+                } else {
+                    hl = strlen(h);
+                }
+            }
+            if (hl == 0 || hl >= sizeof host) return -1;
+            memcpy(host, h, hl);
+            host[hl] = 0;
+            if (pe) {
+                if (*pe < '0' || *pe > '9') return -1;
+                port = strtol(pe, &end, 10);
+                if (*end || port == 0) return -1;
+            }
+        } else if (*end) {
+            return -1;
+        }
+    } else {
+        return -1;
+    }
+    uint8_t tmp[16];
+    if (ssid < 0 || ssid > 65535 || port < 0 || port > 65535) return -1;
+    if (host[0] && (!parse_ip(host, tmp) || stamp_addr_parse(&p->peer, host, (unsigned)port) != STAMP_OK)) return -1;
+    p->ssid = (uint16_t)ssid;
+    return 0;
+}
+
+/* The admission mode string at index i (what names the value in errors). */
+static stamp_admission_t check_admission(lua_State *L, const char *mode, const char *what)
+{
+    if (strcmp(mode, "open") == 0) return STAMP_ADMIT_OPEN;
+    if (strcmp(mode, "provisioned") == 0) return STAMP_ADMIT_PROVISIONED;
+    luaL_error(L, "bad %s (open or provisioned expected, got '%s')", what, mode);
+    return STAMP_ADMIT_OPEN;
+}
+
+/* The list of provisioned sessions at index t into an array in a userdata pushed on the stack. */
+static void read_sessions(lua_State *L, int t, const char *what, stamp_provisioned_t **out, size_t *n)
+{
+    if (t < 0) t = lua_gettop(L) + t + 1;
+    *n = lua_istable(L, t) ? (size_t)lua_rawlen(L, t) : 0;
+    if (!lua_istable(L, t) && !lua_isnil(L, t)) luaL_error(L, "bad %s (list of sessions expected)", what);
+    if (*n > 65536) luaL_error(L, "bad %s (at most 65536 sessions)", what);
+    *out = lua_newuserdata(L, (*n ? *n : 1) * sizeof **out);
+    for (size_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, t, (int)(i + 1));
+        if (read_session(L, lua_gettop(L), &(*out)[i]))
+            luaL_error(L, "bad %s (SSID[@ADDR[:PORT]] expected, got '%s')", what,
+                       lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
+/* Default Type 12 volume limit when Type 12 is on: 10 Mbit/s of reply octets. */
+#define T12_RATE_DEFAULT 1250000.0
+
+/* The reflector options of the table at t into c (the socket options too when sock). Pushes two values
+ * (the key and session array holders) that must stay on the stack while c is used. */
 static void read_cfg(lua_State *L, int t, stamp_reflector_cfg_t *c, int sock)
 {
     memset(c, 0, sizeof *c);
@@ -187,6 +280,14 @@ static void read_cfg(lua_State *L, int t, stamp_reflector_cfg_t *c, int sock)
     c->replay_max_age = opt_num(L, t, "replay_max_age", 0, 0, 1e9);
     c->drop_replayed = opt_bool(L, t, "drop_replayed", 0);
     c->max_bursts = (unsigned)opt_int(L, t, "max_bursts", 1024, 1, 1 << 20);
+    c->admission = check_admission(L, opt_str(L, t, "session_admission", "open", NULL), "option 'session_admission'");
+    lua_getfield(L, t, "sessions");
+    stamp_provisioned_t *ps;
+    read_sessions(L, -1, "option 'sessions'", &ps, &c->n_sessions);
+    lua_remove(L, -2);
+    c->sessions = ps;
+    c->t12_max_rate = opt_num(L, t, "reflected_max_rate", c->tlv.refl_max_count ? T12_RATE_DEFAULT : 0, 0, 1e12);
+    c->t12_max_volume = opt_num(L, t, "reflected_max_volume", 0, 0, 1e12);
     if (sock) c->workers = (int)opt_int(L, t, "workers", 1, 1, 64);
 }
 
@@ -197,6 +298,8 @@ static void read_cfg(lua_State *L, int t, stamp_reflector_cfg_t *c, int sock)
 typedef struct {
     int (*set_keys)(void *h, const uint8_t *def, size_t deflen, const stamp_key_t *keys, size_t n);
     int (*set_rate)(void *h, double max_pps, unsigned burst);
+    int (*set_admission)(void *h, stamp_admission_t mode, const stamp_provisioned_t *s, size_t n);
+    int (*set_t12_limit)(void *h, double rate, double volume);
 } refl_ops_t;
 
 static int eng_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
@@ -204,14 +307,24 @@ static int eng_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t 
     return stamp_reflector_set_keys(h, d, dl, k, n);
 }
 static int eng_set_rate(void *h, double pps, unsigned burst) { return stamp_reflector_set_rate(h, pps, burst); }
+static int eng_set_admission(void *h, stamp_admission_t mode, const stamp_provisioned_t *s, size_t n)
+{
+    return stamp_reflector_set_admission(h, mode, s, n);
+}
+static int eng_set_t12_limit(void *h, double r, double v) { return stamp_reflector_set_t12_limit(h, r, v); }
 static int mach_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
 {
     return stamp_rmach_set_keys(h, d, dl, k, n);
 }
 static int mach_set_rate(void *h, double pps, unsigned burst) { return stamp_rmach_set_rate(h, pps, burst); }
+static int mach_set_admission(void *h, stamp_admission_t mode, const stamp_provisioned_t *s, size_t n)
+{
+    return stamp_rmach_set_admission(h, mode, s, n);
+}
+static int mach_set_t12_limit(void *h, double r, double v) { return stamp_rmach_set_t12_limit(h, r, v); }
 
-static const refl_ops_t ENGINE_OPS = {eng_set_keys, eng_set_rate};
-static const refl_ops_t MACHINE_OPS = {mach_set_keys, mach_set_rate};
+static const refl_ops_t ENGINE_OPS = {eng_set_keys, eng_set_rate, eng_set_admission, eng_set_t12_limit};
+static const refl_ops_t MACHINE_OPS = {mach_set_keys, mach_set_rate, mach_set_admission, mach_set_t12_limit};
 
 /* The open reflector or reflector machine at index 1 (else raises): its handle, and in *ops its engine calls. */
 static void *refl_self(lua_State *L, const refl_ops_t **ops)
@@ -279,6 +392,58 @@ static int o_set_rate(lua_State *L)
     return push_rc(L, ops->set_rate(h, (double)v, burst));
 }
 
+/***
+ * Replace the session admission while running (e.g. on SIGHUP; RFC 8972 §3). On failure the old one stays.
+ * @function reflector:set_admission
+ * @tparam string mode `"open"` (every SSID answered) or `"provisioned"` (only the sessions listed)
+ * @tparam[opt] table sessions provisioned sessions: `"SSID[@ADDR[:PORT]]"` strings (`"7@[::1]:862"` for IPv6 with a
+ * port) or tables `{ssid =, addr =, port =}`; without an address any sender, without a port any port
+ * @treturn boolean|nil true, or nil, message, code
+ */
+/***
+ * Replace the session admission (see `reflector:set_admission`).
+ * @function reflector_machine:set_admission
+ * @tparam string mode `"open"` or `"provisioned"`
+ * @tparam[opt] table sessions provisioned sessions
+ * @treturn boolean|nil true, or nil, message, code
+ */
+static int o_set_admission(lua_State *L)
+{
+    const refl_ops_t *ops;
+    void *h = refl_self(L, &ops);
+    stamp_admission_t mode = check_admission(L, luaL_checkstring(L, 2), "argument #1 to 'set_admission'");
+    stamp_provisioned_t *ps;
+    size_t n;
+    lua_settop(L, 3);
+    read_sessions(L, 3, "argument #2 to 'set_admission'", &ps, &n);
+    return push_rc(L, ops->set_admission(h, mode, ps, n));
+}
+
+/***
+ * Change the Type 12 volume limit while running (across all sessions; RFC 10052 §3, §5): a burst of Number
+ * replies of L octets is granted only while the budget holds Number × L octets, else it gets one reply with C.
+ * @function reflector:set_reflected_limit
+ * @tparam number rate octets/s, 0 = unlimited
+ * @tparam[opt=0] number volume the budget's depth in octets (0 = max(rate/10, 9216))
+ * @treturn boolean|nil true, or nil, message, code
+ */
+/***
+ * Change the Type 12 volume limit (see `reflector:set_reflected_limit`).
+ * @function reflector_machine:set_reflected_limit
+ * @tparam number rate octets/s, 0 = unlimited
+ * @tparam[opt=0] number volume octets
+ * @treturn boolean|nil true, or nil, message, code
+ */
+static int o_set_reflected_limit(lua_State *L)
+{
+    const refl_ops_t *ops;
+    void *h = refl_self(L, &ops);
+    lua_Number rate = luaL_checknumber(L, 2), vol = luaL_optnumber(L, 3, 0);
+    if (!(rate >= 0 && rate <= 1e12)) return luaL_argerror(L, 2, "octets/s in 0..1e12 expected");
+    if (!(vol >= 0 && vol <= 1e12)) return luaL_argerror(L, 3, "octets in 0..1e12 expected");
+    return push_rc(L, ops->set_t12_limit(h, (double)rate, (double)vol));
+}
+
 /* ---- stamp.reflector ------------------------------------------------------- */
 
 /***
@@ -292,7 +457,11 @@ static int o_set_rate(lua_State *L)
  * off), `drop_replayed`; Type 12: `max_bursts` (bursts in progress at once, 1024); `workers` (1..64: SO_REUSEPORT
  * sockets, the first stepped by `step`, the others by their own threads; counters summed); and the TLV policy: `tlv_mode`,
  * `verify_tlv_hmac`, `cos_refuse`, `location_hide`, `member_link_id`, `allow_return_address`,
- * `reflected_max_count`, `reflected_max_size`, `reflected_min_interval_ns`
+ * `reflected_max_count`, `reflected_max_size`, `reflected_min_interval_ns`, the Type 12 volume limit across all
+ * sessions `reflected_max_rate` (octets/s; 1250000 when `reflected_max_count` > 0, 0 = unlimited) and
+ * `reflected_max_volume` (octets, 0 = max(rate/10, 9216)); session admission (RFC 8972 §3): `session_admission`
+ * (`"open"`, or `"provisioned"`: only `sessions` are answered, the others dropped and counted `drop_unprovisioned`)
+ * and `sessions` (see `reflector:set_admission`)
  * @return reflector object, or nil, message, code
  */
 static int l_reflector(lua_State *L)
@@ -326,6 +495,19 @@ static int r_step(lua_State *L)
     return 1;
 }
 
+/***
+ * Forget the cached MTUs of the arrival interfaces (read again at the next packet; e.g. on SIGHUP). A Type 12
+ * reply is at most one IP datagram of the MTU of the interface its request arrived on (RFC 10052 §3); the MTU
+ * is read at most every 5 s.
+ * @function reflector:refresh
+ */
+static int r_refresh(lua_State *L)
+{
+    lreflector_t *o = bind_check(L, 1, &REFLECTOR);
+    stamp_reflector_refresh(o->obj.h);
+    return 0;
+}
+
 static void r_free(void *h) { stamp_reflector_free(h); }
 static int r_fd(const void *h) { return stamp_reflector_fd(h); }
 static void r_local(const void *h, stamp_addr_t *a) { stamp_reflector_local(h, a); }
@@ -343,7 +525,10 @@ static void r_describe(lua_State *L, const void *h)
 }
 
 static const luaL_Reg REFLECTOR_METHODS[] = {
-    {"step", r_step}, {"set_keys", o_set_keys}, {"set_rate", o_set_rate}, {NULL, NULL}};
+    {"step", r_step},         {"set_keys", o_set_keys},
+    {"set_rate", o_set_rate}, {"set_admission", o_set_admission},
+    {"set_reflected_limit", o_set_reflected_limit}, {"refresh", r_refresh},
+    {NULL, NULL}};
 
 static const bind_class_t REFLECTOR = {
     .name = "stamp.reflector",
@@ -436,7 +621,8 @@ static void push_reply(lua_State *L, const stamp_reply_t *r)
  * @function reflector_machine:input
  * @tparam string data the datagram
  * @tparam table meta `src_addr`, `src_port` (the peer, required), `dst_addr`, `dst_port` (the local address it was
- * sent to, if known), `ifindex` (0), `ttl` (-1 unknown), `tos` (-1 unknown), `rx_time` (receive time T2, UTC ns
+ * sent to, if known), `ifindex` (0), `ttl` (-1 unknown), `tos` (-1 unknown), `mtu` (of the arrival interface, 0
+ * unknown: a Type 12 reply is then at most this IP datagram, RFC 10052 §3), `rx_time` (receive time T2, UTC ns
  * or its 8-octet wire form; default `stamp.core.now()`)
  * @tparam[opt] integer mono monotonic ns (default `stamp.core.mono()`)
  * @tparam[opt] integer|string now transmit time T3 written into the reply: UTC ns, or its 8-octet wire form in
@@ -460,6 +646,7 @@ static int m_input(lua_State *L)
     meta.ifindex = (int)opt_int(L, 3, "ifindex", 0, 0, INT_MAX);
     meta.ttl = (int)opt_int(L, 3, "ttl", -1, -1, 255);
     meta.tos = (int)opt_int(L, 3, "tos", -1, -1, 255);
+    meta.mtu = (int)opt_int(L, 3, "mtu", 0, 0, 1 << 20);
     lua_getfield(L, 3, "rx_time");
     meta.rx_time = arg_time(L, lua_gettop(L), o, stamp_now());
     lua_pop(L, 1);
@@ -549,7 +736,8 @@ static void m_describe(lua_State *L, const void *h)
 
 static const luaL_Reg RMACH_METHODS[] = {{"input", m_input},       {"poll", m_poll},         {"next_due", m_next_due},
                                          {"tick", m_tick},         {"tx_failed", m_tx_failed}, {"set_keys", o_set_keys},
-                                         {"set_rate", o_set_rate}, {NULL, NULL}};
+                                         {"set_rate", o_set_rate}, {"set_admission", o_set_admission},
+                                         {"set_reflected_limit", o_set_reflected_limit}, {NULL, NULL}};
 
 static const bind_class_t RMACH = {
     .name = "stamp.reflector_machine",

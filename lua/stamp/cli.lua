@@ -27,6 +27,21 @@ local function num_in(lo, hi)
   end, string.format("a number from %s to %s", tostring(lo), tostring(hi))
 end
 
+-- A provisioned session SSID[@ADDR[:PORT]] (IPv6 with a port in brackets: 7@[::1]:862).
+local function session_spec()
+  local function addr_ok(a) return pcall(core.tlv_encode, { { type = 9, addr = a } }) end
+  return function(s)
+    local ssid, rest = s:match("^(%d+)(.*)$")
+    if not ssid or tonumber(ssid) > 65535 then return nil end
+    if rest == "" then return s end
+    local host, port = rest:match("^@%[([^%]]+)%]:(%d+)$")
+    if not host then host, port = rest:match("^@([%d.]+):(%d+)$") end
+    if not host then host = rest:match("^@(.+)$") end
+    port = tonumber(port)
+    if host and addr_ok(host) and (not port or (port >= 1 and port <= 65535)) then return s end
+  end, "SSID[@ADDR[:PORT]], SSID 0-65535, [IPv6]:PORT"
+end
+
 local function one_of(...)
   local set, list = {}, { ... }
   for _, v in ipairs(list) do set[v:upper()] = v end
@@ -100,6 +115,16 @@ local OPTIONS = {
     "Reflector: largest reply granted by a type 12 TLV (octets)", int_in(0, 9216) },
   { "reflected_control_min_interval_ns", nil, "--reflected-control-min-interval-ns", "NS", "1000000",
     "Reflector: shortest interval between type 12 replies", int_in(0, 3600000000000) },
+  { "reflected_control_max_rate", nil, "--reflected-control-max-rate", "OCTETS_PER_S", nil,
+    "Reflector: type 12 replies granted across all sessions, octets/s (default 1250000 with type 12 on; 0 = unlimited)",
+    num_in(0, 1e12) },
+  { "reflected_control_max_volume", nil, "--reflected-control-max-volume", "OCTETS", nil,
+    "Reflector: most octets of type 12 replies granted at once (default max(rate/10, 9216))", num_in(0, 1e12) },
+  { "session_admission", nil, "--session-admission", "MODE", "open",
+    "Reflector: open (every SSID answered) or provisioned (only --session sessions; RFC 8972 3)",
+    one_of("open", "provisioned") },
+  { "session", nil, "--session", "SSID[@ADDR[:PORT]]", nil,
+    "Reflector: a provisioned session (repeatable; config key 'sessions', a list)", session_spec() },
   -- reflector abuse resistance and replay protection
   { "max_pps", nil, "--max-pps", "N", nil, "Reflector: most packets/s answered per source address (default unlimited)",
     num_in(0, 1e9) },
@@ -137,6 +162,9 @@ local FLAGS = {
 for _, o in ipairs(ops.OPTIONS) do OPTIONS[#OPTIONS + 1] = o end
 for _, f in ipairs(ops.FLAGS) do FLAGS[#FLAGS + 1] = f end
 
+-- Options given any number of times (a list in args and a list in --config).
+local REPEATABLE = { session = true }
+
 local function build_parser()
   local p = argparse("stamp", "Simple Two-Way Active Measurement Protocol (RFC 8762, RFC 8972) sender and reflector")
     :add_help(false)
@@ -146,6 +174,7 @@ local function build_parser()
     local names = o[2] and (o[2] .. " " .. o[3]) or o[3]
     local opt = p:option(names, o[6]):argname("<" .. o[4] .. ">")
     if o[5] then opt:default(o[5]) end
+    if REPEATABLE[o[1]] then opt:count("*") end
   end
   for _, f in ipairs(FLAGS) do
     local names = f[2] and f[3] and (f[2] .. " " .. f[3]) or (f[2] or f[3])
@@ -214,7 +243,11 @@ function M.parse(argv)
   for _, o in ipairs(OPTIONS) do
     local check, what = o[7], o[8]
     local v = args[o[1]]
-    if check and v ~= nil then
+    if REPEATABLE[o[1]] and type(v) == "table" then
+      for _, x in ipairs(v) do
+        if check(x) == nil then return nil, fail(string.format("invalid value for %s: '%s' (expected %s)", o[3], x, what)) end
+      end
+    elseif check and v ~= nil then
       local conv = check(v)
       if conv == nil then
         return nil, fail(string.format("invalid value for %s: '%s' (expected %s)", o[3], v, what))
@@ -316,6 +349,8 @@ local function run_reflector(a)
     reflected_min_interval_ns = a.reflected_control_min_interval_ns,
     max_pps = a.max_pps, rate_burst = a.reflector_rate_burst, max_sessions = a.max_sessions,
     replay_max_age = a.replay_max_age, drop_replayed = a.drop_replayed or false, workers = a.workers,
+    reflected_max_rate = a.reflected_control_max_rate, reflected_max_volume = a.reflected_control_max_volume,
+    session_admission = a.session_admission, sessions = a.session,
   }
   if not r then
     io.stderr:write(string.format("stamp: cannot listen on %s port %d: %s\n", a.local_addr, a.local_port, err))
@@ -337,9 +372,10 @@ local function run_reflector(a)
     on_tick = a.R and function(ctr)
       if ctr.rx ~= last then
         last = ctr.rx
-        out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d sessions=%d drop_rate=%d replayed=%d drop_replayed=%d",
+        out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d sessions=%d drop_rate=%d replayed=%d drop_replayed=%d"
+          .. " drop_unprovisioned=%d extra_limited=%d",
           ctr.rx, ctr.reflected, ctr.drop_hmac, ctr.drop_short, ctr.sessions_active, ctr.drop_rate, ctr.replayed,
-          ctr.drop_replayed))
+          ctr.drop_replayed, ctr.drop_unprovisioned, ctr.extra_limited))
       end
     end or nil,
   }

@@ -163,6 +163,9 @@ local function given(argv, options, flags)
   return set
 end
 
+-- Config keys holding a list, and the repeatable option each item becomes.
+local LIST_KEYS = { sessions = "session" }
+
 local function config_path(argv)
   for i, a in ipairs(argv) do
     if a == "--config" then return argv[i + 1] or "" end
@@ -197,10 +200,26 @@ function M.merge_config(argv, options, flags)
   local front = {}
   for _, k in ipairs(keys) do
     local v, e = cfg[k], by_key[k]
-    if not e or k == "config" then
+    local list = LIST_KEYS[k]
+    if list and by_key[list] then
+      -- a list of values: one --flag=value each (e.g. sessions -> --session)
+      local o = by_key[list].opt
+      if type(v) ~= "table" then
+        return nil, string.format("config %s: bad value for '%s': %s (expected a list of %s)", path, k, tostring(v), o[8])
+      end
+      for _, x in ipairs(v) do
+        x = tostring(x)
+        if o[7] and o[7](x) == nil then
+          return nil, string.format("config %s: bad value for '%s': '%s' (expected %s)", path, k, x, o[8])
+        end
+        if not set[o[3]] then front[#front + 1] = o[3] .. "=" .. x end
+      end
+      e = nil
+    elseif not e or k == "config" then
       return nil, string.format("config %s: unknown key '%s'", path, k)
     end
-    if e.flag then
+    if not e then -- luacheck: ignore 542 (a list, done above)
+    elseif e.flag then
       if type(v) ~= "boolean" then
         return nil, string.format("config %s: bad value for '%s': %s (expected true or false)", path, k, tostring(v))
       end
@@ -305,10 +324,50 @@ function M.resolve_keys(a)
 end
 
 -- Settings a running reflector can change (config key -> how), and the others.
-local LIVE = { max_pps = true, reflector_rate_burst = true }
+local LIVE = { max_pps = "rate", reflector_rate_burst = "rate", session_admission = "admission", sessions = "admission",
+  reflected_control_max_rate = "t12", reflected_control_max_volume = "t12" }
+
+-- A setting as a log shows it (a list: its items, comma-separated).
+local function shown(v)
+  if type(v) == "table" then
+    local t = {}
+    for i, x in ipairs(v) do t[i] = tostring(x) end
+    return "{" .. table.concat(t, ", ") .. "}"
+  end
+  return tostring(v)
+end
+
+-- What a running reflector is told when a live group changed; a message when it cannot be.
+local APPLY = {
+  rate = function(svc, cfg)
+    local set = svc.engine.set_rate
+    local pps = tonumber(cfg.max_pps) or 0
+    if not set or pps < 0 then return "this reflector cannot change its rate limit while it runs" end
+    set(svc.engine, pps, math.floor(tonumber(cfg.reflector_rate_burst) or 0))
+  end,
+  admission = function(svc, cfg)
+    local a, given_set = svc.a, M.cli_given or {}
+    local mode = given_set["--session-admission"] and a.session_admission or cfg.session_admission or "open"
+    local list = given_set["--session"] and a.session or cfg.sessions or {}
+    local set = svc.engine.set_admission
+    if not set then return "this reflector cannot change its session admission while it runs" end
+    local ok, err = pcall(set, svc.engine, mode, list)
+    if not ok then return "session admission kept as it was: " .. tostring(err) end
+    M.log("info", string.format("SIGHUP: session admission %s%s", mode,
+      mode == "provisioned" and string.format(", %d session(s) %s", #list, shown(list)) or ""))
+  end,
+  t12 = function(svc, cfg)
+    local set = svc.engine.set_reflected_limit
+    if not set then return "this reflector cannot change its type 12 limit while it runs" end
+    local count = tonumber(cfg.reflected_control_max_count or svc.a.reflected_control_max_count) or 0
+    local rate = tonumber(cfg.reflected_control_max_rate) or (count > 0 and 1250000 or 0)
+    local ok, err = pcall(set, svc.engine, rate, tonumber(cfg.reflected_control_max_volume) or 0)
+    if not ok then return "type 12 limit kept as it was: " .. tostring(err) end
+  end,
+}
 
 -- SIGHUP with --config: read the file again; apply what can change live (the
--- rate limit), say which other settings changed (they take effect at restart).
+-- rate limits, the session admission), say which other settings changed (they take effect at restart).
 -- Returns nil when nothing failed, else false.
 local function reload_config(svc)
   local a = svc.a
@@ -324,26 +383,28 @@ local function reload_config(svc)
   for k in pairs(cfg) do keys[#keys + 1] = tostring(k) end
   for k in pairs(old) do if cfg[k] == nil then keys[#keys + 1] = tostring(k) end end
   table.sort(keys)
-  local rate_changed = false
+  local changed, groups = {}, {}
   for i, k in ipairs(keys) do
-    if k ~= keys[i - 1] and cfg[k] ~= old[k] and not given_set["--" .. k:gsub("_", "-")] then
+    local flag = "--" .. (LIST_KEYS[k] or k):gsub("_", "-")
+    if k ~= keys[i - 1] and shown(cfg[k]) ~= shown(old[k]) and not given_set[flag] then
       if LIVE[k] then
-        rate_changed = true
-        M.log("info", "SIGHUP: " .. k .. " " .. tostring(old[k]) .. " -> " .. tostring(cfg[k]))
+        if not changed[LIVE[k]] then groups[#groups + 1] = LIVE[k] end
+        changed[LIVE[k]] = true
+        M.log("info", "SIGHUP: " .. k .. " " .. shown(old[k]) .. " -> " .. shown(cfg[k]))
       else
         M.log("warning", "SIGHUP: " .. k .. " changed in " .. a.config .. "; it takes effect at restart")
       end
     end
   end
-  if rate_changed then
-    local set = svc.engine.set_rate
-    local pps = tonumber(cfg.max_pps) or 0
-    if not set or pps < 0 then
-      M.log("error", "SIGHUP: this reflector cannot change its rate limit while it runs")
-      return false
+  local failed = false
+  for _, g in ipairs(groups) do
+    local aerr = APPLY[g](svc, cfg)
+    if aerr then
+      M.log("error", "SIGHUP: " .. aerr)
+      failed = true
     end
-    set(svc.engine, pps, math.floor(tonumber(cfg.reflector_rate_burst) or 0))
   end
+  if failed then return false end
 end
 
 --- SIGHUP: read the config file and the key directory again, apply what can
@@ -352,6 +413,7 @@ end
 -- @treturn boolean whether the new settings are in force
 function M.reload(svc)
   local a = svc.a
+  if svc.engine.refresh then svc.engine:refresh() end -- interface MTUs are read again
   if not a.hmac_key_dir and not a.config then
     M.log("info", "SIGHUP: nothing to reload yet; the reflector goes on")
     return true
@@ -453,6 +515,7 @@ local NOISY = {
   { "drop_rate", "packets over --max-pps were not answered" },
   { "replayed", "authenticated packets were replays" },
   { "drop_short", "packets were too short to answer" },
+  { "drop_unprovisioned", "packets matched no provisioned session (--session-admission provisioned)" },
 }
 
 --- Warn about drops, at most once per `every` seconds per kind (the lines held back are counted).

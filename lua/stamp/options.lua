@@ -61,6 +61,10 @@ local REFLECTOR = {
   reflected_max_count = { kind = "integer", min = 0, max = 1000, default = 0 },
   reflected_max_size = { kind = "integer", min = 0, max = core.MAX_PKT },
   reflected_min_interval_ns = { kind = "integer", min = 0, max = 3600e9 },
+  reflected_max_rate = { kind = "number", min = 0, max = 1e12 },
+  reflected_max_volume = { kind = "number", min = 0, max = 1e12 },
+  session_admission = { kind = "enum", values = { open = "open", provisioned = "provisioned" }, default = "open" },
+  sessions = { kind = "list" },
   -- abuse resistance, replay protection, per-SSID keys (the reflector's C core; see stamp.core.reflector)
   keys = { kind = "list" },
   max_pps = { kind = "number", min = 0, max = 1e9 },

@@ -429,6 +429,8 @@ local REFLECTOR_ROWS = {
   { "drop_replayed", "Dropped (replayed)" },
   { "extra_refused", "Type 12 bursts refused (no burst slot)" },
   { "extra_cancelled", "Type 12 extra replies cancelled" },
+  { "drop_unprovisioned", "Dropped (no provisioned session, --session-admission provisioned)" },
+  { "extra_limited", "Type 12 bursts over --reflected-control-max-rate (answered once, C)" },
 }
 
 --- The reflector's counters block.

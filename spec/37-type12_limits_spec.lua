@@ -1,0 +1,246 @@
+-- Type 12 (RFC 10052 §3, §5) limits of the reflector: the egress MTU (the IP datagram, read from the
+-- arrival interface, in a network namespace this spec creates) and the volume limit across all sessions
+-- (--reflected-control-max-rate/-volume), through real sockets and the I/O-free machine.
+local h = require "helper"
+local socket = require "socket"
+local stamp = require "stamp"
+local codec = stamp.codec
+local core = stamp.core
+
+local MS = 1000000
+
+-- A base test packet with one type 12 TLV: replies of `len` octets, `num` of them, `ival` ns apart.
+local function t12(seq, len, num, ival)
+  return codec.encode_test { seq = seq } .. h.hex(string.format("800c000c %04x%04x %08x 00000000", len, num, ival))
+end
+
+local function c_flag(d) return math.floor(d:byte(45) / 16) % 2 == 1 end -- C of the first TLV
+
+-- Run `script` (Lua) inside a new network namespace with lo up at MTU 1280; its stdout, or nil, why.
+local function in_netns(script)
+  if os.execute("unshare -n true >/dev/null 2>&1") ~= true and os.execute("unshare -n true >/dev/null 2>&1") ~= 0 then
+    return nil, "cannot create a network namespace here (unshare -n)"
+  end
+  local f = os.tmpname()
+  local fh = assert(io.open(f, "wb"))
+  fh:write(string.format("package.path = %q .. package.path\npackage.cpath = %q .. package.cpath\n",
+    h.ROOT .. "/lua/?.lua;" .. h.ROOT .. "/lua/?/init.lua;" .. h.ROOT .. "/spec/?.lua;", h.ROOT .. "/build/?.so;"))
+  fh:write(script)
+  fh:close()
+  local _, out, err = h.run("unshare -n sh -c 'ip link set lo up mtu 1280 && lua5.4 " .. f .. "'")
+  os.remove(f)
+  return out .. err
+end
+
+-- Inside the namespace: a reflector (Lua API, or the command when `cli`) and one request; prints
+-- "R <replies> <length of each> <C of the first>".
+local NS_COMMON = [[
+local h = require "helper"
+local socket = require "socket"
+local stamp = require "stamp"
+local codec = stamp.codec
+local function t12(seq, len, num, ival)
+  return codec.encode_test { seq = seq } .. h.hex(string.format("800c000c %04x%04x %08x 00000000", len, num, ival))
+end
+local function ask(addr, port, pkt, step)
+  local u = addr:find(":") and socket.udp6() or socket.udp()
+  assert(u:setsockname(addr, 0))
+  u:settimeout(0)
+  assert(u:sendto(pkt, addr, port))
+  local got, t0 = {}, socket.gettime()
+  repeat
+    if step then step() else socket.sleep(0.005) end
+    local d = u:receive()
+    while d do got[#got + 1] = d; d = u:receive() end
+  until socket.gettime() - t0 > 0.3
+  u:close()
+  local lens = {}
+  for i, d in ipairs(got) do lens[i] = #d end
+  local c = got[1] and math.floor(got[1]:byte(45) / 16) % 2 == 1
+  return string.format("R %d %s %s", #got, table.concat(lens, ","), tostring(c))
+end
+]]
+
+describe("type 12 egress MTU (RFC 10052 3)", function()
+  it("lo at MTU 1280: a request for 1400-octet replies gets one reply with C, the datagram exactly 1280", function()
+    local out, why = in_netns(NS_COMMON .. [[
+for _, a in ipairs { "127.0.0.1", "::1" } do
+  local r = assert(stamp.reflector { local_addr = a, local_port = 0, reflected_max_count = 5 })
+  local _, port = r:local_addr()
+  print(a, ask(a, port, t12(1, 1400, 3, 1000000), function() r:step(5) end), r:counters().extra_replies)
+  -- the MTU is cached: a change is seen after refresh() (SIGHUP) or within a few seconds
+  os.execute("ip link set lo mtu 1400")
+  print(a .. " cached", ask(a, port, t12(2, 1400, 3, 1000000), function() r:step(5) end))
+  r:refresh()
+  print(a .. " refreshed", ask(a, port, t12(3, 1400, 3, 1000000), function() r:step(5) end))
+  os.execute("ip link set lo mtu 1280")
+  r:close()
+end
+]])
+    if not out then
+      pending(why)
+      return
+    end
+    -- IPv4: 1280 - 20 - 8 = 1252 octets of UDP payload; IPv6: 1280 - 40 - 8 = 1232
+    assert.matches("127.0.0.1\tR 1 1252 true\t0", out, 1, true)
+    assert.matches("127.0.0.1 cached\tR 1 1252 true", out, 1, true)
+    assert.matches("127.0.0.1 refreshed\tR 1 1372 true", out, 1, true)
+    assert.matches("::1\tR 1 1232 true\t0", out, 1, true)
+    assert.matches("::1 refreshed\tR 1 1352 true", out, 1, true)
+  end)
+
+  it("the command: --reflected-control-max-size 1500 above the MTU, the MTU wins (one 1280-octet datagram, C)", function()
+    local out, why = in_netns(NS_COMMON .. string.format([[
+local port = %d
+local pid = io.popen("%s -i --local-addr 127.0.0.1 --local-port " .. port ..
+  " --reflected-control-max-count 5 --reflected-control-max-size 1500 >/dev/null 2>&1 & echo $!"):read("*l")
+socket.sleep(0.5)
+print(ask("127.0.0.1", port, t12(1, 1400, 3, 1000000)))
+print(ask("127.0.0.1", port, t12(2, 1000, 3, 1000000)))
+os.execute("kill " .. pid)
+]], h.free_port(), h.STAMP))
+    if not out then
+      pending(why)
+      return
+    end
+    assert.matches("R 1 1252 true\n", out, 1, true)
+    assert.matches("R 3 1000,1000,1000 false\n", out, 1, true) -- under the MTU: the burst as asked
+  end)
+
+  it("reflector_machine: meta.mtu bounds the reply (IPv4 28, IPv6 48 octets of headers)", function()
+    local m = assert(core.reflector_machine { reflected_max_count = 5 })
+    local r = m:input(t12(1, 1400, 3, MS), { src_addr = "127.0.0.1", src_port = 4000, mtu = 1280 })
+    assert.equal(1252, #r.data)
+    assert.is_true(c_flag(r.data))
+    assert.equal(math.huge, m:next_due() or math.huge)
+    r = m:input(t12(1, 1400, 3, MS), { src_addr = "::1", src_port = 4000, mtu = 1280 })
+    assert.equal(1232, #r.data)
+    r = m:input(t12(1, 1400, 3, MS), { src_addr = "127.0.0.1", src_port = 4001 }) -- unknown MTU: the size limit
+    assert.equal(1400, #r.data)
+    assert.is_false(c_flag(r.data))
+  end)
+end)
+
+describe("type 12 volume limit across all sessions (RFC 10052 3, 5)", function()
+  it("40 requests for 5 x 1500 octets from 40 ports: total bounded, the excess answered once with C", function()
+    local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 10"
+      .. " --reflected-control-max-rate 100000 --reflected-control-max-volume 30000")
+    local socks = {}
+    local t0 = socket.gettime()
+    for i = 1, 40 do
+      local u = socket.udp()
+      assert(u:setsockname("127.0.0.1", 0))
+      u:settimeout(0)
+      assert(u:sendto(t12(1, 1500, 5, MS), "127.0.0.1", port))
+      socks[i] = u
+    end
+    local elapsed = socket.gettime() - t0
+    local got = {}
+    local deadline = socket.gettime() + 1
+    repeat
+      socket.sleep(0.01)
+      for i, u in ipairs(socks) do
+        local d = u:receive()
+        while d do
+          got[i] = got[i] or {}
+          got[i][#got[i] + 1] = d
+          d = u:receive()
+        end
+      end
+    until socket.gettime() > deadline
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    local granted, limited, octets = 0, 0, 0
+    for i = 1, 40 do
+      local g = got[i] or {}
+      assert.is_true(#g == 1 or #g == 5, "request " .. i .. ": " .. #g .. " replies (never a cut-short burst)")
+      for _, d in ipairs(g) do assert.equal(1500, #d) end
+      if #g == 5 then
+        granted = granted + 1
+        octets = octets + 7500
+        assert.is_false(c_flag(g[1]))
+      else
+        limited = limited + 1
+        assert.is_true(c_flag(g[1]))
+      end
+    end
+    -- the volume (30000 octets: 4 bursts) and what the rate refilled while the requests came in
+    local bound = 30000 + 100000 * (elapsed + 0.05)
+    assert.is_true(octets <= bound, octets .. " octets granted, bound " .. bound)
+    assert.is_true(granted >= 4, granted .. " bursts granted")
+    assert.equal(40, granted + limited)
+    assert.matches("Type 12 bursts over %-%-reflected%-control%-max%-rate %(answered once, C%): " .. limited, s)
+  end)
+
+  it("reflector_machine: the budget refills at the rate; the default is 1250000 octets/s, 125000 deep", function()
+    local S = 1000000000
+    local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_max_rate = 10000,
+      reflected_max_volume = 20000 })
+    local function burst(port, mono) -- 5 replies of 1000 octets = 5000
+      local r = m:input(t12(1, 1000, 5, MS), { src_addr = "127.0.0.1", src_port = port }, mono)
+      return not c_flag(r.data)
+    end
+    local mono = 10 * S
+    assert.is_true(burst(1, mono))
+    assert.is_true(burst(2, mono))
+    assert.is_true(burst(3, mono))
+    assert.is_true(burst(4, mono))
+    assert.is_false(burst(5, mono))            -- 20000 spent
+    assert.is_false(burst(6, mono + S / 4))    -- 2500 back
+    assert.is_true(burst(7, mono + S / 2))     -- 5000 back
+    assert.equal(2, m:counters().extra_limited)
+    assert.is_true(m:set_reflected_limit(0))   -- unlimited
+    for p = 10, 30 do assert.is_true(burst(p, mono + S / 2)) end
+    -- the default with type 12 on: review 11 item 12 (40 x 5 x 1500 at once) is held to 16 bursts
+    local d = assert(core.reflector_machine { reflected_max_count = 10 })
+    local n = 0
+    for p = 1, 40 do
+      local r = d:input(t12(1, 1500, 5, MS), { src_addr = "127.0.0.1", src_port = p }, mono)
+      if not c_flag(r.data) then n = n + 1 end
+    end
+    assert.equal(16, n)
+    assert.equal(24, d:counters().extra_limited)
+    assert.has_error(function() m:set_reflected_limit(-1) end)
+    assert.has_error(function() core.reflector_machine { reflected_max_rate = "x" } end)
+  end)
+
+  it("SIGHUP applies a changed --reflected-control-max-rate from the config file and logs it", function()
+    local port = h.free_port()
+    local text = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d,"
+      .. " reflected_control_max_count = 10, reflected_control_max_rate = %d, reflected_control_max_volume = 8000 }"
+    local cfg = os.tmpname()
+    local f = assert(io.open(cfg, "wb"))
+    f:write(string.format(text, port, 1))
+    f:close()
+    local pid, out = h.spawn(h.STAMP .. " --config " .. cfg)
+    assert.is_true(h.wait_for(out, "listening", 5), h.slurp(out))
+    local u = socket.udp()
+    assert(u:setsockname("127.0.0.1", 0))
+    u:settimeout(0.5)
+    local function replies(seq)
+      assert(u:sendto(t12(seq, 1000, 5, MS), "127.0.0.1", port))
+      local n = 0
+      local d = u:receive()
+      while d do
+        n = n + 1
+        u:settimeout(0.1)
+        d = u:receive()
+      end
+      u:settimeout(0.5)
+      return n
+    end
+    assert.equal(5, replies(1))  -- 5000 of 8000
+    assert.equal(1, replies(2))  -- over: one reply, C
+    f = assert(io.open(cfg, "wb"))
+    f:write(string.format(text, port, 1000000))
+    f:close()
+    os.execute("kill -HUP " .. pid)
+    assert.is_true(h.wait_for(out, "reflected_control_max_rate 1 -> 1000000", 5), h.slurp(out))
+    h.sleep(0.1)
+    assert.equal(5, replies(3))
+    h.stop(pid)
+    os.remove(cfg)
+    os.remove(out)
+  end)
+end)
