@@ -205,6 +205,23 @@ describe("type 12 volume limit across all sessions (RFC 10052 3, 5)", function()
     assert.has_error(function() core.reflector_machine { reflected_max_rate = "x" } end)
   end)
 
+  it("reflector_machine: a burst refused for want of a slot spends nothing of the budget", function()
+    local S = 1000000000
+    local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_max_rate = 1,
+      reflected_max_volume = 10000, max_bursts = 1 })
+    local mono = 10 * S
+    local function burst(port, at)
+      local r = m:input(t12(1, 1000, 5, MS), { src_addr = "127.0.0.1", src_port = port }, at)
+      return not c_flag(r.data)
+    end
+    assert.is_true(burst(1, mono))             -- 5000 of 10000, the only slot
+    assert.is_false(burst(2, mono))            -- no slot: one reply, C (extra_refused)
+    assert.equal(4, #m:poll(mono + 10 * MS))   -- the first burst ends, its slot is free
+    assert.is_true(burst(3, mono + 10 * MS))   -- the 5000 left
+    local c = m:counters()
+    assert.same({ 1, 0 }, { c.extra_refused, c.extra_limited })
+  end)
+
   it("SIGHUP applies a changed --reflected-control-max-rate from the config file and logs it", function()
     local port = h.free_port()
     local text = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d,"

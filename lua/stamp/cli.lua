@@ -366,6 +366,14 @@ local function run_reflector(a)
     r:close()
     return 1
   end
+  if a.session_admission == "provisioned" then
+    local list = a.session or {}
+    if #list == 0 then
+      ops.log("warning", "session admission provisioned with no --session: every packet is dropped (drop_unprovisioned)")
+    else
+      ops.log("info", string.format("session admission provisioned, %d session(s) {%s}", #list, table.concat(list, ", ")))
+    end
+  end
   local last = -1
   local c, rerr = svc:run{
     reload = function() return ops.reload(svc) end,
