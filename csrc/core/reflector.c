@@ -55,6 +55,7 @@ struct stamp_reflector {
     int t12;            /* Type 12 on: the arrival interface's MTU is looked up */
     _Atomic int mtu_flush; /* stamp_reflector_refresh(): forget the cache at the next packet */
     mtu_ent_t mtu[MTU_CACHE];
+    uint32_t txts_wait; /* transmit timestamps asked and not yet read: no error-queue read when none */
     uint8_t mem[];      /* 2 * STAMP_BATCH * STAMP_MAX_PKT octets */
 };
 
@@ -255,19 +256,24 @@ static void send_due(stamp_reflector_t *r)
 }
 
 /* Kernel transmit timestamps: the real transmit time of each session's last reply. */
-static void read_txts(stamp_reflector_t *r)
+static void read_txts(stamp_reflector_t *r, int always)
 {
     uint32_t ids[64];
     stamp_ns_t times[64];
     int n;
+    if (!r->txts_wait && !always) return;
     while ((n = stamp_sock_txts(r->fd, ids, times, 64)) > 0) {
         for (int i = 0; i < n; i++) {
             txrec_t *x = &r->txrec[ids[i] % TXREC];
             rmach_txts(r->m, x->sess, x->gen, x->seq, x->t3, times[i]);
             x->sess = 0;
         }
+        r->txts_wait = (uint32_t)n < r->txts_wait ? r->txts_wait - (uint32_t)n : 0;
         if (n < 64) break;
     }
+    /* none there: the kernel drops timestamps when the receive buffer is full; any still to come
+       are read with the next ones asked, or by the drain when the socket wakes us with no datagram */
+    if (n <= 0) r->txts_wait = 0;
 }
 
 int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
@@ -287,8 +293,10 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         }
     }
     int total = 0;
-    read_txts(r);
+    read_txts(r, 0);
     for (int round = 0; round < 64; round++) {
+        /* the previous round's transmit times first: a Follow-Up TLV in this round reports them */
+        if (round) read_txts(r, 0);
         int n = stamp_sock_recv(r->fd, &r->local, r->rxbuf, STAMP_MAX_PKT, r->rxlen, r->meta, r->batch);
         if (n < 0) {
             if (total) break;
@@ -310,7 +318,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         for (int k = 0; k < ntx; k++) {
             stamp_txmsg_t *t = &r->tx[k];
             fill_tx(t, &r->rep[k]);
-            t->want_txts = r->txi[k].sess != 0; /* only sessions report a previous reply */
+            t->want_txts = r->txi[k].txts; /* only a stateful reflector's sessions report a previous reply */
             rmach_finish(r->m, r->txbuf[k], r->rep[k].len, &r->txi[k], now);
         }
         if (ntx) {
@@ -323,12 +331,16 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
                 x->gen = r->txi[k].gen;
                 x->seq = r->txi[k].seq;
                 x->t3 = now;
+                r->txts_wait++;
             }
             stamp_rmach_tx_failed(r->m, (unsigned)(ntx - sent), 0);
         }
         total += n;
         if (n < r->batch) break;
     }
+    /* woken with no datagram: the error queue may hold timestamps not counted (e.g. ones given up
+       on), and a non-empty error queue keeps the socket ready: drain it */
+    if (!total) read_txts(r, 1);
     send_due(r);
     stamp_rmach_tick(r->m, stamp_mono());
     return total;

@@ -748,6 +748,8 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         if (m->cfg.stateful) s->next_seq++;
         ti->sess = e + 1;
         ti->gen = s->gen;
+        /* RFC 8972 4.7 (erratum 8339): only a stateful reflector reports its previous reply's time */
+        ti->txts = m->cfg.stateful != 0;
     }
     ti->seq = o.seq;
     ti->ssid = t.ssid;

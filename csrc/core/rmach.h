@@ -20,6 +20,7 @@ typedef struct {
     uint32_t gen;
     uint32_t seq;  /* the reply's sequence number */
     uint16_t ssid;
+    uint8_t txts;  /* ask the kernel's transmit time: only a stateful reflector reports it (Follow-Up) */
 } rmach_txinfo_t;
 
 /* Build the reply to one datagram into `out` (STAMP_MAX_PKT octets), unstamped and unsigned.

@@ -368,43 +368,57 @@ int stamp_sock_send(int fd, stamp_txmsg_t *m, int n)
     return sent;
 }
 
+#define TXTS_BATCH 64
+
 int stamp_sock_txts(int fd, uint32_t *ids, stamp_ns_t *times, int max)
 {
+    /* the error queue in batches: one recvmmsg for up to 64 timestamps, not one recvmsg each */
+    struct mmsghdr mm[TXTS_BATCH];
+    struct iovec iov[TXTS_BATCH];
+    union {
+        char buf[CTRL_LEN];
+        struct cmsghdr align;
+    } ctrl[TXTS_BATCH];
+    char data[64]; /* OPT_TSONLY: no payload comes back; shared, never read */
     int n = 0;
     while (n < max) {
-        union {
-            char buf[CTRL_LEN];
-            struct cmsghdr align;
-        } ctrl;
-        char data[64];
-        struct iovec iov = {data, sizeof data};
-        struct msghdr mh;
-        memset(&mh, 0, sizeof mh);
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = ctrl.buf;
-        mh.msg_controllen = sizeof ctrl.buf;
-        if (recvmsg(fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
-        int have_ts = 0, have_id = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-            size_t dl = c->cmsg_len - CMSG_LEN(0);
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING && dl >= sizeof(struct scm_timestamping)) {
-                struct scm_timestamping ts;
-                memcpy(&ts, CMSG_DATA(c), sizeof ts);
-                times[n] = (stamp_ns_t)ts.ts[0].tv_sec * STAMP_NS_PER_SEC + ts.ts[0].tv_nsec;
-                have_ts = times[n] != 0;
-            } else if (((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
-                        (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) &&
-                       dl >= sizeof(struct sock_extended_err)) {
-                struct sock_extended_err e;
-                memcpy(&e, CMSG_DATA(c), sizeof e);
-                if (e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING) {
-                    ids[n] = e.ee_data;
-                    have_id = 1;
+        int k = max - n < TXTS_BATCH ? max - n : TXTS_BATCH;
+        memset(mm, 0, sizeof(mm[0]) * (size_t)k);
+        for (int i = 0; i < k; i++) {
+            iov[i].iov_base = data;
+            iov[i].iov_len = sizeof data;
+            mm[i].msg_hdr.msg_iov = &iov[i];
+            mm[i].msg_hdr.msg_iovlen = 1;
+            mm[i].msg_hdr.msg_control = ctrl[i].buf;
+            mm[i].msg_hdr.msg_controllen = sizeof ctrl[i].buf;
+        }
+        int r = recvmmsg(fd, mm, (unsigned)k, MSG_ERRQUEUE | MSG_DONTWAIT, NULL);
+        if (r <= 0) break;
+        for (int i = 0; i < r; i++) {
+            struct msghdr *mh = &mm[i].msg_hdr;
+            int have_ts = 0, have_id = 0;
+            for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+                size_t dl = c->cmsg_len - CMSG_LEN(0);
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING &&
+                    dl >= sizeof(struct scm_timestamping)) {
+                    struct scm_timestamping ts;
+                    memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                    times[n] = (stamp_ns_t)ts.ts[0].tv_sec * STAMP_NS_PER_SEC + ts.ts[0].tv_nsec;
+                    have_ts = times[n] != 0;
+                } else if (((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+                            (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) &&
+                           dl >= sizeof(struct sock_extended_err)) {
+                    struct sock_extended_err e;
+                    memcpy(&e, CMSG_DATA(c), sizeof e);
+                    if (e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING) {
+                        ids[n] = e.ee_data;
+                        have_id = 1;
+                    }
                 }
             }
+            if (have_ts && have_id) n++;
         }
-        if (have_ts && have_id) n++;
+        if (r < k) break;
     }
     return n;
 }

@@ -16,11 +16,24 @@
 /* generic field access                                                */
 /* ------------------------------------------------------------------ */
 
+/* The octets [b0, b1] of a field, big-endian, in one word (at most 8 of them). */
+static uint64_t span_read(const uint8_t *v, unsigned b0, unsigned b1)
+{
+    uint64_t x = 0;
+    for (unsigned i = b0; i <= b1; i++) x = (x << 8) | v[i];
+    return x;
+}
+
 uint64_t stamp_field_get(const uint8_t *v, size_t vlen, const stamp_tlv_field_t *f)
 {
     if (f->kind != STAMP_F_UINT || f->width == 0 || f->width > 64) return 0;
     if ((size_t)(f->bitpos + f->width + 7) / 8 > vlen) return 0;
-    uint64_t x = 0;
+    unsigned b0 = f->bitpos / 8u, last = f->bitpos + f->width - 1u, b1 = last / 8u;
+    if (b1 - b0 < 8) { /* the field within 8 octets: one word, shifted and masked */
+        uint64_t x = span_read(v, b0, b1) >> (7u - last % 8u);
+        return f->width == 64 ? x : x & ((UINT64_C(1) << f->width) - 1u);
+    }
+    uint64_t x = 0; /* 64 bits over 9 octets */
     for (unsigned b = f->bitpos; b < (unsigned)(f->bitpos + f->width); b++)
         x = (x << 1) | ((v[b / 8] >> (7 - b % 8)) & 1u);
     return x;
@@ -30,6 +43,14 @@ void stamp_field_set(uint8_t *v, size_t vlen, const stamp_tlv_field_t *f, uint64
 {
     if (f->kind != STAMP_F_UINT || f->width == 0 || f->width > 64) return;
     if ((size_t)(f->bitpos + f->width + 7) / 8 > vlen) return;
+    unsigned b0 = f->bitpos / 8u, last = f->bitpos + f->width - 1u, b1 = last / 8u;
+    if (b1 - b0 < 8) { /* read the octets, replace the field's bits, write them back */
+        unsigned sh = 7u - last % 8u;
+        uint64_t mask = (f->width == 64 ? ~UINT64_C(0) : (UINT64_C(1) << f->width) - 1u) << sh;
+        uint64_t w = (span_read(v, b0, b1) & ~mask) | ((x << sh) & mask);
+        for (unsigned i = b1 + 1; i-- > b0; w >>= 8) v[i] = (uint8_t)w;
+        return;
+    }
     for (int i = f->width - 1, b = f->bitpos; i >= 0; i--, b++) {
         uint8_t m = (uint8_t)(1u << (7 - b % 8));
         if ((x >> i) & 1u)
@@ -183,17 +204,52 @@ static const stamp_tlv_field_t F_REFLCTRL[] = {{"reflected_length", STAMP_F_UINT
 static const stamp_subtlv_def_t S_REFLCTRL[] = {
     {10, "l2_group", STAMP_F_BYTES, 0}, {11, "l3_group", STAMP_F_BYTES, 0}, END_SUBS};
 
-static void put(uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name, uint64_t x)
+/* The field called `name` of a type's list. The handlers below name fields with literals that the
+   compiler merges with the table's (same translation unit), so a first pass on the pointers finds
+   them without comparing strings; the second pass is for names from elsewhere. */
+static inline const stamp_tlv_field_t *field(const stamp_tlv_field_t *fields, const char *name)
 {
     for (const stamp_tlv_field_t *f = fields; f->name; f++)
-        if (strcmp(f->name, name) == 0) stamp_field_set(v, len, f, x);
+        if (f->name == name) return f;
+    for (const stamp_tlv_field_t *f = fields; f->name; f++)
+        if (strcmp(f->name, name) == 0) return f;
+    return NULL;
+}
+
+static void put(uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name, uint64_t x)
+{
+    const stamp_tlv_field_t *f = field(fields, name);
+    if (!f) return;
+    size_t o = f->bitpos / 8u;
+    /* whole octets (most fields): written directly; the others through the generic bit codec */
+    if (f->kind == STAMP_F_UINT && f->bitpos % 8u == 0 && (size_t)o + f->width / 8u <= len) {
+        if (f->width == 8) {
+            v[o] = (uint8_t)x;
+            return;
+        }
+        if (f->width == 16) {
+            wr16(v + o, (uint16_t)x);
+            return;
+        }
+        if (f->width == 32) {
+            wr32(v + o, (uint32_t)x);
+            return;
+        }
+    }
+    stamp_field_set(v, len, f, x);
 }
 
 static uint64_t get(const uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name)
 {
-    for (const stamp_tlv_field_t *f = fields; f->name; f++)
-        if (strcmp(f->name, name) == 0) return stamp_field_get(v, len, f);
-    return 0;
+    const stamp_tlv_field_t *f = field(fields, name);
+    if (!f) return 0;
+    size_t o = f->bitpos / 8u;
+    if (f->kind == STAMP_F_UINT && f->bitpos % 8u == 0 && (size_t)o + f->width / 8u <= len) {
+        if (f->width == 8) return v[o];
+        if (f->width == 16) return rd16(v + o);
+        if (f->width == 32) return rd32(v + o);
+    }
+    return stamp_field_get(v, len, f);
 }
 
 /* ------------------------------------------------------------------ */
