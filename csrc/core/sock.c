@@ -15,6 +15,10 @@
 
 #include "internal.h"
 
+#ifndef SOF_TIMESTAMPING_OPT_RX_FILTER
+#define SOF_TIMESTAMPING_OPT_RX_FILTER (1 << 17) /* linux/net_tstamp.h of newer kernels */
+#endif
+
 int stamp_addr_parse(stamp_addr_t *a, const char *host, unsigned port)
 {
     struct addrinfo hints, *res = NULL;
@@ -143,9 +147,14 @@ int stamp_sock_open(const stamp_sock_opts_t *o, stamp_addr_t *bound)
     setint(fd, IPPROTO_IP, IP_TTL, o->ttl);
     if (o->tos >= 0) setint(fd, IPPROTO_IP, IP_TOS, o->tos);
     setint(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1);
-    /* report software transmit timestamps, numbered, without the packet; requested per datagram */
-    setint(fd, SOL_SOCKET, SO_TIMESTAMPING,
-           SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY);
+    /* report software transmit timestamps, numbered, without the packet; requested per datagram.
+       OPT_RX_FILTER: without it every received datagram also carries an SCM_TIMESTAMPING copy of
+       the SCM_TIMESTAMPNS time (64 octets more per datagram to build and skip); kernels that do not
+       know the flag refuse it, and get the same request without it */
+    int tsf = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
+    int tsf_rx = tsf | SOF_TIMESTAMPING_OPT_RX_FILTER;
+    if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &tsf_rx, sizeof tsf_rx) != 0)
+        setint(fd, SOL_SOCKET, SO_TIMESTAMPING, tsf);
     if (o->rcvbuf > 0) setint(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf);
     if (o->reuseport) setint(fd, SOL_SOCKET, SO_REUSEPORT, 1);
     if (bind(fd, (struct sockaddr *)&local.addr, local.len) != 0) {
