@@ -6,6 +6,31 @@
 #include "bind.h"
 
 #include <string.h>
+/* The timestamp format an Error Estimate's Z bit names (RFC 8762 §4.2.1). */
+static stamp_clock_t ee_clock(const stamp_ee_t *ee)
+{
+    return ee->z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP;
+}
+
+/* The fields both packets open with, read from the table at index 1:
+ * `seq`, `ssid`, `ee` and `timestamp` (in the format `ee` names). */
+static void check_head(lua_State *L, uint32_t *seq, uint16_t *ssid, uint16_t *ee_raw,
+                       stamp_ee_t *ee, uint8_t ts[8])
+{
+    *seq = (uint32_t)opt_int(L, 1, "seq", 0, 0, 0xffffffffLL);
+    *ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
+    check_ee(L, 1, "ee", ee_raw);
+    stamp_ee_unpack(*ee_raw, ee);
+    check_ts(L, 1, "timestamp", ee_clock(ee), ts);
+}
+
+/* Push the n octets an encoder wrote (n is never negative: the buffer fits the auth base). */
+static int push_encoded(lua_State *L, const uint8_t *buf, int n)
+{
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
 /***
  * Encode a Session-Sender test packet.
  * @function encode_test
@@ -19,17 +44,11 @@ static int l_encode_test(lua_State *L)
     stamp_mode_t mode = check_mode(L, 2);
     stamp_test_t p;
     memset(&p, 0, sizeof p);
-    p.seq = (uint32_t)opt_int(L, 1, "seq", 0, 0, 0xffffffffLL);
-    p.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
-    check_ee(L, 1, "ee", &p.ee);
     stamp_ee_t ee;
-    stamp_ee_unpack(p.ee, &ee);
-    check_ts(L, 1, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.ts);
+    check_head(L, &p.seq, &p.ssid, &p.ee, &ee, p.ts);
     check_hmac16(L, 1, p.hmac);
     uint8_t buf[STAMP_AUTH_BASE_LEN];
-    int n = stamp_test_encode(buf, sizeof buf, mode, &p);
-    lua_pushlstring(L, (const char *)buf, (size_t)n);
-    return 1;
+    return push_encoded(L, buf, stamp_test_encode(buf, sizeof buf, mode, &p));
 }
 
 /***
@@ -45,22 +64,73 @@ static int l_encode_reflected(lua_State *L)
     stamp_mode_t mode = check_mode(L, 2);
     stamp_reflected_t p;
     memset(&p, 0, sizeof p);
-    p.seq = (uint32_t)opt_int(L, 1, "seq", 0, 0, 0xffffffffLL);
-    p.ssid = (uint16_t)opt_int(L, 1, "ssid", 0, 0, 0xffff);
+    stamp_ee_t ee, see;
+    check_head(L, &p.seq, &p.ssid, &p.ee, &ee, p.ts);
+    check_ts(L, 1, "rx_timestamp", ee_clock(&ee), p.rx_ts);
     p.sender_seq = (uint32_t)opt_int(L, 1, "sender_seq", 0, 0, 0xffffffffLL);
     p.sender_ttl = (uint8_t)opt_int(L, 1, "sender_ttl", 0, 0, 255);
-    check_ee(L, 1, "ee", &p.ee);
     check_ee(L, 1, "sender_ee", &p.sender_ee);
-    stamp_ee_t ee, see;
-    stamp_ee_unpack(p.ee, &ee);
     stamp_ee_unpack(p.sender_ee, &see);
-    check_ts(L, 1, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.ts);
-    check_ts(L, 1, "rx_timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.rx_ts);
-    check_ts(L, 1, "sender_timestamp", see.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP, p.sender_ts);
+    check_ts(L, 1, "sender_timestamp", ee_clock(&see), p.sender_ts);
     check_hmac16(L, 1, p.hmac);
     uint8_t buf[STAMP_AUTH_BASE_LEN];
-    int n = stamp_reflected_encode(buf, sizeof buf, mode, &p);
-    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return push_encoded(L, buf, stamp_reflected_encode(buf, sizeof buf, mode, &p));
+}
+
+/* A new table with the fields both packets open with: `seq`, `ssid`, `ee`, `timestamp`. */
+static void push_head(lua_State *L, int nrec, uint32_t seq, uint16_t ssid,
+                      const stamp_ee_t *ee, const uint8_t ts[8])
+{
+    lua_createtable(L, 0, nrec);
+    set_int(L, "seq", seq);
+    set_int(L, "ssid", ssid);
+    push_ee(L, ee);
+    lua_setfield(L, -2, "ee");
+    push_ts(L, ts, "timestamp", ee_clock(ee));
+}
+
+static void push_test(lua_State *L, const stamp_test_t *p)
+{
+    stamp_ee_t ee;
+    stamp_ee_unpack(p->ee, &ee);
+    push_head(L, 10, p->seq, p->ssid, &ee, p->ts);
+}
+
+static void push_reflected(lua_State *L, const stamp_reflected_t *p)
+{
+    stamp_ee_t ee, see;
+    stamp_ee_unpack(p->ee, &ee);
+    stamp_ee_unpack(p->sender_ee, &see);
+    push_head(L, 16, p->seq, p->ssid, &ee, p->ts);
+    push_ts(L, p->rx_ts, "rx_timestamp", ee_clock(&ee));
+    set_int(L, "sender_seq", p->sender_seq);
+    push_ts(L, p->sender_ts, "sender_timestamp", ee_clock(&see));
+    push_ee(L, &see);
+    lua_setfield(L, -2, "sender_ee");
+    set_int(L, "sender_ttl", p->sender_ttl);
+}
+
+/* decode_test (reflected == 0) and decode_reflected: the packet's fields, then `hmac`
+ * (auth mode), `length` and `extra` (the octets after the base packet). */
+static int decode(lua_State *L, int reflected)
+{
+    size_t len;
+    const uint8_t *b = (const uint8_t *)luaL_checklstring(L, 1, &len);
+    stamp_mode_t mode = check_mode(L, 2);
+    stamp_test_t t;
+    stamp_reflected_t r;
+    int n = reflected ? stamp_reflected_decode(b, len, mode, &r)
+                      : stamp_test_decode(b, len, mode, &t);
+    if (n < 0) return push_fail(L, n);
+    if (reflected) push_reflected(L, &r);
+    else push_test(L, &t);
+    if (mode == STAMP_MODE_AUTH) {
+        lua_pushlstring(L, (const char *)(reflected ? r.hmac : t.hmac), 16);
+        lua_setfield(L, -2, "hmac");
+    }
+    set_int(L, "length", (long long)len);
+    lua_pushlstring(L, (const char *)b + n, len - (size_t)n);
+    lua_setfield(L, -2, "extra");
     return 1;
 }
 
@@ -73,51 +143,7 @@ static int l_encode_reflected(lua_State *L)
  */
 static int l_decode_test(lua_State *L)
 {
-    size_t len;
-    const uint8_t *b = (const uint8_t *)luaL_checklstring(L, 1, &len);
-    stamp_mode_t mode = check_mode(L, 2);
-    stamp_test_t p;
-    int n = stamp_test_decode(b, len, mode, &p);
-    if (n < 0) return push_fail(L, n);
-    stamp_ee_t ee;
-    stamp_ee_unpack(p.ee, &ee);
-    lua_createtable(L, 0, 10);
-    set_int(L, "seq", p.seq);
-    set_int(L, "ssid", p.ssid);
-    push_ee(L, &ee);
-    lua_setfield(L, -2, "ee");
-    push_ts(L, p.ts, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
-    if (mode == STAMP_MODE_AUTH) {
-        lua_pushlstring(L, (const char *)p.hmac, 16);
-        lua_setfield(L, -2, "hmac");
-    }
-    set_int(L, "length", (long long)len);
-    lua_pushlstring(L, (const char *)b + n, len - (size_t)n);
-    lua_setfield(L, -2, "extra");
-    return 1;
-}
-
-static void push_reflected(lua_State *L, const stamp_reflected_t *p, stamp_mode_t mode)
-{
-    stamp_ee_t ee, see;
-    stamp_ee_unpack(p->ee, &ee);
-    stamp_ee_unpack(p->sender_ee, &see);
-    lua_createtable(L, 0, 16);
-    set_int(L, "seq", p->seq);
-    set_int(L, "ssid", p->ssid);
-    push_ee(L, &ee);
-    lua_setfield(L, -2, "ee");
-    push_ts(L, p->ts, "timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
-    push_ts(L, p->rx_ts, "rx_timestamp", ee.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
-    set_int(L, "sender_seq", p->sender_seq);
-    push_ts(L, p->sender_ts, "sender_timestamp", see.z ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP);
-    push_ee(L, &see);
-    lua_setfield(L, -2, "sender_ee");
-    set_int(L, "sender_ttl", p->sender_ttl);
-    if (mode == STAMP_MODE_AUTH) {
-        lua_pushlstring(L, (const char *)p->hmac, 16);
-        lua_setfield(L, -2, "hmac");
-    }
+    return decode(L, 0);
 }
 
 /***
@@ -129,19 +155,8 @@ static void push_reflected(lua_State *L, const stamp_reflected_t *p, stamp_mode_
  */
 static int l_decode_reflected(lua_State *L)
 {
-    size_t len;
-    const uint8_t *b = (const uint8_t *)luaL_checklstring(L, 1, &len);
-    stamp_mode_t mode = check_mode(L, 2);
-    stamp_reflected_t p;
-    int n = stamp_reflected_decode(b, len, mode, &p);
-    if (n < 0) return push_fail(L, n);
-    push_reflected(L, &p, mode);
-    set_int(L, "length", (long long)len);
-    lua_pushlstring(L, (const char *)b + n, len - (size_t)n);
-    lua_setfield(L, -2, "extra");
-    return 1;
+    return decode(L, 1);
 }
-
 
 /***
  * Error Estimate helpers: pack a table, or unpack an integer.
