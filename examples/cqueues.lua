@@ -6,14 +6,10 @@
 --
 --     lua5.4 examples/cqueues.lua [count] [interval_ms]
 --
--- Run from the repository root after building (`build/`, or `build-luajit/` for LuaJIT).
+-- Run after building (`build/`, or `build-luajit/` for LuaJIT), from any directory.
 -- Loaded with `loadfile("examples/cqueues.lua")("lib")` it returns the drivers instead of running.
-if ... ~= "lib" then -- run as a program from the repository root, after building
-  local jit = rawget(_G, "jit")
-  package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-  package.cpath = (jit and "build-luajit/?.so;" or _VERSION == "Lua 5.4" and "build/?.so;"
-    or "build-" .. _VERSION:sub(5) .. "/?.so;") .. package.cpath
-end
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "_common.lua")
+if ... ~= "lib" then common.setup() end -- run as a program: find lua/ and the build from here
 local cqueues = require "cqueues"
 local stamp = require "stamp"
 
@@ -46,21 +42,15 @@ end
 -- @treturn table results
 -- @treturn table summary (the shape `sender:run` returns)
 function M.sender(s, on_result)
-  local results, acc = {}, stamp.stats.new {}
+  local collect = common.collector(on_result)
   local p = pollable(s)
   while not s:done() do
     local t = s:next_timeout()
     p.timeout = function() return t >= 0 and t / 1000 or nil end
     cqueues.poll(p)
-    local res = assert(s:step(0))
-    for i = 1, #res do
-      acc:add(res[i])
-      results[#results + 1] = res[i]
-      if on_result then on_result(res[i]) end
-    end
+    collect.take(assert(s:step(0)))
   end
-  local summary = acc:finish(s:counters(), false) -- as sender:run: never stopped early here
-  return results, summary
+  return collect.finish(s:counters())
 end
 
 --- Run a reflector and a sender in one controller with a 5 ms "other work" coroutine.
@@ -69,10 +59,8 @@ end
 -- @treturn table summary
 -- @treturn table ticks (`cqueues.monotime()` of every other-work wake-up, seconds)
 function M.pair(o)
-  local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0 })
-  local host, port = r:local_addr()
-  local s = assert(stamp.sender { remote_addr = host, remote_port = port, count = o.count or 200,
-    send_delay = o.send_delay or 10, timeout = 1 })
+  local r, opts = common.loopback(o)
+  local s = assert(stamp.sender(opts))
   local cq = cqueues.new()
   local done, results, summary = false, nil, nil
   local ticks = {}
@@ -94,8 +82,4 @@ function M.pair(o)
 end
 
 if ... == "lib" then return M end
-
-local count, delay = tonumber(arg and arg[1]) or 200, tonumber(arg and arg[2]) or 10
-local _, summary, ticks = M.pair { count = count, send_delay = delay }
-print(string.format("sent %d, received %d, lost %d, RTT median %.3f ms; other coroutine woke %d times",
-  summary.sent, summary.received, summary.lost, (summary.rtt and summary.rtt.median or 0) / 1e6, #ticks))
+common.main(M.pair, "other coroutine woke %d times")

@@ -6,14 +6,10 @@
 --
 --     lua5.4 examples/luv.lua [count] [interval_ms]
 --
--- Run from the repository root after building (`build/`, or `build-luajit/` for LuaJIT).
+-- Run after building (`build/`, or `build-luajit/` for LuaJIT), from any directory.
 -- Loaded with `loadfile("examples/luv.lua")("lib")` it returns the drivers instead of running.
-if ... ~= "lib" then -- run as a program from the repository root, after building
-  local jit = rawget(_G, "jit")
-  package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-  package.cpath = (jit and "build-luajit/?.so;" or _VERSION == "Lua 5.4" and "build/?.so;"
-    or "build-" .. _VERSION:sub(5) .. "/?.so;") .. package.cpath
-end
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "_common.lua")
+if ... ~= "lib" then common.setup() end -- run as a program: find lua/ and the build from here
 local uv = require "luv"
 local stamp = require "stamp"
 
@@ -39,7 +35,7 @@ end
 -- @tparam table o `on_result(r)` per final result, `on_done(results, summary)` at the end,
 --   `on_error(msg)` when a step fails
 function M.sender(s, o)
-  local results, acc = {}, stamp.stats.new {}
+  local collect = common.collector(o.on_result)
   local poll, timer = uv.new_poll(s:fd()), uv.new_timer()
   local finished = false
   local function finish(err)
@@ -52,18 +48,13 @@ function M.sender(s, o)
       if o.on_error then o.on_error(err) else error(err) end
       return
     end
-    local summary = acc:finish(s:counters(), false) -- as sender:run: never stopped early here
-    if o.on_done then o.on_done(results, summary) end
+    if o.on_done then o.on_done(collect.finish(s:counters())) end
   end
   local function pump()
     if finished then return end
     local res, err = s:step(0) -- sends what is due, reads what arrived, never waits
     if not res then return finish(err) end
-    for i = 1, #res do
-      acc:add(res[i])
-      results[#results + 1] = res[i]
-      if o.on_result then o.on_result(res[i]) end
-    end
+    collect.take(res)
     if s:done() then return finish() end
     -- next_timeout() rounds up to whole milliseconds, the resolution of libuv's timers
     timer:start(s:next_timeout(), 0, pump)
@@ -81,10 +72,8 @@ end
 -- @treturn table summary
 -- @treturn table ticks (uv.hrtime() of every other-timer callback, ns)
 function M.pair(o)
-  local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0 })
-  local host, port = r:local_addr()
-  local s = assert(stamp.sender { remote_addr = host, remote_port = port, count = o.count or 200,
-    send_delay = o.send_delay or 10, timeout = 1 })
+  local r, opts = common.loopback(o)
+  local s = assert(stamp.sender(opts))
   local stop_reflector = M.reflector(r)
   local ticks, results, summary = {}, nil, nil
   local other = uv.new_timer()
@@ -110,8 +99,4 @@ function M.pair(o)
 end
 
 if ... == "lib" then return M end
-
-local count, delay = tonumber(arg and arg[1]) or 200, tonumber(arg and arg[2]) or 10
-local _, summary, ticks = M.pair { count = count, send_delay = delay }
-print(string.format("sent %d, received %d, lost %d, RTT median %.3f ms; other timer fired %d times",
-  summary.sent, summary.received, summary.lost, (summary.rtt and summary.rtt.median or 0) / 1e6, #ticks))
+common.main(M.pair, "other timer fired %d times")

@@ -7,14 +7,10 @@
 --
 --     lua5.4 examples/luv_machine.lua [count] [interval_ms]
 --
--- Run from the repository root after building (`build/`, or `build-luajit/` for LuaJIT).
+-- Run after building (`build/`, or `build-luajit/` for LuaJIT), from any directory.
 -- Loaded with `loadfile("examples/luv_machine.lua")("lib")` it returns the driver instead of running.
-if ... ~= "lib" then -- run as a program from the repository root, after building
-  local jit = rawget(_G, "jit")
-  package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-  package.cpath = (jit and "build-luajit/?.so;" or _VERSION == "Lua 5.4" and "build/?.so;"
-    or "build-" .. _VERSION:sub(5) .. "/?.so;") .. package.cpath
-end
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "_common.lua")
+if ... ~= "lib" then common.setup() end -- run as a program: find lua/ and the build from here
 local uv = require "luv"
 local stamp = require "stamp"
 local core = stamp.core
@@ -22,23 +18,16 @@ local core = stamp.core
 local M = {}
 
 --- Measure with a sender machine over a libuv UDP socket.
--- @tparam table o `host`, `port`, and the options of `stamp.sender_machine` (`count`, `send_delay`, ...);
---   `on_done(results, summary)` at the end
-function M.sender(o)
-  local cfg = {}
-  for k, v in pairs(o) do if k ~= "host" and k ~= "port" and k ~= "on_done" then cfg[k] = v end end
-  cfg.remote_addr, cfg.remote_port = o.host, o.port
-  local m = assert(stamp.sender_machine(cfg))
+-- @tparam table o the options of `stamp.sender_machine` (`remote_addr`, `remote_port`, `count`,
+--   `send_delay`, ...)
+-- @tparam function on_done called with the results and the summary at the end
+function M.sender(o, on_done)
+  local m = assert(stamp.sender_machine(o))
+  local host, port = o.remote_addr, o.remote_port
   local udp, timer = uv.new_udp(), uv.new_timer()
-  assert(udp:bind(o.host:find(":") and "::" or "0.0.0.0", 0))
-  local results, acc, finished = {}, stamp.stats.new {}, false
-
-  local function take(res)
-    for i = 1, #res do
-      if not res[i].aborted then acc:add(res[i]) end
-      results[#results + 1] = res[i]
-    end
-  end
+  assert(udp:bind(host:find(":") and "::" or "0.0.0.0", 0))
+  local collect, finished = common.collector(), false
+  local take = collect.take
 
   local function finish()
     finished = true
@@ -46,8 +35,7 @@ function M.sender(o)
     udp:close()
     timer:stop()
     timer:close()
-    local summary = acc:finish(m:counters(), false) -- as sender:run
-    o.on_done(results, summary)
+    on_done(collect.finish(m:counters()))
   end
 
   local function pump()
@@ -55,7 +43,7 @@ function M.sender(o)
     while m:due(core.mono()) do
       local pkt = m:build(core.mono(), core.now()) -- T1 right before the send
       if not pkt then break end
-      if not udp:try_send(pkt, o.host, o.port) then m:tx_error() end
+      if not udp:try_send(pkt, host, port) then m:tx_error() end
     end
     take(m:expire(core.mono()))
     if m:done() then return finish() end
@@ -69,7 +57,6 @@ function M.sender(o)
     local r = m:reply(data, core.now(), nil, nil, addr and addr.ip, addr and addr.port)
     if r then take({ r }) end
     pump() -- expire() moves the machine past answered packets; the next deadline changes
-
   end)
   pump()
 end
@@ -80,29 +67,23 @@ end
 -- @treturn table summary
 -- @treturn table ticks (`uv.hrtime()` of each other-timer callback, ns)
 function M.pair(o)
-  local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0 })
-  local host, port = r:local_addr()
+  local r, opts = common.loopback(o)
   local poll = uv.new_poll(r:fd())
   poll:start("r", function() assert(r:step(0)) end)
   local ticks, other = {}, uv.new_timer()
   other:start(o.tick or 5, o.tick or 5, function() ticks[#ticks + 1] = uv.hrtime() end)
   local results, summary
-  M.sender { host = host, port = port, count = o.count or 200, send_delay = o.send_delay or 10, timeout = 1,
-    on_done = function(res, sum)
-      results, summary = res, sum
-      other:stop()
-      other:close()
-      poll:stop()
-      poll:close()
-    end }
+  M.sender(opts, function(res, sum)
+    results, summary = res, sum
+    other:stop()
+    other:close()
+    poll:stop()
+    poll:close()
+  end)
   uv.run()
   r:close()
   return results, summary, ticks
 end
 
 if ... == "lib" then return M end
-
-local count, delay = tonumber(arg and arg[1]) or 200, tonumber(arg and arg[2]) or 10
-local _, summary, ticks = M.pair { count = count, send_delay = delay }
-print(string.format("sent %d, received %d, lost %d, RTT median %.3f ms; other timer fired %d times",
-  summary.sent, summary.received, summary.lost, (summary.rtt and summary.rtt.median or 0) / 1e6, #ticks))
+common.main(M.pair, "other timer fired %d times")

@@ -115,6 +115,12 @@ describe("the luv and cqueues examples as programs", function()
       assert.equal(0, code, err)
       assert.truthy(out:find("sent 20, received 20, lost 0", 1, true), out)
     end)
+    it("examples/" .. name .. ".lua runs from another directory (it finds lua/ and build/ from its own path)", function()
+      local abs = ROOT:sub(1, 1) == "/" and ROOT or assert(os.getenv("PWD")) .. "/" .. ROOT
+      local code, out, err = h.run("cd / && lua5.4 '" .. abs .. "/examples/" .. name .. ".lua' 5 5")
+      assert.equal(0, code, err)
+      assert.truthy(out:find("sent 5, received 5, lost 0", 1, true), out)
+    end)
   end
 end)
 
