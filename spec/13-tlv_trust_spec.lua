@@ -5,33 +5,10 @@
 local stamp = require "stamp"
 local codec = stamp.codec
 local h = require "helper"
-local socket = require "socket"
 
 local KEY = h.hex(string.rep("5a", 32))
 
--- Send `pkt` from a luasocket UDP socket to an in-process reflector; collect replies for `wait` seconds.
-local function exchange(rcfg, pkt, o)
-  o = o or {}
-  rcfg.local_addr = rcfg.local_addr or "127.0.0.1"
-  rcfg.local_port = 0
-  local r = assert(stamp.reflector(rcfg))
-  local _, port = r:local_addr()
-  local u = o.family6 and socket.udp6() or socket.udp()
-  u:setsockname(o.client or "127.0.0.1", 0)
-  u:settimeout(0)
-  assert(u:sendto(pkt, o.to or "127.0.0.1", port))
-  local replies = {}
-  local t0 = socket.gettime()
-  repeat
-    r:step(5)
-    local d, from = u:receivefrom()
-    if d then replies[#replies + 1] = { data = d, from = from } end
-  until socket.gettime() - t0 > (o.wait or 0.15)
-  u:close()
-  local c = r:counters()
-  r:close()
-  return replies, c
-end
+local exchange = h.exchange -- hand-built octets to an in-process reflector (spec/helper.lua)
 
 local function hmac_tlv(seq4, covered)
   return h.hex("80080010") .. codec.hmac(KEY, seq4 .. covered)
@@ -126,11 +103,8 @@ end)
 
 describe("trust: the sender in authenticated mode", function()
   it("adds an HMAC TLV after its TLVs (before trailing Extra Padding), signed over seq + TLVs", function()
-    local u = socket.udp()
-    u:setsockname("127.0.0.1", 0)
-    u:settimeout(1)
-    local _, port = u:getsockname()
-    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = tonumber(port), count = 1, send_delay = 1,
+    local u, port = h.udp_peer(1)
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 1, send_delay = 1,
       timeout = 0.05, auth = true, key = KEY, tlvs = { stamp.tlv.cos { dscp = 8 }, stamp.tlv.raw { type = 1, value = "pppp" } } })
     s:run()
     s:close()

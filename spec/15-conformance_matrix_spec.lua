@@ -2,7 +2,6 @@
 -- a few base rules of RFC 8762 / RFC 8972 that the matrix cites are pinned here.
 local stamp = require "stamp"
 local h = require "helper"
-local socket = require "socket"
 
 local CHECK = "lua5.4 " .. h.ROOT .. "/scripts/check-conformance.lua"
 
@@ -43,19 +42,10 @@ end)
 
 describe("RFC 8762 base rules cited by the matrix", function()
   it("a sender with an SSID accepts replies with SSID 0 (a legacy reflector) and drops another non-zero SSID", function()
-    local u = socket.udp()
-    u:setsockname("127.0.0.1", 0)
-    u:settimeout(0)
-    local _, port = u:getsockname()
-    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = tonumber(port), count = 2, send_delay = 1,
+    local u, port = h.udp_peer()
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 2, send_delay = 1,
       timeout = 0.3, ssid = 7 })
-    local results = s:run { pump = function()
-      local data, ip, p = u:receivefrom()
-      if not data then return end
-      local t = stamp.codec.decode_test(data)
-      u:sendto(stamp.codec.encode_reflected { seq = t.seq, sender_seq = t.seq, ssid = t.seq == 0 and 0 or 9,
-        sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee, timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }, ip, p)
-    end }
+    local results = s:run { pump = h.hand_reflector(u, function(t) return { ssid = t.seq == 0 and 0 or 9 } end) }
     local c = s:counters()
     s:close()
     u:close()
@@ -66,19 +56,10 @@ describe("RFC 8762 base rules cited by the matrix", function()
   end)
 
   it("drop_ssid_zero (--drop-ssid-zero): replies with SSID 0 are dropped as invalid", function()
-    local u = socket.udp()
-    u:setsockname("127.0.0.1", 0)
-    u:settimeout(0)
-    local _, port = u:getsockname()
-    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = tonumber(port), count = 2, send_delay = 1,
+    local u, port = h.udp_peer()
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 2, send_delay = 1,
       timeout = 0.3, ssid = 7, drop_ssid_zero = true })
-    s:run { pump = function()
-      local data, ip, p = u:receivefrom()
-      if not data then return end
-      local t = stamp.codec.decode_test(data)
-      u:sendto(stamp.codec.encode_reflected { seq = t.seq, sender_seq = t.seq, ssid = t.seq == 0 and 0 or 7,
-        sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee, timestamp = stamp.core.now(), rx_timestamp = stamp.core.now() }, ip, p)
-    end }
+    s:run { pump = h.hand_reflector(u, function(t) return { ssid = t.seq == 0 and 0 or 7 } end) }
     local c = s:counters()
     s:close()
     u:close()
@@ -95,11 +76,8 @@ describe("RFC 8762 base rules cited by the matrix", function()
   end)
 
   it("the sender numbers packets from 0 up by one, sends MBZ as zero and its SSID in every packet", function()
-    local u = socket.udp()
-    u:setsockname("127.0.0.1", 0)
-    u:settimeout(1)
-    local _, port = u:getsockname()
-    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = tonumber(port), count = 3, send_delay = 1,
+    local u, port = h.udp_peer(1)
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 3, send_delay = 1,
       timeout = 0.05, ssid = 0x0102 })
     s:run()
     s:close()

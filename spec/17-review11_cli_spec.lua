@@ -2,52 +2,43 @@
 -- and its flags. docs/conformance/ names these specs.
 local h = require "helper"
 
--- Start the scripted reflector in MODE on a free port; returns pid, output file, port.
-local function fake(mode)
-  local port = h.free_port()
-  local pid, out = h.spawn("lua5.4 " .. h.ROOT .. "/spec/tools/fake_reflector.lua " .. mode .. " " .. port .. " 10")
-  assert(h.wait_for(out, "listening", 5), "fake reflector did not start: " .. h.slurp(out))
-  return pid, out, port
-end
-
 local function sender(port, args)
   return h.run(h.STAMP .. " -r 127.0.0.1 -p " .. port .. " -c 3 -d 10 -L 0.5 -q " .. args)
 end
 
+-- `sender(port, args)` (then `sender(port, args2)`) against the scripted reflector
+-- (spec/tools/fake_reflector.lua) in MODE: code, stdout, stderr of each.
+local function against(mode, args, args2)
+  return h.with_fake_reflector(mode, function(port)
+    local code, so, se = sender(port, args)
+    if not args2 then return code, so, se end
+    return code, so, se, sender(port, args2)
+  end)
+end
+
 describe("stamp -R against TWAMP-Light replies (review 11, item 4)", function()
   local function light_r(mode)
-      local pid, out, port = fake(mode)
-      local code, so, se = sender(port, "-R")
-      h.stop(pid) os.remove(out)
+      local code, so, se = against(mode, "-R")
       assert.equal(0, code, se)
       assert.equal("", se)
-      local n = 0
-      for line in so:gmatch("[^\n]+") do
-        if line:match("^seq=%d+ rtt=") then
-          n = n + 1
-          assert.truthy(line:find(" ttl=? ", 1, true), line)
-        end
+      local lines = h.lines_matching(so, "^seq=%d+ rtt=")
+      assert.equal(3, #lines, so)
+      for _, line in ipairs(lines) do
+        assert.truthy(line:find(" ttl=? ", 1, true), line)
       end
-      assert.equal(3, n, so)
   end
   it("light36: -R prints ttl=? (Sender TTL unknown) and does not crash", function() light_r("light36") end)
   it("light38: -R prints ttl=? (Sender TTL unknown) and does not crash", function() light_r("light38") end)
 
   it("light36: JSON lines carry ttl null, CSV an empty ttl column", function()
-    local pid, out, port = fake("light36")
-    local code, so, se = sender(port, "--output-format jsonl")
-    local code2, so2 = sender(port, "--output-format csv")
-    h.stop(pid) os.remove(out)
+    local code, so, se, code2, so2 = against("light36", "--output-format jsonl", "--output-format csv")
     assert.equal(0, code, se)
     assert.equal(0, code2)
-    local n = 0
-    for line in so:gmatch("[^\n]+") do
-      if line:find('"type":"packet"', 1, true) then
-        n = n + 1
-        assert.truthy(line:find('"ttl":null', 1, true), line)
-      end
+    local lines = h.lines_matching(so, '"type":"packet"')
+    assert.equal(3, #lines)
+    for _, line in ipairs(lines) do
+      assert.truthy(line:find('"ttl":null', 1, true), line)
     end
-    assert.equal(3, n)
     local hdr = so2:match("^([^\n]+)")
     local col
     local i = 0
@@ -68,18 +59,14 @@ end)
 
 describe("--drop-ssid-zero (review 11, item 5)", function()
   it("is a plain flag: against a legacy reflector (SSID 0 in replies) every reply is dropped", function()
-    local pid, out, port = fake("light38") -- replies carry SSID 0
-    local code, so, se = sender(port, "--ssid 7 --drop-ssid-zero --output-format json")
-    h.stop(pid) os.remove(out)
+    local code, so, se = against("light38", "--ssid 7 --drop-ssid-zero --output-format json") -- replies carry SSID 0
     assert.equal("", se:gsub("[^\n]*Warning[^\n]*\n?", ""))
     assert.truthy(so:find('"received":0', 1, true), so)
     assert.not_equal(0, code)
   end)
 
   it("without it the same replies are accepted", function()
-    local pid, out, port = fake("light38")
-    local code, so, se = sender(port, "--ssid 7 --output-format json")
-    h.stop(pid) os.remove(out)
+    local code, so, se = against("light38", "--ssid 7 --output-format json")
     assert.equal(0, code, se)
     assert.truthy(so:find('"received":3', 1, true), so)
   end)
@@ -104,37 +91,26 @@ end)
 
 describe("CLI output keeps ignored TLVs out of tlvs (review 11, item 15)", function()
   it("a Direct Measurement TLV marked I: JSON tlvs empty (I spoils every TLV), tlv_ignored 2; -R shows it", function()
-    local pid, out, port = fake("dm_i")
-    local code, so, se = sender(port, "--direct-measurement --cos --output-format jsonl")
-    local code2, so2 = sender(port, "--direct-measurement -R")
-    h.stop(pid) os.remove(out)
+    local code, so, se, code2, so2 = against("dm_i", "--direct-measurement --cos --output-format jsonl", "--direct-measurement -R")
     assert.equal(0, code, se)
     assert.equal(0, code2)
-    local n = 0
-    for line in so:gmatch("[^\n]+") do
-      if line:find('"type":"packet"', 1, true) then
-        n = n + 1
-        assert.falsy(line:find("direct_measurement", 1, true), line)
-        assert.falsy(line:find('"cos"', 1, true), line)
-        assert.truthy(line:find('"tlv_ignored":2', 1, true), line)
-      end
+    local lines = h.lines_matching(so, '"type":"packet"')
+    assert.equal(3, #lines)
+    for _, line in ipairs(lines) do
+      assert.falsy(line:find("direct_measurement", 1, true), line)
+      assert.falsy(line:find('"cos"', 1, true), line)
+      assert.truthy(line:find('"tlv_ignored":2', 1, true), line)
     end
-    assert.equal(3, n)
-    local m = 0
-    for line in so2:gmatch("[^\n]+") do
-      if line:match("^seq=%d+ rtt=") then
-        m = m + 1
-        assert.truthy(line:find("tlv_ignored=1", 1, true), line)
-        assert.falsy(line:find("r_rxc=1000", 1, true), line)
-      end
+    local lines2 = h.lines_matching(so2, "^seq=%d+ rtt=")
+    assert.equal(3, #lines2)
+    for _, line in ipairs(lines2) do
+      assert.truthy(line:find("tlv_ignored=1", 1, true), line)
+      assert.falsy(line:find("r_rxc=1000", 1, true), line)
     end
-    assert.equal(3, m)
   end)
 
   it("usable TLVs are still in tlvs, with no tlv_ignored", function()
-    local pid, out, port = fake("dm_neg")
-    local code, so, se = sender(port, "--timestamp-info --output-format jsonl")
-    h.stop(pid) os.remove(out)
+    local code, so, se = against("dm_neg", "--timestamp-info --output-format jsonl")
     assert.equal(0, code, se)
     local line = so:match('[^\n]*"type":"packet"[^\n]*')
     assert.truthy(line and line:find('"timestamp_info"', 1, true), so)
@@ -144,10 +120,8 @@ end)
 
 describe("Poisson schedule with a type 12 burst (review 11, item 13; RFC 10052 5 SHOULD NOT)", function()
   it("--schedule poisson with a burst: one warning line on stderr naming the chance of an overlap, run goes on", function()
-    local pid, out, port = fake("light38")
-    local code, so, se = sender(port, "--schedule poisson --reflected-count 5 --reflected-interval-ns 1000000 "
+    local code, so, se = against("light38", "--schedule poisson --reflected-count 5 --reflected-interval-ns 1000000 "
       .. "--output-format json")
-    h.stop(pid) os.remove(out)
     assert.equal(0, code, se)
     assert.equal(1, select(2, se:gsub("\n", "")), se)
     assert.truthy(se:find("^stamp: warning: %-%-schedule poisson"), se)
@@ -157,20 +131,14 @@ describe("Poisson schedule with a type 12 burst (review 11, item 13; RFC 10052 5
   end)
 
   it("periodic with the same burst, or poisson without a burst: no warning", function()
-    local pid, out, port = fake("light38")
-    local c1, _, e1 = sender(port, "--reflected-count 5 --reflected-interval-ns 1000000")
-    local c2, _, e2 = sender(port, "--schedule poisson --reflected-count 1")
-    h.stop(pid) os.remove(out)
+    local c1, _, e1, c2, _, e2 = against("light38", "--reflected-count 5 --reflected-interval-ns 1000000", "--schedule poisson --reflected-count 1")
     assert.same({ 0, "", 0, "" }, { c1, e1, c2, e2 })
   end)
 end)
 
 describe("RFC 9534 3.2 on the sender: only confirmed Micro-session replies count (review 11, item 14)", function()
   local function run(mode)
-    local pid, out, port = fake(mode)
-    local code, so, se = sender(port, "--micro-session-id 5:7 --output-format json")
-    h.stop(pid) os.remove(out)
-    return code, so, se
+    return against(mode, "--micro-session-id 5:7 --output-format json")
   end
 
   it("a reply without the Micro-session ID TLV is dropped and counted in drop_invalid", function()
@@ -197,9 +165,7 @@ end)
 
 describe("loss direction from Direct Measurement is sanity-checked (review 11, item 6)", function()
   it("counters implying negative loss (R_RxC = R_TxC = 1000 after 3 packets) make the direction invalid", function()
-    local pid, out, port = fake("dm_neg")
-    local code, so, se = sender(port, "--direct-measurement --output-format json")
-    h.stop(pid) os.remove(out)
+    local code, so, se = against("dm_neg", "--direct-measurement --output-format json")
     assert.equal(0, code, se)
     local dir = so:match('"direction":(%b{})')
     assert.truthy(dir, so)

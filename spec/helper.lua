@@ -136,4 +136,95 @@ function M.bad_flag_cases(it, cases) -- busted gives each spec file its own `it`
   end
 end
 
+
+-- Hand-built exchanges: octets we write ourselves against our reflector or sender.
+
+-- A luasocket UDP socket on an ephemeral loopback port (127.0.0.1, or ::1 with `family6`),
+-- receive timeout `timeout` seconds (0: never waits); returns it and its port.
+function M.udp_peer(timeout, family6)
+  local socket = require "socket"
+  local u = family6 and socket.udp6() or socket.udp()
+  assert(u:setsockname(family6 and "::1" or "127.0.0.1", 0))
+  u:settimeout(timeout or 0)
+  local _, port = u:getsockname()
+  return u, tonumber(port)
+end
+
+-- Send `pkt` from a luasocket UDP socket to an in-process reflector made with `rcfg` (on
+-- 127.0.0.1 unless `rcfg.local_addr` says otherwise, ephemeral port) and collect what comes
+-- back for `o.wait` seconds (0.15). `o.family6` (an IPv6 client socket), `o.client` (its
+-- address, 127.0.0.1), `o.to` (where to send, 127.0.0.1). Returns the replies
+-- ({ data =, from = } each) and the reflector's counters.
+function M.exchange(rcfg, pkt, o)
+  local stamp, socket = require "stamp", require "socket"
+  o = o or {}
+  rcfg.local_addr = rcfg.local_addr or "127.0.0.1"
+  rcfg.local_port = 0
+  local r = assert(stamp.reflector(rcfg))
+  local _, port = r:local_addr()
+  local u = o.family6 and socket.udp6() or socket.udp()
+  u:setsockname(o.client or "127.0.0.1", 0)
+  u:settimeout(0)
+  assert(u:sendto(pkt, o.to or "127.0.0.1", port))
+  local replies = {}
+  local t0 = socket.gettime()
+  repeat
+    r:step(5)
+    local d, from = u:receivefrom()
+    if d then replies[#replies + 1] = { data = d, from = from } end
+  until socket.gettime() - t0 > (o.wait or 0.15)
+  u:close()
+  local c = r:counters()
+  r:close()
+  return replies, c
+end
+
+-- A `pump` for `sender:run` that plays a hand-made reflector on the socket `u` (`udp_peer`):
+-- each test packet waiting there is answered with `stamp.codec.encode_reflected` of what a
+-- reflector must send (`seq` and `sender_seq` = the packet's, its Timestamp and Error Estimate
+-- echoed, T2 = T3 = now), with the fields `fields(t)` returns put over them (t: the decoded
+-- test packet).
+function M.hand_reflector(u, fields)
+  local stamp = require "stamp"
+  return function()
+    local data, ip, p = u:receivefrom()
+    if not data then return end
+    local t = stamp.codec.decode_test(data)
+    local now = stamp.core.now()
+    local f = { seq = t.seq, sender_seq = t.seq, sender_timestamp_raw = t.timestamp_raw, sender_ee = t.ee,
+      timestamp = now, rx_timestamp = now }
+    for k, v in pairs(fields and fields(t) or {}) do f[k] = v end
+    u:sendto(stamp.codec.encode_reflected(f), ip, p)
+  end
+end
+
+-- Run `fn(port)` against the scripted reflector `spec/tools/fake_reflector.lua MODE` on a free
+-- port; the reflector is stopped (and its output file removed) whatever fn does. Returns fn's values.
+function M.with_fake_reflector(mode, fn)
+  local port = M.free_port()
+  local pid, out = M.spawn("lua5.4 " .. M.ROOT .. "/spec/tools/fake_reflector.lua " .. mode .. " " .. port .. " 10")
+  if not M.wait_for(out, "listening", 5) then
+    local log = M.slurp(out)
+    M.stop(pid)
+    os.remove(out)
+    error("fake reflector did not start: " .. log, 2)
+  end
+  local function finish(ok, ...)
+    M.stop(pid)
+    os.remove(out)
+    if not ok then error((...), 0) end
+    return ...
+  end
+  return finish(pcall(fn, port))
+end
+
+-- The lines of `text` that match the Lua pattern `pattern` (e.g. '"type":"packet"', "^seq=%d+ rtt=").
+function M.lines_matching(text, pattern)
+  local lines = {}
+  for line in text:gmatch("[^\n]+") do
+    if line:find(pattern) then lines[#lines + 1] = line end
+  end
+  return lines
+end
+
 return M
