@@ -280,18 +280,10 @@ function _M.measure(o)
     end
   end
   sock:close()
-  -- the summary as `sender:run` completes it
-  local ctr = m:counters()
-  local summary = acc:summary(ctr)
-  summary.interrupted = interrupted
+  -- the summary as `sender:run` completes it (`stamp.stats.finish`)
+  local summary = acc:finish(m:counters(), interrupted)
   -- receive errors: in the summary when there were any (`sender:run` has no such count)
   if rx_errors > 0 then summary.rx_errors = rx_errors end
-  summary.aborted = ctr.aborted or 0
-  if summary.aborted > 0 then
-    summary.lost = summary.sent - summary.received - summary.aborted
-    local n = summary.sent - summary.aborted
-    summary.loss_pct = n > 0 and 100 * summary.lost / n or 0
-  end
   return results, summary
 end
 
