@@ -2,6 +2,7 @@
 #ifndef STAMP_INTERNAL_H
 #define STAMP_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -46,5 +47,19 @@ STAMP_HIDDEN int stamp_addr_from_octets(stamp_addr_t *out, const uint8_t *oct, i
 STAMP_HIDDEN int stamp_local_addrs(uint8_t (*addrs)[16], uint8_t *lens, int max);
 
 STAMP_HIDDEN void stamp_clock_refresh(stamp_clockstate_t *cs, stamp_clock_t clock, stamp_ns_t mono, int force);
+
+/* metrics.c: the processing-time histogram of one reflector worker thread, kept in
+ * that worker's engine (single writer: the worker; the metrics render the sum). */
+#define STAMP_PROC_BUCKETS 14 /* 13 finite buckets and +Inf, as in metrics.c */
+typedef struct {
+    _Atomic uint64_t counts[STAMP_PROC_BUCKETS];
+    _Atomic int64_t sum_ns;
+} stamp_proc_hist_t;
+STAMP_HIDDEN void stamp_proc_observe(stamp_proc_hist_t *h, stamp_ns_t ns, unsigned packets);
+/* reflector.c: add the worker threads' histograms (not the first engine's) into counts, *sum_ns. */
+STAMP_HIDDEN void stamp_reflector_proc_add(const stamp_reflector_t *r, uint64_t *counts, int64_t *sum_ns);
+/* metrics.c: an engine is being freed: every metrics object attached to it lets go of it
+ * (under the lock the HTTP thread renders with), so no scrape reads freed memory. */
+STAMP_HIDDEN void stamp_metrics_forget(const void *engine);
 
 #endif

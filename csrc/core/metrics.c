@@ -6,7 +6,11 @@
  * Threads: one writer (the packet thread) updates the histograms with relaxed
  * atomic loads and stores (no lock, no read-modify-write, no allocation); any
  * number of readers (the HTTP thread, a Lua host) render snapshots. Engine
- * counters are read through stamp_reflector_counters()/stamp_sender_counters().
+ * counters are read through stamp_reflector_counters()/stamp_sender_counters(),
+ * under a lock that stamp_reflector_free()/stamp_sender_free() take too: a freed
+ * engine is first detached from every metrics object (they then render zeros).
+ * With reflector workers, each worker thread keeps its own processing-time
+ * histogram in its engine; the rendered one is the sum over all of them.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -47,6 +51,7 @@ typedef struct {
 } hist_t;
 
 struct stamp_metrics {
+    struct stamp_metrics *next; /* every live metrics object, under g_lock */
     stamp_metrics_role_t role;
     const stamp_reflector_t *refl;
     const stamp_sender_t *snd;
@@ -57,6 +62,22 @@ struct stamp_metrics {
     struct MHD_Daemon *httpd;
     int listen_fd;
 };
+
+_Static_assert(sizeof PROC_NS / sizeof PROC_NS[0] + 1 == STAMP_PROC_BUCKETS, "worker histogram buckets");
+
+/* g_lock guards g_all and every m->refl / m->snd, and is held while an engine's counters are read */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static stamp_metrics_t *g_all;
+
+void stamp_metrics_forget(const void *engine)
+{
+    pthread_mutex_lock(&g_lock);
+    for (stamp_metrics_t *m = g_all; m; m = m->next) {
+        if ((const void *)m->refl == engine) m->refl = NULL;
+        if ((const void *)m->snd == engine) m->snd = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
 
 static void hist_init(hist_t *h, const int64_t *b, const char *const *le, int n)
 {
@@ -82,6 +103,17 @@ static void hist_observe(hist_t *h, int64_t ns, uint64_t times)
                           memory_order_relaxed);
 }
 
+void stamp_proc_observe(stamp_proc_hist_t *h, stamp_ns_t ns, unsigned packets)
+{
+    if (!packets) return;
+    int64_t per = ns / (int64_t)packets;
+    int i = 0, n = (int)(sizeof PROC_NS / sizeof PROC_NS[0]);
+    while (i < n && per > PROC_NS[i]) i++;
+    bump(&h->counts[i], packets);
+    atomic_store_explicit(&h->sum_ns, atomic_load_explicit(&h->sum_ns, memory_order_relaxed) + per * (int64_t)packets,
+                          memory_order_relaxed);
+}
+
 int stamp_metrics_new(stamp_metrics_role_t role, stamp_metrics_t **out)
 {
     *out = NULL;
@@ -97,6 +129,10 @@ int stamp_metrics_new(stamp_metrics_role_t role, stamp_metrics_t **out)
     for (int i = 0; i < STAMP_METRICS_EXTRA_MAX; i++) atomic_init(&m->extra[i], 0);
     for (int i = 0; i < 8; i++) atomic_init(&m->snd_pub[i], 0);
     atomic_init(&m->snd_published, 0);
+    pthread_mutex_lock(&g_lock);
+    m->next = g_all;
+    g_all = m;
+    pthread_mutex_unlock(&g_lock);
     *out = m;
     return 0;
 }
@@ -105,11 +141,29 @@ void stamp_metrics_free(stamp_metrics_t *m)
 {
     if (!m) return;
     stamp_metrics_stop(m);
+    pthread_mutex_lock(&g_lock);
+    for (stamp_metrics_t **p = &g_all; *p; p = &(*p)->next)
+        if (*p == m) {
+            *p = m->next;
+            break;
+        }
+    pthread_mutex_unlock(&g_lock);
     free(m);
 }
 
-void stamp_metrics_attach_reflector(stamp_metrics_t *m, const stamp_reflector_t *r) { m->refl = r; }
-void stamp_metrics_attach_sender(stamp_metrics_t *m, const stamp_sender_t *s) { m->snd = s; }
+void stamp_metrics_attach_reflector(stamp_metrics_t *m, const stamp_reflector_t *r)
+{
+    pthread_mutex_lock(&g_lock);
+    m->refl = r;
+    pthread_mutex_unlock(&g_lock);
+}
+
+void stamp_metrics_attach_sender(stamp_metrics_t *m, const stamp_sender_t *s)
+{
+    pthread_mutex_lock(&g_lock);
+    m->snd = s;
+    pthread_mutex_unlock(&g_lock);
+}
 
 void stamp_metrics_observe_processing(stamp_metrics_t *m, stamp_ns_t ns, unsigned packets)
 {
@@ -191,11 +245,13 @@ static void seconds(out_t *o, int64_t ns)
     put(o, "%lld.%09lld", (long long)(ns / STAMP_NS_PER_SEC), (long long)(ns % STAMP_NS_PER_SEC));
 }
 
-static void histogram(out_t *o, const char *name, const char *help, const hist_t *h)
+/* add: counts of the same buckets to add (reflector workers), or NULL */
+static void histogram_plus(out_t *o, const char *name, const char *help, const hist_t *h, const uint64_t *add,
+                           int64_t add_sum)
 {
     uint64_t c[HIST_MAX + 1], cum = 0;
-    for (int i = 0; i <= h->n; i++) c[i] = atomic_load_explicit(&h->counts[i], memory_order_relaxed);
-    int64_t sum = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+    for (int i = 0; i <= h->n; i++) c[i] = atomic_load_explicit(&h->counts[i], memory_order_relaxed) + (add ? add[i] : 0);
+    int64_t sum = atomic_load_explicit(&h->sum_ns, memory_order_relaxed) + add_sum;
     head(o, name, "histogram", help);
     for (int i = 0; i < h->n; i++) {
         cum += c[i];
@@ -205,6 +261,11 @@ static void histogram(out_t *o, const char *name, const char *help, const hist_t
     put(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum ", name, (unsigned long long)cum, name);
     seconds(o, sum);
     put(o, "\n%s_count %llu\n", name, (unsigned long long)cum);
+}
+
+static void histogram(out_t *o, const char *name, const char *help, const hist_t *h)
+{
+    histogram_plus(o, name, help, h, NULL, 0);
 }
 
 typedef struct {
@@ -221,8 +282,15 @@ static void family(out_t *o, const char *name, const char *help, const char *lab
 static void render_reflector(const stamp_metrics_t *m, out_t *o)
 {
     stamp_reflector_counters_t c;
+    uint64_t wc[STAMP_PROC_BUCKETS] = {0};
+    int64_t wsum = 0;
     memset(&c, 0, sizeof c);
-    if (m->refl) stamp_reflector_counters(m->refl, &c);
+    pthread_mutex_lock(&g_lock);
+    if (m->refl) {
+        stamp_reflector_counters(m->refl, &c);
+        stamp_reflector_proc_add(m->refl, wc, &wsum);
+    }
+    pthread_mutex_unlock(&g_lock);
     scalar(o, "stamp_reflector_packets_received_total", "counter", "Test packets received by the Session-Reflector.",
            c.rx);
     scalar(o, "stamp_reflector_packets_reflected_total", "counter", "Reflected test packets sent.", c.reflected);
@@ -262,7 +330,8 @@ static void render_reflector(const stamp_metrics_t *m, out_t *o)
     };
     family(o, "stamp_reflector_tlv_errors_total", "Test packets with a TLV flagged U, M or I, by flag.", "flag", tlv,
            3);
-    histogram(o, "stamp_reflector_processing_seconds", "Time the reflector spends on one test packet.", &m->proc);
+    histogram_plus(o, "stamp_reflector_processing_seconds", "Time the reflector spends on one test packet.", &m->proc,
+                   wc, wsum);
 }
 
 static void render_sender(const stamp_metrics_t *m, out_t *o)
@@ -274,8 +343,10 @@ static void render_sender(const stamp_metrics_t *m, out_t *o)
         for (int i = 0; i < 8; i++) v[i] = atomic_load_explicit(&m->snd_pub[i], memory_order_relaxed);
         c.sent = v[0], c.received = v[1], c.lost = v[2], c.duplicates = v[3], c.late = v[4], c.drop_hmac = v[5],
         c.drop_invalid = v[6], c.tx_errors = v[7];
-    } else if (m->snd) {
-        stamp_sender_counters(m->snd, &c);
+    } else {
+        pthread_mutex_lock(&g_lock);
+        if (m->snd) stamp_sender_counters(m->snd, &c);
+        pthread_mutex_unlock(&g_lock);
     }
     scalar(o, "stamp_sender_packets_sent_total", "counter", "Test packets sent by the Session-Sender.", c.sent);
     scalar(o, "stamp_sender_packets_received_total", "counter", "Replies matched to a test packet in time.",
@@ -284,6 +355,8 @@ static void render_sender(const stamp_metrics_t *m, out_t *o)
            c.lost);
     scalar(o, "stamp_sender_packets_duplicated_total", "counter", "Duplicate replies.", c.duplicates);
     scalar(o, "stamp_sender_packets_late_total", "counter", "Replies after their packet was declared lost.", c.late);
+    scalar(o, "stamp_sender_send_errors_total", "counter",
+           "Test packets the host failed to send (counted in sent, and in lost after the timeout).", c.tx_errors);
     labelled_t inv[] = {{"hmac", c.drop_hmac}, {"invalid", c.drop_invalid}};
     family(o, "stamp_sender_replies_dropped_total", "Replies discarded, by reason.", "reason", inv, 2);
     histogram(o, "stamp_sender_rtt_seconds", "Round-trip time without the reflector's residence time.", &m->rtt);

@@ -56,12 +56,14 @@ struct stamp_reflector {
     _Atomic int mtu_flush; /* stamp_reflector_refresh(): forget the cache at the next packet */
     mtu_ent_t mtu[MTU_CACHE];
     uint32_t txts_wait; /* transmit timestamps asked and not yet read: no error-queue read when none */
+    stamp_proc_hist_t proc; /* worker threads only: their processing time (the first engine's is the host's) */
     uint8_t mem[];      /* 2 * STAMP_BATCH * STAMP_MAX_PKT octets */
 };
 
 void stamp_reflector_free(stamp_reflector_t *r)
 {
     if (!r) return;
+    stamp_metrics_forget(r);
     atomic_store(&r->stop, 1);
     for (int i = 1; i < r->nworkers; i++) {
         pthread_join(r->threads[i], NULL);
@@ -293,6 +295,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         }
     }
     int total = 0;
+    stamp_ns_t t0 = stamp_mono();
     read_txts(r, 0);
     for (int round = 0; round < 64; round++) {
         /* the previous round's transmit times first: a Follow-Up TLV in this round reports them */
@@ -342,6 +345,18 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
        on), and a non-empty error queue keeps the socket ready: drain it */
     if (!total) read_txts(r, 1);
     send_due(r);
-    stamp_rmach_tick(r->m, stamp_mono());
+    stamp_ns_t t1 = stamp_mono();
+    stamp_rmach_tick(r->m, t1);
+    if (total > 0 && r->workers[0] && r->workers[0] != r) stamp_proc_observe(&r->proc, t1 - t0, (unsigned)total);
     return total;
+}
+
+void stamp_reflector_proc_add(const stamp_reflector_t *r, uint64_t *counts, int64_t *sum_ns)
+{
+    for (int i = 1; i < r->nworkers; i++) {
+        const stamp_proc_hist_t *h = &r->workers[i]->proc;
+        for (int k = 0; k < STAMP_PROC_BUCKETS; k++)
+            counts[k] += atomic_load_explicit(&h->counts[k], memory_order_relaxed);
+        *sum_ns += atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+    }
 }

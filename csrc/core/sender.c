@@ -42,6 +42,7 @@ struct stamp_sender {
 void stamp_sender_free(stamp_sender_t *s)
 {
     if (!s) return;
+    stamp_metrics_forget(s);
     if (s->fd >= 0) close(s->fd);
     stamp_sm_free(s->m);
     free(s->txmem);

@@ -205,7 +205,8 @@ static int m_reloaded(lua_State *L)
 }
 
 /***
- * Stop the HTTP endpoint and free (idempotent). Close the metrics before the engine.
+ * Stop the HTTP endpoint and free (idempotent). Either order with the engine is safe: a closed
+ * engine is detached first, and the metrics then render zeros for it.
  * @function metrics:close
  */
 static int m_close(lua_State *L)

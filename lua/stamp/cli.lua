@@ -239,6 +239,8 @@ function M.parse(argv)
   if not ok then return nil, fail((args:gsub("\n.*", ""))) end
   for _, v in ipairs(argv) do -- --duration alone sends as many packets as fit in it
     if v == "-c" or v:match("^%-%-count") or v:match("^%-c.") then args.count_given = true end
+    -- --metrics-addr (flag or config key) implies --metrics: an address nobody serves on would be silent
+    if v == "--metrics-addr" or v:match("^%-%-metrics%-addr=") then args.metrics = true end
   end
   for _, o in ipairs(OPTIONS) do
     local check, what = o[7], o[8]
@@ -375,6 +377,14 @@ local function run_reflector(a)
     end
   end
   local last = -1
+  -- the other drop reasons, each shown once non-zero: rx = reflected + every drop on each -R line
+  local function other_drops(ctr)
+    local t = {}
+    for _, k in ipairs { "drop_truncated", "drop_sessions", "drop_tx", "drop_micro", "no_reply", "drop_group" } do
+      if (ctr[k] or 0) ~= 0 then t[#t + 1] = string.format(" %s=%d", k, ctr[k]) end
+    end
+    return table.concat(t)
+  end
   local c, rerr = svc:run{
     reload = function() return ops.reload(svc) end,
     on_tick = a.R and function(ctr)
@@ -383,7 +393,7 @@ local function run_reflector(a)
         out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d sessions=%d drop_rate=%d replayed=%d drop_replayed=%d"
           .. " drop_unprovisioned=%d extra_limited=%d",
           ctr.rx, ctr.reflected, ctr.drop_hmac, ctr.drop_short, ctr.sessions_active, ctr.drop_rate, ctr.replayed,
-          ctr.drop_replayed, ctr.drop_unprovisioned, ctr.extra_limited))
+          ctr.drop_replayed, ctr.drop_unprovisioned, ctr.extra_limited) .. other_drops(ctr))
       end
     end or nil,
   }
