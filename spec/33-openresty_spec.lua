@@ -180,6 +180,25 @@ describe("resty.stamp in nginx", function()
     assert.is_true(tail[10] < 2e6, string.format("the last packets left %.3f ms late (drift)", tail[10] / 1e6))
   end)
 
+  it("GET /stamp under nginx's LuaJIT: T1..T4 in the JSON are exact to the ns, not doubles (multiples of 256 ns)", function()
+    local status, body = n.get(stamp_url(40, 2), 30)
+    assert.equal(200, status, body)
+    local rec = assert(report.json_decode(body))
+    assert.equal(40, rec.summary.received)
+    -- near 2^60 ns a double steps by 256 ns: 40 exact clock readings all on that grid has odds 256^-40
+    local off_grid = { t1 = 0, t2 = 0, t3 = 0, t4 = 0 }
+    for _, p in ipairs(rec.packets) do
+      for k in pairs(off_grid) do
+        assert.equal("integer", math.type(p[k]), k)
+        if p[k] % 256 ~= 0 then off_grid[k] = off_grid[k] + 1 end
+      end
+      -- the core's RTT, printed to the microsecond, is (T4 - T1) - (T3 - T2) of the printed times
+      local rtt = (p.t4 - p.t1) - (p.t3 - p.t2)
+      assert.is_true(math.abs(rtt - p.rtt_ms * 1e6) <= 501, string.format("rtt %d ns, rtt_ms %.3f", rtt, p.rtt_ms))
+    end
+    for k, c in pairs(off_grid) do assert.is_true(c > 0, k .. ": every value a multiple of 256 ns (a double)") end
+  end)
+
   it("runs four measurements at once in one worker while 20 other requests answer in under 50 ms each", function()
     local pending = {}
     for i = 1, 4 do pending[i] = n.start_get(stamp_url(200, 10), 30) end

@@ -13,8 +13,9 @@
 --     if not results then ngx.log(ngx.ERR, "stamp: ", summary) end
 --     ngx.say(summary.rtt.median / 1e6, " ms")
 --
--- Timestamps: T1 is `stamp.core.now()` (CLOCK_REALTIME, ns) taken right before the cosocket's
--- `send`, T4 right after its `receive` returns; both are user-space times, so T4 includes the
+-- Timestamps: T1 is the core's clock (CLOCK_REALTIME, ns) read right before the cosocket's
+-- `send`, T4 right after its `receive` returns (exact to the ns in the JSON of `json` and
+-- `write_json`, see "Exact timestamps" below); both are user-space times, so T4 includes the
 -- time nginx takes to come back to this request (its event loop, other requests' Lua code).
 -- There are no kernel timestamps, TTL or TOS of replies through cosockets (`kernel_rx` is false,
 -- `reply_ttl`/`reply_tos` absent). The schedule is held to the millisecond of nginx's timers.
@@ -110,6 +111,81 @@ local function host_forms(host)
   return bare, bare
 end
 
+-- ---------------------------------------------------------------------------
+-- Exact timestamps. LuaJIT's numbers are doubles: T1..T4 (ns since 1970, about 2^60) would reach
+-- the JSON as the nearest multiple of 256 ns. The core's own time functions (the public C API of
+-- stamp.h, exported by the shared object of stamp.core) give them as int64 cdata instead: T1 is
+-- read by `stamp_now` and handed to the machine in its 8-octet wire form (which `build` takes
+-- exactly); T4 is read by the machine itself (`reply` without t4); the JSON then carries T1 as
+-- handed over, T2 and T3 decoded from the reply's octets, and T4 = T1 + RTT + (T3 - T2), the
+-- inverse of the core's own rtt = (T4 - T1) - (T3 - T2). Where the shared object cannot be found
+-- (`package.searchpath` of stamp.core fails), the doubles are kept.
+-- ---------------------------------------------------------------------------
+local exact -- nil, or { lib, t1 = function(fmt), decode = function(raw, fmt) }
+do
+  for _, decl in ipairs {
+    "int64_t stamp_now(void);",
+    "int stamp_tai_offset(void);",
+    "void stamp_ts_encode(uint8_t out[8], int64_t t, int fmt, int tai_offset);",
+    "int stamp_ts_decode(const uint8_t in[8], int fmt, int tai_offset, int64_t *t);",
+  } do
+    pcall(ffi.cdef, decl) -- already declared by another module: the same C API
+  end
+  local path = package.searchpath and package.searchpath("stamp.core", package.cpath)
+  local ok, lib = pcall(ffi.load, path)
+  if path and ok then
+    local wire, out = ffi.new("uint8_t[8]"), ffi.new("int64_t[1]")
+    exact = {
+      lib = lib,
+      -- the time now in wire format fmt (0 NTP, 1 PTP), and the UTC ns that wire form stands for
+      -- (decoded as the machine's `build` decodes it)
+      t1 = function(fmt)
+        local tai = lib.stamp_tai_offset()
+        lib.stamp_ts_encode(wire, lib.stamp_now(), fmt, tai)
+        lib.stamp_ts_decode(wire, fmt, tai, out)
+        return ffi.string(wire, 8), out[0]
+      end,
+      -- UTC ns (int64) of an 8-octet wire timestamp in format fmt, as the machine decodes replies
+      decode = function(raw, fmt)
+        lib.stamp_ts_decode(raw, fmt, fmt == 1 and lib.stamp_tai_offset() or 0, out)
+        return out[0]
+      end,
+    }
+  end
+end
+
+-- Exact integer text of T1..T4 per result (weak keys: gone with the results), for write_json.
+local EXACT = setmetatable({}, { __mode = "k" })
+
+-- The integer text of an int64 cdata ("123LL" -> "123").
+local function i64text(v)
+  return (tostring(v):match("^%-?%d+"))
+end
+
+-- Record the exact T1..T4 of result r (T1: the int64 handed to `build`; auth: the packets' mode).
+local function record_exact(r, t1, auth)
+  local t = { t1 = i64text(t1) }
+  if r.packet and not r.lost and not r.aborted then
+    local d = stamp.codec.decode_reflected(r.packet, auth and "auth" or "open")
+    if d then
+      local fmt = r.refl_ee and r.refl_ee.z == 1 and 1 or 0
+      local t2, t3 = exact.decode(d.rx_timestamp_raw, fmt), exact.decode(d.timestamp_raw, fmt)
+      t.t2, t.t3, t.t4 = i64text(t2), i64text(t3), i64text(t1 + r.rtt + (t3 - t2))
+    end
+  end
+  EXACT[r] = t
+end
+
+-- A packet record's JSON text with T1..T4 (the first of each key: the record's own) made exact.
+local function with_exact(text, t)
+  local done = {}
+  return (text:gsub('"(t[1-4])":(%d+)', function(k)
+    if done[k] or not t[k] then return nil end
+    done[k] = true
+    return '"' .. k .. '":' .. t[k]
+  end))
+end
+
 -- measure{} options: ours (host, port, interval, timeout) and those passed to stamp.sender_machine.
 local PASS = { count = true, ssid = true, auth = true, mode = true, key = true, hmac_key = true, clock = true,
   tlvs = true, packet_len = true, schedule = true, seed = true, dscp = true, ecn = true, tos = true,
@@ -144,11 +220,17 @@ end
 
 -- Deliver results into the accumulator and the result list (aborted packets are neither
 -- received nor lost: kept in the results, left out of the statistics, as in `sender:run`).
-local function take(res, acc, results, on_result, keep)
+-- ex: nil, or { t1 = {[seq] = exact T1}, auth = }: record the exact T1..T4 of kept results.
+local function take(res, acc, results, on_result, keep, ex)
   for i = 1, #res do
     local r = res[i]
     if not r.aborted then acc:add(r) end
     if keep then results[#results + 1] = r end
+    if ex then
+      local t1 = ex.t1[r.seq]
+      ex.t1[r.seq] = nil
+      if t1 then record_exact(r, t1, ex.auth) end
+    end
     if on_result then on_result(r) end
   end
 end
@@ -193,7 +275,8 @@ function _M.measure(o)
   local copy2 = {}
   for k, v in pairs(c) do copy2[k] = v end
   copy2.remote_addr = o.host
-  local tos = require("stamp.options").sender(copy2, 2).tos
+  local norm = require("stamp.options").sender(copy2, 2)
+  local tos = norm.tos
   local port = o.port or 862
   local bare, peer = host_forms(o.host)
   local family, octets = numeric(bare)
@@ -230,6 +313,9 @@ function _M.measure(o)
   end
 
   local results, acc = {}, stamp.stats.new { stateful_reflector = stateful }
+  -- exact T1..T4 for the JSON of kept results (see `exact`)
+  local ex = exact and keep and { t1 = {}, auth = norm.auth } or nil
+  local fmt = norm.clock == "PTP" and 1 or 0
   local now, mono, exiting = core.now, core.mono, ngx.worker.exiting
   local interrupted, aborting = false, false
   while not m:done() do
@@ -249,15 +335,18 @@ function _M.measure(o)
     end
     -- send what is due; T1 is read right before each send
     while m:due(mono()) do
-      local pkt = m:build(mono(), now())
+      local t1w, t1x
+      if ex then t1w, t1x = exact.t1(fmt) end
+      local pkt, seq = m:build(mono(), t1w or now())
       if not pkt then break end
+      if ex then ex.t1[seq] = t1x end
       local sent, serr = sock:send(pkt)
       if not sent then
         m:tx_error()
         ngx.log(ngx.INFO, "stamp: send: ", serr)
       end
     end
-    take(m:expire(mono()), acc, results, on_result, keep)
+    take(m:expire(mono()), acc, results, on_result, keep, ex)
     if m:done() then break end
     -- wait for a reply until the next deadline (whole ms: the resolution of nginx's timers)
     local dl = m:next_deadline() -- nil: nothing left, 0: act now
@@ -268,10 +357,10 @@ function _M.measure(o)
       if e ~= 0 then rx_error(e == ECONNREFUSED and "connection refused" or ffi.string(C.strerror(e))) end
       sock:settimeout(wait_ms)
       local data, rerr = sock:receive()
-      local t4 = now()
       if data then
-        local r = m:reply(data, t4)
-        if r then take({ r }, acc, results, on_result, keep) end
+        -- T4 right after the receive: read by the machine (exact), or here as a double
+        local r = m:reply(data, not ex and now() or nil)
+        if r then take({ r }, acc, results, on_result, keep, ex) end
       elseif rerr ~= "timeout" then
         -- e.g. "connection refused" (ICMP port unreachable): the packets in flight will be lost
         rx_error(rerr)
@@ -327,7 +416,8 @@ function _M.write_json(results, summary, write, yield, chunk)
   if not ok then return nil, err end
   local buf, n = {}, #results
   for i = 1, n do
-    buf[#buf + 1] = report.json_sep(i) .. report.packet_json(results[i])
+    local text, t = report.packet_json(results[i]), EXACT[results[i]]
+    buf[#buf + 1] = report.json_sep(i) .. (t and with_exact(text, t) or text)
     if #buf >= chunk or i == n then
       ok, err = put(table.concat(buf))
       if not ok then return nil, err end
