@@ -58,12 +58,12 @@ describe("--user and the process name", function()
     assert.equal("65534\t65534\t65534\t65534", gid)
   end)
 
-  it("refuses to go on when the drop fails: one line, exit 1", function()
+  it("a user that does not exist: one line, exit 2, before binding", function()
     local code, out, err = h.run(string.format("%s -i --local-addr 127.0.0.1 --local-port %d --user no-such-user-here",
       h.STAMP, h.free_port()))
-    assert.equal(1, code)
+    assert.equal(2, code)
     assert.equal(1, select(2, err:gsub("\n", "")), err)
-    assert.truthy(err:find("--user no-such-user-here: no such user", 1, true), err)
+    assert.truthy(err:find("--user: 'no-such-user-here' (no such user", 1, true), err)
     assert.not_matches("Packets received", out)
   end)
 

@@ -490,7 +490,7 @@ int stamp_metrics_serve(stamp_metrics_t *m, const char *addrport, unsigned *boun
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 16) < 0) {
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 64) < 0) {
         int e = errno;
         close(fd);
         return -e;
@@ -508,9 +508,11 @@ int stamp_metrics_serve(stamp_metrics_t *m, const char *addrport, unsigned *boun
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, answer, m,
-                                MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)32,
-                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)8, MHD_OPTION_CONNECTION_TIMEOUT,
-                                (unsigned)10, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_END);
+                                MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+                                (unsigned)STAMP_METRICS_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                (unsigned)STAMP_METRICS_PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned)STAMP_METRICS_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                (size_t)16384, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!m->httpd) {
         close(fd);

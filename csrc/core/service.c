@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/timex.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -27,7 +28,8 @@ static void say(char *err, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-int stamp_drop_privileges(const char *spec, char *err, size_t errcap)
+int stamp_user_lookup(const char *spec, unsigned *uid_out, unsigned *gid_out, char *name_out, size_t namecap,
+                      char *err, size_t errcap)
 {
     char user[256], *group = NULL;
     if (!spec || !*spec || strlen(spec) >= sizeof user) {
@@ -53,8 +55,7 @@ int stamp_drop_privileges(const char *spec, char *err, size_t errcap)
     }
     uid_t uid = pw->pw_uid;
     gid_t gid = pw->pw_gid;
-    char name[256];
-    snprintf(name, sizeof name, "%s", pw->pw_name);
+    if (name_out && namecap) snprintf(name_out, namecap, "%s", pw->pw_name);
     if (group) {
         struct group *gr = getgrnam(group);
         if (!gr) {
@@ -67,6 +68,19 @@ int stamp_drop_privileges(const char *spec, char *err, size_t errcap)
         }
         gid = gr->gr_gid;
     }
+    if (uid_out) *uid_out = (unsigned)uid;
+    if (gid_out) *gid_out = (unsigned)gid;
+    return 0;
+}
+
+int stamp_drop_privileges(const char *spec, char *err, size_t errcap)
+{
+    unsigned u, g;
+    char name[256];
+    int rc = stamp_user_lookup(spec, &u, &g, name, sizeof name, err, errcap);
+    if (rc) return rc;
+    uid_t uid = (uid_t)u;
+    gid_t gid = (gid_t)g;
     /* supplementary groups: the user's (plus the primary one), then gid, then uid */
     if (initgroups(name, gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
         int e = errno;
@@ -107,7 +121,7 @@ int stamp_set_process_name(const char *name)
 
 int stamp_key_file_read(const char *path, uint8_t *key, size_t cap, char *err, size_t errcap)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         say(err, errcap, "cannot open key file %s: %s", path, strerror(e));
@@ -155,4 +169,46 @@ int stamp_key_file_read(const char *path, uint8_t *key, size_t cap, char *err, s
         return STAMP_EINVAL;
     }
     return k;
+}
+
+int stamp_key_path_check(const char *path, int is_dir, long also_uid, char *err, size_t errcap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int e = errno;
+        say(err, errcap, "cannot open %s %s: %s", is_dir ? "key directory" : "key file", path, strerror(e));
+        return -e;
+    }
+    if (is_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        say(err, errcap, "%s is not a %s", path, is_dir ? "directory" : "regular file");
+        return STAMP_EINVAL;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid() && (also_uid < 0 || st.st_uid != (uid_t)also_uid)) {
+        say(err, errcap, "refusing %s %s: owned by uid %u (expected root or the user stamp runs as)",
+            is_dir ? "key directory" : "key file", path, (unsigned)st.st_uid);
+        return STAMP_EINVAL;
+    }
+    char mode[8];
+    snprintf(mode, sizeof mode, "%04o", (unsigned)(st.st_mode & 07777));
+    if (is_dir && (st.st_mode & 022)) {
+        say(err, errcap, "refusing key directory %s: writable by group or others (mode %s; chmod go-w it)", path, mode);
+        return STAMP_EINVAL;
+    }
+    if (!is_dir && (st.st_mode & 077)) {
+        say(err, errcap, "refusing key file %s: readable by group or others (mode %s; chmod 600 it)", path, mode);
+        return STAMP_EINVAL;
+    }
+    return 0;
+}
+
+int stamp_clock_state_check(char *err, size_t errcap)
+{
+    struct timex tx;
+    memset(&tx, 0, sizeof tx);
+    if (adjtimex(&tx) < 0) {
+        int e = errno;
+        say(err, errcap, "cannot read the clock's synchronization state (adjtimex: %s)", strerror(e));
+        return -e;
+    }
+    return 0;
 }

@@ -899,7 +899,12 @@ STAMP_API int stamp_metrics_parse_addr(const char *spec, char *host, size_t host
  * Serve the text at http://ADDR:PORT/metrics from a thread of its own
  * (libmicrohttpd; the thread blocks every signal). The socket is bound before
  * returning (port 0: any; *bound_port tells). Returns 0 or a negative code.
+ * Limits: STAMP_METRICS_MAX_CONNECTIONS at once, STAMP_METRICS_PER_IP_CONNECTIONS
+ * from one address, a connection idle for STAMP_METRICS_IDLE_TIMEOUT_S seconds is closed.
  */
+#define STAMP_METRICS_MAX_CONNECTIONS 256
+#define STAMP_METRICS_PER_IP_CONNECTIONS 8
+#define STAMP_METRICS_IDLE_TIMEOUT_S 2
 STAMP_API int stamp_metrics_serve(stamp_metrics_t *m, const char *addrport, unsigned *bound_port);
 STAMP_API void stamp_metrics_stop(stamp_metrics_t *m);
 
@@ -915,6 +920,21 @@ STAMP_API int stamp_set_process_name(const char *name);
  * Returns the key length or a negative code with one line in `err` (never the key).
  */
 STAMP_API int stamp_key_file_read(const char *path, uint8_t *key, size_t cap, char *err, size_t errcap);
+/**
+ * Look USER[:GROUP] up (names or numbers) without switching: uid, gid and the
+ * user's name. Returns 0 or a negative code with one line in `err`.
+ */
+STAMP_API int stamp_user_lookup(const char *user_group, unsigned *uid, unsigned *gid, char *name, size_t namecap,
+                                char *err, size_t errcap);
+/**
+ * Check a key file (is_dir 0: a regular file no group/other may access) or a
+ * key directory (is_dir 1: not writable by group or others); either must be
+ * owned by root, by the effective user or by `also_uid` (-1: none).
+ * stamp_clock_state_check: 0 when the kernel's clock synchronization state can
+ * be read (adjtimex); otherwise every Error Estimate says S = 0 (one line in `err`).
+ */
+STAMP_API int stamp_clock_state_check(char *err, size_t errcap);
+STAMP_API int stamp_key_path_check(const char *path, int is_dir, long also_uid, char *err, size_t errcap);
 
 #ifdef __cplusplus
 }

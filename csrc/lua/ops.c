@@ -273,6 +273,60 @@ static int l_key_file_read(lua_State *L)
     return 1;
 }
 
+/***
+ * Look a `USER[:GROUP]` up without switching to it.
+ * @function user_lookup
+ * @tparam string user
+ * @treturn integer|nil uid, or nil, message, code
+ * @treturn integer gid
+ */
+static int l_user_lookup(lua_State *L)
+{
+    char err[256] = "";
+    unsigned uid, gid;
+    int rc = stamp_user_lookup(luaL_checkstring(L, 1), &uid, &gid, NULL, 0, err, sizeof err);
+    if (rc) return fail(L, rc, err);
+    lua_pushinteger(L, (lua_Integer)uid);
+    lua_pushinteger(L, (lua_Integer)gid);
+    return 2;
+}
+
+/***
+ * Check the owner and mode of a key file or key directory.
+ * @function key_path_check
+ * @tparam string path
+ * @tparam string kind "file" or "dir"
+ * @tparam[opt] integer uid another owner to accept (the `--user` one)
+ * @treturn boolean|nil true, or nil, message, code
+ */
+static int l_key_path_check(lua_State *L)
+{
+    static const char *const kinds[] = {"file", "dir", NULL};
+    const char *path = luaL_checkstring(L, 1);
+    int is_dir = luaL_checkoption(L, 2, NULL, kinds);
+    lua_Integer also = luaL_optinteger(L, 3, -1);
+    char err[512] = "";
+    int rc = stamp_key_path_check(path, is_dir, (long)also, err, sizeof err);
+    if (rc) return fail(L, rc, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/***
+ * Whether the clock's synchronization state can be read (a seccomp filter or
+ * systemd's ProtectClock= makes adjtimex fail: every reply then says S = 0).
+ * @function clock_state_check
+ * @treturn boolean|nil true, or nil, message, code
+ */
+static int l_clock_state_check(lua_State *L)
+{
+    char err[256] = "";
+    int rc = stamp_clock_state_check(err, sizeof err);
+    if (rc) return fail(L, rc, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 void ops_open(lua_State *L)
 {
     static const luaL_Reg mmethods[] = {{"attach", m_attach},   {"render", m_render},
@@ -284,6 +338,9 @@ void ops_open(lua_State *L)
                                      {"drop_privileges", l_drop_privileges},
                                      {"set_process_name", l_set_process_name},
                                      {"key_file_read", l_key_file_read},
+                                     {"user_lookup", l_user_lookup},
+                                     {"clock_state_check", l_clock_state_check},
+                                     {"key_path_check", l_key_path_check},
                                      {NULL, NULL}};
     if (luaL_newmetatable(L, METRICS_MT)) {
         lua_newtable(L);

@@ -211,7 +211,9 @@ local function fail(msg)
   return 2
 end
 
-local function read_key_file(path)
+local function read_key_file(path, uid)
+  local okp, perr = core.key_path_check(path, "file", uid)
+  if not okp then return nil, perr end
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
   local data = f:read("*a") or ""
@@ -259,7 +261,8 @@ function M.parse(argv)
   end
   if args.hmac_key_file then
     if args.hmac_key then return nil, fail("give either --hmac-key or --hmac-key-file, not both") end
-    local key, err = read_key_file(args.hmac_key_file)
+    if args.user and not args.user_uid then args.user_uid = core.user_lookup(args.user) end
+    local key, err = read_key_file(args.hmac_key_file, args.user_uid)
     if key and #key < MIN_KEY then key, err = nil, string.format("a key of %d octets; at least %d needed", #key, MIN_KEY) end
     if not key then return nil, fail(string.format("invalid value for --hmac-key-file: '%s' (%s)", args.hmac_key_file, err)) end
     args.hmac_key = key

@@ -249,12 +249,20 @@ end
 
 -- ---------------------------------------------------------------- keys
 
+-- HMAC keys: at least 16 octets (RFC 8762 4.4), on every path (start, SIGHUP, environment).
+local MIN_KEY = 16
+M.MIN_KEY = MIN_KEY
+
 --- Read the per-SSID keys of a directory: `XXXX.key` (4 hex digits, the SSID)
--- and `default.key`, hex digits each; files that group or others may read
--- are refused.
+-- and `default.key`, hex digits each, at least 16 octets. Refused: a directory
+-- group or others may write, files group or others may access, anything not
+-- owned by root, by the effective user or by `uid`, anything not a regular file.
 -- @tparam string dir
+-- @tparam[opt] integer uid the `--user` one, also accepted as owner
 -- @treturn table|nil { default = octets|nil, [ssid] = octets }, or nil and a message
-function M.read_key_dir(dir)
+function M.read_key_dir(dir, uid)
+  local ok, derr = core.key_path_check(dir, "dir", uid)
+  if not ok then return nil, derr end
   local p = io.popen("ls -1A '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
   local names = {}
   for line in p:lines() do names[#names + 1] = line end
@@ -267,8 +275,14 @@ function M.read_key_dir(dir)
   for _, name in ipairs(names) do
     local ssid = name:match("^(%x%x%x%x)%.key$")
     if ssid or name == "default.key" then
-      local key, err = core.key_file_read(dir .. "/" .. name)
+      local path = dir .. "/" .. name
+      local fok, ferr = core.key_path_check(path, "file", uid)
+      if not fok then return nil, ferr end
+      local key, err = core.key_file_read(path)
       if not key then return nil, err end
+      if #key < MIN_KEY then
+        return nil, string.format("key file %s: a key of %d octets; at least %d needed", path, #key, MIN_KEY)
+      end
       keys[ssid and tonumber(ssid, 16) or "default"] = key
       n = n + 1
     end
@@ -302,11 +316,17 @@ end
 -- @tparam table a the parsed command line
 -- @treturn string|nil a message naming the flag when something is wrong
 function M.resolve_keys(a)
+  if a.user then
+    -- a name that does not resolve is a usage error, found before anything is bound
+    local uid, uerr = core.user_lookup(a.user)
+    if not uid then return "invalid value for --user: '" .. a.user .. "' (" .. uerr .. ")" end
+    a.user_uid = uid
+  end
   if a.hmac_key_dir then
     if a.hmac_key or a.hmac_key_file then
       return "give either --hmac-key-dir or --hmac-key/--hmac-key-file, not both"
     end
-    local keys, err = M.read_key_dir(a.hmac_key_dir)
+    local keys, err = M.read_key_dir(a.hmac_key_dir, a.user_uid)
     if not keys then return string.format("invalid value for --hmac-key-dir: '%s' (%s)", a.hmac_key_dir, err) end
     a.hmac_keys = keys
     a.hmac_key = (not a.is_reflector and a.ssid and keys[a.ssid]) or keys.default
@@ -318,6 +338,9 @@ function M.resolve_keys(a)
     if env and env ~= "" then
       local key = core.hex_decode((env:gsub("%s+", "")))
       if not key then return "invalid value for STAMP_HMAC_KEY (expected an even number of hex digits)" end
+      if #key < MIN_KEY then
+        return string.format("invalid value for STAMP_HMAC_KEY (a key of %d octets; at least %d needed)", #key, MIN_KEY)
+      end
       a.hmac_key = key
     end
   end
@@ -421,7 +444,7 @@ function M.reload(svc)
   local cfg_ok = true
   if a.config then cfg_ok = reload_config(svc) ~= false end
   if not a.hmac_key_dir then return cfg_ok end
-  local keys, err = M.read_key_dir(a.hmac_key_dir)
+  local keys, err = M.read_key_dir(a.hmac_key_dir, a.user_uid)
   if not keys then
     M.log("error", "SIGHUP: keys kept as they were: " .. err)
     return false
@@ -474,6 +497,15 @@ function M.service(role, a, engine)
       return nil, "--user " .. a.user .. ": " .. err
     end
     M.log("info", "running as " .. a.user)
+    if a.hmac_key_dir then
+      -- SIGHUP reads the keys as this user: refuse a rotation that could never work
+      local keys, kerr = M.read_key_dir(a.hmac_key_dir, a.user_uid)
+      if not keys then
+        self:close()
+        return nil, string.format("--hmac-key-dir %s: not readable as --user %s, so SIGHUP could not change the keys "
+          .. "(make the directory and its keys owned by that user): %s", a.hmac_key_dir, a.user, kerr)
+      end
+    end
   end
   if role == "reflector" and a.hmac_keys then
     -- the whole per-SSID table (the constructor got the default key)
@@ -489,6 +521,11 @@ function M.service(role, a, engine)
       for k in pairs(a.hmac_keys) do if k ~= "default" then n = n + 1 end end
       if n > 0 then M.log("warning", "this reflector takes one key: per-SSID keys ignored, the default key used") end
     end
+  end
+  local cok, cerr = core.clock_state_check()
+  if not cok then
+    M.log("warning", cerr .. ": every timestamp is marked unsynchronized (S=0), one-way delays are lost; "
+      .. "under systemd allow clock_adjtime (no ProtectClock=)")
   end
   core.set_process_name("stamp " .. role)
   return self
