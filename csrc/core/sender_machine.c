@@ -55,6 +55,9 @@ struct stamp_sm {
     int ndm;
     long hmac_off;
     unsigned t12_count; /* RFC 10052: replies asked for by our type 12 TLV (0: none sent) */
+    stamp_ns_t t12_interval; /* ... and the interval between them (ns) */
+    uint64_t extra_pending;  /* further replies of granted bursts not seen yet */
+    stamp_ns_t extra_until;  /* until when they are awaited (caller's monotonic clock) */
     int has_micro; /* RFC 9534: we send a Micro-session ID TLV */
     uint16_t micro_sender, micro_refl;
 };
@@ -119,8 +122,10 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
         while (stamp_tlv_next(m->tlvs, cfg->tlvs_len, &pos, &t) == 1) {
             if (t.type == STAMP_TLV_DM && t.len >= 4 && m->ndm < 8) m->dm_off[m->ndm++] = base + t.off + STAMP_TLV_HDR;
             if (t.type == STAMP_TLV_HMAC && t.len == STAMP_HMAC_LEN) m->hmac_off = (long)(base + t.off);
-            if (t.type == STAMP_TLV_REFLCTRL && t.len >= 12 && !m->t12_count)
+            if (t.type == STAMP_TLV_REFLCTRL && t.len >= 12 && !m->t12_count) {
                 m->t12_count = rd16(m->tlvs + t.off + STAMP_TLV_HDR + 2);
+                m->t12_interval = (stamp_ns_t)rd32(m->tlvs + t.off + STAMP_TLV_HDR + 4);
+            }
             if (t.type == STAMP_TLV_MICRO && t.len >= 4 && !m->has_micro) {
                 m->has_micro = 1;
                 m->micro_sender = rd16(m->tlvs + t.off + STAMP_TLV_HDR);
@@ -176,7 +181,11 @@ static int sending(const stamp_sm_t *m)
     return !(m->cfg.duration > 0 && m->started && m->next_send - m->first >= m->cfg.duration);
 }
 
-int stamp_sm_done(const stamp_sm_t *m) { return !sending(m) && m->oldest >= m->nsent; }
+/* RFC 10052: after the last packet is answered, the further replies of its granted burst are still
+ * awaited (up to Number - 1 intervals after its own timeout), unless the run was aborted */
+static int extras_awaited(const stamp_sm_t *m) { return m->extra_pending > 0 && m->stopped != 2; }
+
+int stamp_sm_done(const stamp_sm_t *m) { return !sending(m) && m->oldest >= m->nsent && !extras_awaited(m); }
 
 uint64_t stamp_sm_outstanding(const stamp_sm_t *m)
 {
@@ -209,6 +218,7 @@ stamp_ns_t stamp_sm_next_deadline(const stamp_sm_t *m)
 {
     if (m->stopped == 2 && m->oldest < m->nsent) return INT64_MIN; /* aborted packets to report */
     stamp_ns_t d = next_send(m);
+    if (extras_awaited(m) && m->extra_until < d) d = m->extra_until;
     for (uint64_t q = m->oldest; q < m->nsent; q++) {
         const slot_t *sl = &m->ring[q & m->mask];
         if (sl->state == SLOT_OUT) {
@@ -433,6 +443,7 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
         if (m->t12_count > 1 && sl->extra < m->t12_count - 1 && t12_granted(m, b, len)) {
             sl->extra++;
             m->ctr.extra_replies++;
+            if (m->extra_pending) m->extra_pending--;
         } else {
             m->ctr.duplicates++;
         }
@@ -444,6 +455,13 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
     }
     sl->state = SLOT_DONE;
     m->ctr.received++;
+    if (m->t12_count > 1 && t12_granted(m, b, len)) {
+        /* its further replies come Number - 1 intervals apart: awaited until the packet's timeout
+           plus that span (a reply delayed up to the timeout delays its burst as much) */
+        m->extra_pending += m->t12_count - 1u;
+        stamp_ns_t until = sl->deadline + (stamp_ns_t)(m->t12_count - 1u) * m->t12_interval;
+        if (until > m->extra_until) m->extra_until = until;
+    }
     if (sl->t1k)
         m->ctr.t1_kernel++;
     else
@@ -451,6 +469,7 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
     while (m->oldest < m->nsent && m->ring[m->oldest & m->mask].state == SLOT_DONE) m->oldest++; /* done() at once */
 
     result_init(res, STAMP_RES_OK, sl);
+    res->rx_replies = m->ctr.received + m->ctr.extra_replies;
     res->refl_seq = p.seq;
     res->ssid = p.ssid;
     stamp_ee_unpack(p.sender_ee, &res->sender_ee);
@@ -490,6 +509,10 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
 int stamp_sm_expire(stamp_sm_t *m, stamp_ns_t now, stamp_result_t *res, int max)
 {
     int n = 0;
+    if (m->extra_pending && (now >= m->extra_until || m->stopped == 2)) {
+        m->ctr.extra_missing += m->extra_pending; /* granted, never seen in time */
+        m->extra_pending = 0;
+    }
     while (m->oldest < m->nsent && n < max) {
         slot_t *sl = &m->ring[m->oldest & m->mask];
         if (sl->state != SLOT_OUT) { /* answered */

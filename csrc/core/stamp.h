@@ -723,6 +723,7 @@ typedef struct {
                              none from the first marked M on; none after the HMAC TLV */
     int t1_kernel;        /* 1: t1 (and rtt, fwd) use the kernel's transmit timestamp, 0: the user-space time */
     stamp_ns_t t1_user;   /* the user-space send time (also the packet's Timestamp field, sent before the kernel's) */
+    uint64_t rx_replies;  /* replies received so far, this one and type 12 extra replies included */
 } stamp_result_t;
 
 typedef struct {
@@ -739,6 +740,7 @@ typedef struct {
     uint64_t clock_errors; /* received with T4 before T1 or a negative RTT (in received too) */
     uint64_t t1_kernel;  /* received results whose T1 is the kernel's transmit timestamp */
     uint64_t t1_user;    /* received results whose T1 is the user-space time (no kernel timestamp in time) */
+    uint64_t extra_missing; /* RFC 10052: further replies of granted bursts not seen in time (or abandoned at an abort) */
 } stamp_sender_counters_t;
 
 /* After a stall the schedule never shifts: of the grid points that fell due, at most this many

@@ -28,7 +28,7 @@ static stamp_sender_t *bind_check_h(lua_State *L)
 #define SC(f) {#f, offsetof(stamp_sender_counters_t, f)}
 const counter_t sender_counter_names[] = {SC(sent),       SC(received),  SC(lost),   SC(duplicates), SC(late),
                                           SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), SC(extra_replies), SC(clock_errors),
-                                          SC(t1_kernel), SC(t1_user),
+                                          SC(t1_kernel), SC(t1_user), SC(extra_missing),
                                           {NULL, 0}};
 _Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
@@ -109,6 +109,7 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
     }
     if (r->status != STAMP_RES_OK) return;
     set_int(L, "refl_seq", r->refl_seq);
+    set_int(L, "rx_replies", (long long)r->rx_replies);
     set_int(L, "ssid", r->ssid);
     set_int(L, "t2", r->t2);
     set_int(L, "t3", r->t3);

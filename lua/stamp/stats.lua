@@ -396,7 +396,14 @@ function Acc:add(r)
   if r.refl_seq ~= seq then self.stateful = true end
   if not self.last or seq > self.last.seq then
     local dm = r.tlvs and r.tlvs.direct_measurement
-    self.last = { seq = seq, refl_seq = r.refl_seq,
+    local prev = self.last and self.last.dm
+    if dm and prev and not dm.u and not prev.u and ((dm.r_rxc or 0) < (prev.r_rxc or 0)
+      or (dm.r_txc or 0) < (prev.r_txc or 0)) then
+      self.dm_backwards = true -- the reflector's counters went backwards (a restart, another session's counters)
+    end
+    -- rx_replies: replies received up to this one, type 12 extra replies included (the reflector's
+    -- R_TxC counts those too); results without it (hand-made) fall back to the received count
+    self.last = { seq = seq, refl_seq = r.refl_seq, rx_replies = r.rx_replies,
       dm = dm and { u = dm.u, s_txc = dm.s_txc, r_rxc = dm.r_rxc, r_txc = dm.r_txc } }
   end
   reorder(self, seq)
@@ -445,6 +452,7 @@ local function figures(self, counters)
     tx_errors = counters and counters.tx_errors or 0, drop_hmac = counters and counters.drop_hmac or 0,
     drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
     extra_replies = counters and counters.extra_replies or 0,
+    extra_missing = counters and counters.extra_missing or 0,
     clock_errors = self.clock_errors, t1_kernel = self.t1_kernel, t1_user = self.t1_user,
     dists = d, owd_valid = self.owd_valid and self.n > 0, owd_reason = self.n > 0 and self.owd_reason or "no replies",
     err_bound = self.err_bound,
@@ -454,13 +462,23 @@ local function figures(self, counters)
   local last = self.last
   if last then
     local dm, direction = last.dm, nil
+    local extras = counters and (counters.extra_replies or 0) > 0
     if dm and not dm.u and dm.r_rxc and dm.r_rxc > 0 then
-      direction = { method = "direct_measurement", forward = dm.s_txc - dm.r_rxc, backward = dm.r_txc - self.n }
+      direction = { method = "direct_measurement", forward = dm.s_txc - dm.r_rxc,
+        backward = dm.r_txc - (last.rx_replies or self.n) }
+      if self.dm_backwards then
+        direction = { method = direction.method, invalid = "the reflector's counters went backwards" }
+      end
+    elseif self.stateful and extras then
+      -- a stateful reflector numbers every reply it sends, type 12 extra replies too: its numbers do not
+      -- count the test packets it received
+      direction = { method = "reflector_sequence",
+        invalid = "type 12 extra replies: the reflector's sequence numbers count replies, not test packets" }
     elseif self.stateful then
       direction = { method = "reflector_sequence", forward = last.seq - last.refl_seq,
         backward = last.refl_seq + 1 - self.n }
     end
-    if direction then
+    if direction and not direction.invalid then
       direction.undetermined = sent - (last.seq + 1)
       if direction.undetermined < 0 then direction.undetermined = 0 end
       -- counters that imply a negative loss are not believed (e.g. a reflector counting something
@@ -487,7 +505,7 @@ local function render(f)
     sent = f.sent,
     received = f.received,
     lost = lost,
-    aborted = f.aborted, extra_replies = f.extra_replies,
+    aborted = f.aborted, extra_replies = f.extra_replies, extra_missing = f.extra_missing,
     loss_pct = counted > 0 and (100 * lost / counted) or 0,
     duplicates = f.duplicates,
     late = f.late,
@@ -518,7 +536,7 @@ end
 --   the source of `tx_errors`, `drop_hmac`, `drop_invalid`)
 -- @treturn table `sent`, `received`, `lost`, `aborted` (from the counters: abandoned, neither received nor lost),
 --   `loss_pct` (of the packets not aborted), `duplicates`, `extra_replies` (further replies of granted
---   type 12 bursts), `late`, `tx_errors` (sends that failed),
+--   type 12 bursts), `extra_missing` (further replies of granted bursts not seen in time), `late`, `tx_errors` (sends that failed),
 --   `drop_hmac` (replies failing their HMAC), `drop_invalid` (replies that are not valid STAMP or do not echo the
 --   Sender Sequence Number, Timestamp and Error Estimate sent), `clock_errors` (replies received with T4 before T1
 --   or a negative RTT, a clock step: in `received`, left out of every delay statistic), `t1_kernel` and `t1_user`
@@ -580,7 +598,7 @@ function M.merge(parts, counters)
     fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
   end
   local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
-    extra_replies = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
+    extra_replies = 0, extra_missing = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
     owd_valid = true, err_bound = 0, episodes = 0,
     longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
   local method, fwd, bwd, und, directions = nil, 0, 0, 0, true
@@ -590,6 +608,7 @@ function M.merge(parts, counters)
     f.tx_errors, f.drop_hmac = f.tx_errors + x.tx_errors, f.drop_hmac + x.drop_hmac
     f.drop_invalid, f.aborted = f.drop_invalid + x.drop_invalid, f.aborted + x.aborted
     f.extra_replies = f.extra_replies + (x.extra_replies or 0)
+    f.extra_missing = f.extra_missing + (x.extra_missing or 0)
     f.clock_errors = f.clock_errors + x.clock_errors
     f.t1_kernel, f.t1_user = f.t1_kernel + x.t1_kernel, f.t1_user + x.t1_user
     if not x.owd_valid and x.received > 0 and f.owd_valid then f.owd_valid, f.owd_reason = false, x.owd_reason end
