@@ -17,6 +17,10 @@
 #include "internal.h"
 
 enum { SLOT_FREE = 0, SLOT_OUT, SLOT_DONE, SLOT_LOST, SLOT_ABORTED };
+/* the Access Report (RFC 8972 4.6): to send in the next packet, sent with the timer armed, echoed, given up */
+enum { AR_DUE = 0, AR_ARMED, AR_ACKED, AR_FAILED };
+#define AR_TIMEOUT_DEFAULT (3 * STAMP_NS_PER_SEC)
+#define AR_RETRIES_DEFAULT 4
 
 typedef struct {
     uint32_t seq;
@@ -58,6 +62,11 @@ struct stamp_sm {
     stamp_ns_t t12_interval; /* ... and the interval between them (ns) */
     uint64_t extra_pending;  /* further replies of granted bursts not seen yet */
     stamp_ns_t extra_until;  /* until when they are awaited (caller's monotonic clock) */
+    long ar_off;             /* RFC 8972 4.6: offset of our Access Report TLV in the packet, -1: none */
+    uint8_t ar_id, ar_rc;    /* its Access ID and Return Code */
+    int ar_state;            /* AR_* */
+    int ar_tries;            /* retransmissions so far */
+    stamp_ns_t ar_deadline;  /* its timer (caller's monotonic clock) while AR_ARMED */
     int has_micro; /* RFC 9534: we send a Micro-session ID TLV */
     uint16_t micro_sender, micro_refl;
 };
@@ -109,6 +118,9 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
     m->mask = ring - 1;
 
     m->hmac_off = -1;
+    m->ar_off = -1;
+    if (m->cfg.access_timeout <= 0) m->cfg.access_timeout = AR_TIMEOUT_DEFAULT;
+    if (m->cfg.access_retries < 0) m->cfg.access_retries = AR_RETRIES_DEFAULT;
     if (cfg->tlvs_len) {
         m->tlvs = malloc(cfg->tlvs_len);
         if (!m->tlvs) {
@@ -125,6 +137,11 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
             if (t.type == STAMP_TLV_REFLCTRL && t.len >= 12 && !m->t12_count) {
                 m->t12_count = rd16(m->tlvs + t.off + STAMP_TLV_HDR + 2);
                 m->t12_interval = (stamp_ns_t)rd32(m->tlvs + t.off + STAMP_TLV_HDR + 4);
+            }
+            if (t.type == STAMP_TLV_ACCESS && t.len == 4 && m->ar_off < 0) {
+                m->ar_off = (long)(base + t.off);
+                m->ar_id = m->tlvs[t.off + STAMP_TLV_HDR] >> 4;
+                m->ar_rc = m->tlvs[t.off + STAMP_TLV_HDR + 1];
             }
             if (t.type == STAMP_TLV_MICRO && t.len >= 4 && !m->has_micro) {
                 m->has_micro = 1;
@@ -252,6 +269,37 @@ static int ring_room(stamp_sm_t *m)
     return STAMP_OK;
 }
 
+/* RFC 8972 4.6: the Access Report timer expired without an echo: send it again, or give up */
+static void ar_timer(stamp_sm_t *m, stamp_ns_t now)
+{
+    if (m->ar_state != AR_ARMED || now < m->ar_deadline) return;
+    if (m->ar_tries < m->cfg.access_retries) {
+        m->ar_tries++;
+        m->ar_state = AR_DUE;
+        m->ctr.access_retransmits++;
+    } else {
+        m->ar_state = AR_FAILED;
+        m->ctr.access_failed = 1;
+    }
+}
+
+/* Our Access Report in the packet being built: when due (timer armed from now), otherwise an Extra
+ * Padding TLV of the same size in its place (same length, same offsets, the same HMAC TLV input). */
+static void ar_place(stamp_sm_t *m, stamp_ns_t now, uint8_t *buf)
+{
+    if (m->ar_off < 0) return;
+    ar_timer(m, now);
+    if (m->ar_state == AR_DUE) {
+        m->ar_state = AR_ARMED;
+        m->ar_deadline = now + m->cfg.access_timeout;
+        m->ctr.access_sent++;
+        return;
+    }
+    uint8_t *t = buf + m->ar_off;
+    t[1] = STAMP_TLV_PADDING; /* the Type; Flags (t[0]) and Length 4 stay */
+    memset(t + STAMP_TLV_HDR, 0, 4);
+}
+
 int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, size_t cap, uint32_t *seq_out)
 {
     if (!stamp_sm_due(m, now)) return 0;
@@ -277,6 +325,7 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
     memset(buf + base, 0, plen - base);
     if (m->cfg.tlvs_len) memcpy(buf + base, m->tlvs, m->cfg.tlvs_len);
     for (int k = 0; k < m->ndm; k++) wr32(buf + m->dm_off[k], (uint32_t)(m->nsent + 1)); /* S_TxC */
+    ar_place(m, now, buf);
     stamp_ts_encode(t.ts, t1, m->cfg.clock, m->clk.tai);
     stamp_test_encode(buf, plen, m->cfg.mode, &t);
     if (m->hmac_off >= 0) stamp_tlv_sign(m->hmac, buf, base, (size_t)m->hmac_off);
@@ -391,6 +440,24 @@ static void tlv_usability(const stamp_sm_t *m, const uint8_t *b, size_t len, sta
     res->tlv_usable = usable;
 }
 
+/* RFC 8972 4.6: a usable Access Report TLV in the reply (no U, M or I) echoing our Access ID and
+ * Return Code disarms the timer */
+static void ar_echo(stamp_sm_t *m, const uint8_t *b, size_t len, int usable)
+{
+    size_t pos = m->base;
+    stamp_tlv_t t;
+    for (int i = 0; i < usable && stamp_tlv_next(b, len, &pos, &t) == 1; i++) {
+        if (t.type != STAMP_TLV_ACCESS || t.len != 4) continue;
+        if (t.flags & (STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I)) continue;
+        const uint8_t *v = b + t.off + STAMP_TLV_HDR;
+        if ((v[0] >> 4) == m->ar_id && v[1] == m->ar_rc) {
+            m->ar_state = AR_ACKED;
+            m->ctr.access_acked = 1;
+            return;
+        }
+    }
+}
+
 int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxmeta_t *meta, stamp_result_t *res)
 {
     size_t base = m->base;
@@ -503,12 +570,14 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
         }
     }
     if (len > base) tlv_usability(m, b, len, res);
+    if (m->ar_off >= 0 && (m->ar_state == AR_ARMED || m->ar_state == AR_DUE) && len > base) ar_echo(m, b, len, res->tlv_usable);
     return 1;
 }
 
 int stamp_sm_expire(stamp_sm_t *m, stamp_ns_t now, stamp_result_t *res, int max)
 {
     int n = 0;
+    if (m->ar_off >= 0) ar_timer(m, now);
     if (m->extra_pending && (now >= m->extra_until || m->stopped == 2)) {
         m->ctr.extra_missing += m->extra_pending; /* granted, never seen in time */
         m->extra_pending = 0;

@@ -693,6 +693,12 @@ typedef struct {
     int poisson;           /* 1: exponential gaps with mean `interval` (RFC 2330 Poisson sampling) */
     uint64_t seed;         /* for the Poisson schedule, 0 = from the clock */
     stamp_ns_t duration;   /* > 0: send only packets scheduled less than this after the first one (with count: both limits) */
+    /* RFC 8972 4.6: with an Access Report TLV in `tlvs`, it goes in the first packet only and a timer
+     * is armed; a reply echoing its Access ID and Return Code disarms it; on expiry the next packet
+     * carries it again, at most access_retries times. Packets without it carry an Extra Padding TLV
+     * of the same size in its place. */
+    stamp_ns_t access_timeout; /* 0 = 3 s */
+    int access_retries;        /* retransmissions before giving up; < 0 = 4 */
 } stamp_sender_cfg_t;
 
 /* How a packet ended: answered, no reply within the timeout, or still outstanding when the
@@ -741,6 +747,10 @@ typedef struct {
     uint64_t t1_kernel;  /* received results whose T1 is the kernel's transmit timestamp */
     uint64_t t1_user;    /* received results whose T1 is the user-space time (no kernel timestamp in time) */
     uint64_t extra_missing; /* RFC 10052: further replies of granted bursts not seen in time (or abandoned at an abort) */
+    uint64_t access_sent;        /* RFC 8972 4.6: test packets that carried the Access Report TLV */
+    uint64_t access_retransmits; /* ... of them sent again because the timer expired */
+    uint64_t access_acked;       /* 1 once a reply echoed its Access ID and Return Code */
+    uint64_t access_failed;      /* 1 when it was given up: no echo after access_retries retransmissions */
 } stamp_sender_counters_t;
 
 /* After a stall the schedule never shifts: of the grid points that fell due, at most this many

@@ -29,6 +29,7 @@ static stamp_sender_t *bind_check_h(lua_State *L)
 const counter_t sender_counter_names[] = {SC(sent),       SC(received),  SC(lost),   SC(duplicates), SC(late),
                                           SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), SC(extra_replies), SC(clock_errors),
                                           SC(t1_kernel), SC(t1_user), SC(extra_missing),
+                                          SC(access_sent), SC(access_retransmits), SC(access_acked), SC(access_failed),
                                           {NULL, 0}};
 _Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
@@ -57,6 +58,8 @@ void sender_read_cfg(lua_State *L, int t, stamp_sender_cfg_t *c, int need_remote
     else if (strcmp(sched, "periodic") != 0)
         luaL_error(L, "bad option 'schedule' (periodic or poisson expected, got '%s')", sched);
     c->seed = (uint64_t)opt_int(L, t, "seed", 0, 0, 0x7fffffffffffffffLL);
+    c->access_timeout = opt_int(L, t, "access_timeout_ns", 3000000000LL, 1, 3600LL * STAMP_NS_PER_SEC);
+    c->access_retries = (int)opt_int(L, t, "access_retries", 4, 0, 1000);
     c->tlvs = (const uint8_t *)opt_str(L, t, "tlvs", NULL, &c->tlvs_len);
     if (c->tlvs_len > STAMP_MAX_PKT - stamp_base_len(c->mode)) luaL_error(L, "bad option 'tlvs' (too long)");
     if (c->packet_len && c->packet_len < stamp_base_len(c->mode) + c->tlvs_len)
@@ -77,7 +80,8 @@ int sender_stop_now_arg(lua_State *L, int i)
 /***
  * Create a Session-Sender.
  * @function sender
- * @tparam table cfg `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0), `count`, `interval_ns`, `timeout_ns`, `duration_ns`, `ssid`, `auth`, `key`, `clock`, `ttl` (255), `tos`, `packet_len`, `tlvs`, `schedule`, `seed`
+ * @tparam table cfg `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0), `count`, `interval_ns`, `timeout_ns`, `duration_ns`, `ssid`, `auth`, `key`, `clock`, `ttl` (255), `tos`, `packet_len`, `tlvs`, `schedule`, `seed`,
+ *   `access_timeout_ns` (3 s) and `access_retries` (4): the Access Report TLV's retransmission timer (RFC 8972 4.6)
  * @return sender object, or nil, message, code
  */
 static int l_sender(lua_State *L)

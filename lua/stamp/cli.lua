@@ -97,6 +97,10 @@ local OPTIONS = {
   { "access_report", nil, "--access-report", "ID", nil, "Access Report TLV with this Access ID (1 3GPP, 2 non-3GPP)",
     int_in(0, 15) },
   { "access_return_code", nil, "--access-return-code", "CODE", "1", "Return Code for the Access Report TLV", int_in(0, 255) },
+  { "access_report_timeout", nil, "--access-report-timeout", "S", "3",
+    "Access Report: resend it when no reply echoed it within S seconds (RFC 8972 4.6)", num_in(0.001, 3600) },
+  { "access_report_retries", nil, "--access-report-retries", "N", "4", "Access Report: give up after N resends",
+    int_in(0, 1000) },
   { "padding", nil, "--padding", "N", nil, "Extra Padding TLV of N octets (pseudo-random)", int_in(0, 9000) },
   { "destination_address", nil, "--destination-address", "ADDR", nil, "Destination Node Address TLV (RFC 9503)" },
   { "return_address", nil, "--return-address", "ADDR", nil, "Return Path TLV asking for replies to ADDR (RFC 9503)" },
@@ -585,6 +589,7 @@ local function run_sender(a)
     send_delay = a.send_delay, timeout = a.timeout,
     ssid = a.ssid or 0, drop_ssid_zero = a.drop_ssid_zero or false, clock = a.clock_source,
     auth = a.auth, key = a.hmac_key, ttl = a.ttl,
+    access_report_timeout = a.access_report_timeout, access_report_retries = a.access_report_retries,
   }
   if not s then
     io.stderr:write("stamp: ", M.sender_error(a, err, code), "\n")
@@ -612,6 +617,10 @@ local function run_sender(a)
   end
   s:close()
   local fmt = a.output_format
+  if summary.access_report and summary.access_report.gave_up then
+    io.stderr:write(string.format("stamp: warning: no reply echoed the Access Report TLV; gave up after %d resends "
+      .. "(RFC 8972 4.6)\n", summary.access_report.retransmits))
+  end
   if fmt == "text" then
     if a.R then out("") end
     out(report.text_summary(summary))

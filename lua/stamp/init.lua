@@ -46,7 +46,10 @@ end
 --   `remote_addr` (required), `remote_port` (862), `local_addr`, `local_port` (0 = any),
 --   `count` (1000; 0 = until stopped), `send_delay` (ms between packets, 1000), `timeout` (s, 5),
 --   `ssid` (0..65535), `auth` with `key` or `hmac_key`, `clock` ("NTP"/"PTP"),
---   `ttl` (1..255, 255), `tos` (0..255), `packet_len` (total test packet octets).
+--   `ttl` (1..255, 255), `tos` (0..255), `packet_len` (total test packet octets),
+--   `access_report_timeout` (s, 3) and `access_report_retries` (4): with an Access Report TLV in `tlvs`,
+--   it is sent in the first packet, again when no reply echoed it within the timeout, at most that many
+--   times more (RFC 8972 4.6); the other packets carry an Extra Padding TLV of its size in its place.
 -- @return a sender object, or `nil, message, code`
 function M.sender(cfg)
   if type(cfg) ~= "table" then error("bad argument #1 to 'sender' (table expected, got " .. type(cfg) .. ")", 2) end

@@ -44,6 +44,9 @@ local SENDER = {
   seed = { kind = "integer", min = 0, max = 2 ^ 53 },
   dscp = { kind = "integer", min = 0, max = 63 },
   ecn = { kind = "integer", min = 0, max = 3 },
+  -- RFC 8972 4.6: the Access Report TLV's retransmission timer (seconds) and how often it is retried
+  access_report_timeout = { kind = "number", min = 0.001, max = 3600, default = 3 },
+  access_report_retries = { kind = "integer", min = 0, max = 1000, default = 4 },
 }
 
 local REFLECTOR = {
@@ -157,6 +160,8 @@ function M.sender(cfg, level)
   local send_delay_ms = c.send_delay
   c.timeout_ns = math.floor(c.timeout * 1e9 + 0.5)
   c.send_delay, c.timeout = nil, nil
+  c.access_timeout_ns = math.floor(c.access_report_timeout * 1e9 + 0.5)
+  c.access_retries, c.access_report_timeout, c.access_report_retries = c.access_report_retries, nil, nil
   if c.dscp or c.ecn then
     if c.tos then error("give either 'tos' or 'dscp'/'ecn', not both", (level or 2) + 1) end
     c.tos = (c.dscp or 0) * 4 + (c.ecn or 0)

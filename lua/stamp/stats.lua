@@ -453,6 +453,9 @@ local function figures(self, counters)
     drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
     extra_replies = counters and counters.extra_replies or 0,
     extra_missing = counters and counters.extra_missing or 0,
+    access_report = counters and (counters.access_sent or 0) > 0 and { sent = counters.access_sent,
+      retransmits = counters.access_retransmits or 0, echoed = (counters.access_acked or 0) > 0,
+      gave_up = (counters.access_failed or 0) > 0 } or nil,
     clock_errors = self.clock_errors, t1_kernel = self.t1_kernel, t1_user = self.t1_user,
     dists = d, owd_valid = self.owd_valid and self.n > 0, owd_reason = self.n > 0 and self.owd_reason or "no replies",
     err_bound = self.err_bound,
@@ -506,6 +509,7 @@ local function render(f)
     received = f.received,
     lost = lost,
     aborted = f.aborted, extra_replies = f.extra_replies, extra_missing = f.extra_missing,
+    access_report = f.access_report,
     loss_pct = counted > 0 and (100 * lost / counted) or 0,
     duplicates = f.duplicates,
     late = f.late,
@@ -536,7 +540,8 @@ end
 --   the source of `tx_errors`, `drop_hmac`, `drop_invalid`)
 -- @treturn table `sent`, `received`, `lost`, `aborted` (from the counters: abandoned, neither received nor lost),
 --   `loss_pct` (of the packets not aborted), `duplicates`, `extra_replies` (further replies of granted
---   type 12 bursts), `extra_missing` (further replies of granted bursts not seen in time), `late`, `tx_errors` (sends that failed),
+--   type 12 bursts), `extra_missing` (further replies of granted bursts not seen in time), `access_report`
+--   (with an Access Report TLV: `sent`, `retransmits`, `echoed`, `gave_up`; RFC 8972 4.6), `late`, `tx_errors` (sends that failed),
 --   `drop_hmac` (replies failing their HMAC), `drop_invalid` (replies that are not valid STAMP or do not echo the
 --   Sender Sequence Number, Timestamp and Error Estimate sent), `clock_errors` (replies received with T4 before T1
 --   or a negative RTT, a clock step: in `received`, left out of every delay statistic), `t1_kernel` and `t1_user`
