@@ -6,6 +6,13 @@ local function sender(port, args)
   return h.run(h.STAMP .. " -r 127.0.0.1 -p " .. port .. " -c 3 -d 10 -L 0.5 -q " .. args)
 end
 
+-- The lines of `text` matching `pattern`, one per packet: 3 (the senders' -c 3).
+local function per_packet(text, pattern)
+  local lines = h.lines_matching(text, pattern)
+  assert.equal(3, #lines, text)
+  return lines
+end
+
 -- `sender(port, args)` (then `sender(port, args2)`) against the scripted reflector
 -- (spec/tools/fake_reflector.lua) in MODE: code, stdout, stderr of each.
 local function against(mode, args, args2)
@@ -21,9 +28,7 @@ describe("stamp -R against TWAMP-Light replies (review 11, item 4)", function()
       local code, so, se = against(mode, "-R")
       assert.equal(0, code, se)
       assert.equal("", se)
-      local lines = h.lines_matching(so, "^seq=%d+ rtt=")
-      assert.equal(3, #lines, so)
-      for _, line in ipairs(lines) do
+      for _, line in ipairs(per_packet(so, "^seq=%d+ rtt=")) do
         assert.truthy(line:find(" ttl=? ", 1, true), line)
       end
   end
@@ -34,9 +39,7 @@ describe("stamp -R against TWAMP-Light replies (review 11, item 4)", function()
     local code, so, se, code2, so2 = against("light36", "--output-format jsonl", "--output-format csv")
     assert.equal(0, code, se)
     assert.equal(0, code2)
-    local lines = h.lines_matching(so, '"type":"packet"')
-    assert.equal(3, #lines)
-    for _, line in ipairs(lines) do
+    for _, line in ipairs(per_packet(so, '"type":"packet"')) do
       assert.truthy(line:find('"ttl":null', 1, true), line)
     end
     local hdr = so2:match("^([^\n]+)")
@@ -94,16 +97,12 @@ describe("CLI output keeps ignored TLVs out of tlvs (review 11, item 15)", funct
     local code, so, se, code2, so2 = against("dm_i", "--direct-measurement --cos --output-format jsonl", "--direct-measurement -R")
     assert.equal(0, code, se)
     assert.equal(0, code2)
-    local lines = h.lines_matching(so, '"type":"packet"')
-    assert.equal(3, #lines)
-    for _, line in ipairs(lines) do
+    for _, line in ipairs(per_packet(so, '"type":"packet"')) do
       assert.falsy(line:find("direct_measurement", 1, true), line)
       assert.falsy(line:find('"cos"', 1, true), line)
       assert.truthy(line:find('"tlv_ignored":2', 1, true), line)
     end
-    local lines2 = h.lines_matching(so2, "^seq=%d+ rtt=")
-    assert.equal(3, #lines2)
-    for _, line in ipairs(lines2) do
+    for _, line in ipairs(per_packet(so2, "^seq=%d+ rtt=")) do
       assert.truthy(line:find("tlv_ignored=1", 1, true), line)
       assert.falsy(line:find("r_rxc=1000", 1, true), line)
     end

@@ -80,20 +80,21 @@ local function is_peer(fd, family, octets, port)
   return ffi.string(sa + off, len) == octets
 end
 
+-- Set an int option of fd: IPPROTO_IP's name4 for IPv4, IPPROTO_IPV6's name6 for IPv6.
+local function set_ip_int(fd, family, name4, name6, value)
+  local v = ffi.new("int[1]", value)
+  if family == AF_INET6 then return C.setsockopt(fd, IPPROTO_IPV6, name6, v, 4) == 0 end
+  return C.setsockopt(fd, IPPROTO_IP, name4, v, 4) == 0
+end
+
 -- Set the TOS / Traffic Class of fd.
 local function set_tos(fd, family, tos)
-  local v = ffi.new("int[1]", tos)
-  local level, name = IPPROTO_IP, IP_TOS
-  if family == AF_INET6 then level, name = IPPROTO_IPV6, IPV6_TCLASS end
-  return C.setsockopt(fd, level, name, v, 4) == 0
+  return set_ip_int(fd, family, IP_TOS, IPV6_TCLASS, tos)
 end
 
 -- Set the TTL / Hop Limit of fd's unicast packets.
 local function set_ttl(fd, family, ttl)
-  local v = ffi.new("int[1]", ttl)
-  local level, name = IPPROTO_IP, IP_TTL
-  if family == AF_INET6 then level, name = IPPROTO_IPV6, IPV6_UNICAST_HOPS end
-  return C.setsockopt(fd, level, name, v, 4) == 0
+  return set_ip_int(fd, family, IP_TTL, IPV6_UNICAST_HOPS, ttl)
 end
 
 -- Read (and so clear) fd's pending error, e.g. ECONNREFUSED from an ICMP port unreachable:
