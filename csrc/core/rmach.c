@@ -497,12 +497,20 @@ static int replayed(stamp_rmach_t *m, rt_session_t *s, const stamp_test_t *t, co
         double age = (double)(meta->rx_time - ts) / 1e9;
         if (age > m->cfg.replay_max_age || -age > m->cfg.replay_max_age) rep = 1;
     }
-    if (!s->has_replay) {
+    uint64_t ts = 0;
+    for (int i = 0; i < 8; i++) ts = (ts << 8) | t->ts[i];
+    /* a sequence number at or below the window with a Sender Timestamp newer than
+     * any seen is a sender that started a new test session (RFC 8762 4: its
+     * numbers start at 0 again), not a replay: a replay carries an old timestamp
+     * and the HMAC (verified before this) keeps the timestamp from being forged */
+    if (!s->has_replay || ((int32_t)(t->seq - s->replay_top) <= 0 && ts > s->replay_ts)) {
         s->has_replay = 1;
         s->replay_top = t->seq;
         s->replay_bits = 1;
+        s->replay_ts = ts;
         return rep;
     }
+    if (ts > s->replay_ts) s->replay_ts = ts;
     int32_t d = (int32_t)(t->seq - s->replay_top);
     if (d > 0) {
         s->replay_bits = d >= 64 ? 1 : (s->replay_bits << d) | 1u;

@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/timex.h>
@@ -211,4 +212,43 @@ int stamp_clock_state_check(char *err, size_t errcap)
         return -e;
     }
     return 0;
+}
+
+int stamp_key_dir_list(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        say(err, errcap, "cannot read key directory %s: %s", dir, strerror(e));
+        return -e;
+    }
+    size_t n = 0;
+    int count = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        size_t l = strlen(nm);
+        /* only the names a key can have: XXXX.key (9) and default.key (11) */
+        if (l != 8 && l != 11) continue;
+        if (l < 4 || strcmp(nm + l - 4, ".key") != 0) continue;
+        if (n + l + 1 > cap) {
+            closedir(d);
+            say(err, errcap, "key directory %s: too many keys", dir);
+            return STAMP_EINVAL;
+        }
+        memcpy(names + n, nm, l);
+        names[n + l] = '\n';
+        n += l + 1;
+        count++;
+        errno = 0;
+    }
+    int e = errno;
+    closedir(d);
+    if (e) {
+        say(err, errcap, "cannot read key directory %s: %s", dir, strerror(e));
+        return -e;
+    }
+    *len = n;
+    return count;
 }

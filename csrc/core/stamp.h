@@ -946,6 +946,12 @@ STAMP_API int stamp_user_lookup(const char *user_group, unsigned *uid, unsigned 
  * be read (adjtimex); otherwise every Error Estimate says S = 0 (one line in `err`).
  */
 STAMP_API int stamp_clock_state_check(char *err, size_t errcap);
+/**
+ * The names in `dir` that can hold a key (`XXXX.key`, `default.key`), each
+ * followed by a newline, into names[0..cap); *len gets the octets used. No
+ * shell, no child process. Returns how many, or a negative code with one line in `err`.
+ */
+STAMP_API int stamp_key_dir_list(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap);
 STAMP_API int stamp_key_path_check(const char *path, int is_dir, long also_uid, char *err, size_t errcap);
 
 #ifdef __cplusplus

@@ -211,6 +211,8 @@ local function glue_negative(argv)
 end
 
 local function fail(msg)
+  -- one line whatever a path or value holds (control characters escaped, as in log lines)
+  msg = tostring(msg):gsub("%c", function(c) return c == "\n" and "\\n" or string.format("\\x%02x", c:byte()) end)
   io.stderr:write("stamp: ", msg, "\n")
   return 2
 end
@@ -258,7 +260,7 @@ function M.parse(argv)
     elseif check and v ~= nil then
       local conv = check(v)
       if conv == nil then
-        return nil, fail(string.format("invalid value for %s: '%s' (expected %s)", o[3], v, what))
+        return nil, fail(string.format("invalid value for %s: %s (expected %s)", o[3], ops.shown_value(o[3], v), what))
       end
       args[o[1]] = conv
     end
@@ -274,6 +276,16 @@ function M.parse(argv)
   local kerr = ops.resolve_keys(args)
   if kerr then return nil, fail(kerr) end
   args.auth = args.auth_mode == "A"
+  if not args.auth and not args.tlv_hmac and not args.verify_tlv_hmac then
+    local unused = args.hmac_key_dir and "--hmac-key-dir" or args.hmac_key_file and "--hmac-key-file"
+      or (args.hmac_key and not args.hmac_key_from_env) and "--hmac-key"
+      or args.drop_replayed and "--drop-replayed" or args.replay_max_age and "--replay-max-age"
+    if unused then
+      ops.set_log_format(args.log_format)
+      ops.log("warning", unused .. " given but --auth-mode is O: keys are not used, nothing is authenticated "
+        .. "(add -A A, or --verify-tlv-hmac)")
+    end
+  end
   if args.auth and not args.hmac_key then
     return nil, fail("invalid value for --auth-mode: 'A' (authenticated mode needs --hmac-key or --hmac-key-file)")
   end

@@ -163,6 +163,22 @@ local function given(argv, options, flags)
   return set
 end
 
+--- A setting's value as an error line may show it: never a key (its length
+-- only), anything else cut to 64 characters.
+-- @tparam string name the setting (`hmac_key`, `--hmac-key`, ...)
+-- @param v the value
+-- @treturn string
+function M.shown_value(name, v)
+  v = tostring(v)
+  if tostring(name):find("key", 1, true) and not tostring(name):find("key_dir", 1, true)
+      and not tostring(name):find("key-dir", 1, true) and not tostring(name):find("file", 1, true) then
+    return string.format("(%d characters, not shown)", #v)
+  end
+  v = v:gsub("%c", "?")
+  if #v > 64 then v = v:sub(1, 61) .. "..." end
+  return "'" .. v .. "'"
+end
+
 -- Config keys holding a list, and the repeatable option each item becomes.
 local LIST_KEYS = { sessions = "session" }
 
@@ -185,7 +201,11 @@ function M.merge_config(argv, options, flags)
   local path = config_path(argv)
   if not path then return argv end
   local cfg, err = M.load_config(path)
-  if not cfg then return nil, string.format("invalid value for --config: '%s' (%s)", path, err) end
+  if not cfg then return nil, string.format("invalid value for --config: %s (%s)", M.shown_value("config", path), err) end
+  if cfg.hmac_key ~= nil then
+    local ok, perr = core.key_path_check(path, "file")
+    if not ok then return nil, string.format("config %s holds hmac_key: %s", M.shown_value("config", path), perr) end
+  end
   local by_key = {}
   for _, o in ipairs(options) do by_key[o[3]:sub(3):gsub("-", "_")] = { opt = o } end
   for _, fl in ipairs(flags) do if fl[3] then by_key[fl[3]:sub(3):gsub("-", "_")] = { flag = fl } end end
@@ -229,12 +249,12 @@ function M.merge_config(argv, options, flags)
       if type(v) == "table" and k == "allow_return_address" then v = table.concat(v, ",") end
       if type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then v = string.format("%d", v) end
       if type(v) ~= "string" and type(v) ~= "number" then
-        return nil, string.format("config %s: bad value for '%s': %s (expected %s)", path, k, tostring(v),
-          o[8] or "a string or a number")
+        return nil, string.format("config %s: bad value for '%s': %s (expected %s)", path, k,
+          M.shown_value(k, tostring(v)), o[8] or "a string or a number")
       end
       v = tostring(v)
       if o[7] and o[7](v) == nil then
-        return nil, string.format("config %s: bad value for '%s': '%s' (expected %s)", path, k, v, o[8])
+        return nil, string.format("config %s: bad value for '%s': %s (expected %s)", path, k, M.shown_value(k, v), o[8])
       end
       if not set[o[3]] then
         front[#front + 1] = o[3] .. "=" .. v
@@ -263,13 +283,8 @@ M.MIN_KEY = MIN_KEY
 function M.read_key_dir(dir, uid)
   local ok, derr = core.key_path_check(dir, "dir", uid)
   if not ok then return nil, derr end
-  local p = io.popen("ls -1A '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
-  local names = {}
-  for line in p:lines() do names[#names + 1] = line end
-  p:close()
-  local fd = io.open(dir .. "/.", "rb")
-  if not fd then return nil, string.format("cannot read key directory %s", dir) end
-  fd:close()
+  local names, lerr = core.key_dir_list(dir)
+  if not names then return nil, lerr end
   local keys, n = {}, 0
   table.sort(names)
   for _, name in ipairs(names) do
@@ -342,6 +357,7 @@ function M.resolve_keys(a)
         return string.format("invalid value for STAMP_HMAC_KEY (a key of %d octets; at least %d needed)", #key, MIN_KEY)
       end
       a.hmac_key = key
+      a.hmac_key_from_env = true
     end
   end
 end
@@ -497,6 +513,13 @@ function M.service(role, a, engine)
       return nil, "--user " .. a.user .. ": " .. err
     end
     M.log("info", "running as " .. a.user)
+    if a.config and role == "reflector" then
+      local cf = io.open(a.config, "rb")
+      if cf then cf:close() else
+        M.log("warning", "--config " .. a.config .. " is not readable as --user " .. a.user
+          .. ": SIGHUP cannot re-read it (make it readable by that user)")
+      end
+    end
     if a.hmac_key_dir then
       -- SIGHUP reads the keys as this user: refuse a rotation that could never work
       local keys, kerr = M.read_key_dir(a.hmac_key_dir, a.user_uid)
@@ -563,12 +586,12 @@ function Service:warn_drops(c, every)
   for _, n in ipairs(NOISY) do
     local k, now = n[1], c[n[1]]
     if now then
+      -- the count since the last line printed (not since the last tick)
       local before = self.seen[k] or 0
-      if now > before then
-        M.log_limited("drops:" .. k, every or 10, "warning", string.format("%d %s", now - before, n[2]),
-          { total = now })
+      if now > before and M.log_limited("drops:" .. k, every or 10, "warning",
+          string.format("%d %s", now - before, n[2]), { total = now }) then
+        self.seen[k] = now
       end
-      self.seen[k] = now
     end
   end
 end
@@ -585,7 +608,12 @@ function Service:run(o)
   while not core.interrupted() do
     if core.hangups() > 0 then
       local ok = true
-      if o.reload then ok = o.reload() ~= false else M.log("info", "SIGHUP: nothing to reload yet; the reflector goes on") end
+      if o.reload then
+        -- whatever goes wrong in a reload (a signal, a file that vanished) keeps what is in force
+        local pok, res = pcall(o.reload)
+        if not pok then M.log("error", "SIGHUP: settings and keys kept as they were: " .. tostring(res)) end
+        ok = pok and res ~= false
+      else M.log("info", "SIGHUP: nothing to reload yet; the reflector goes on") end
       if self.metrics then self.metrics:reloaded(ok) end
     end
     local n, err, code = self:step(wait)
@@ -597,6 +625,7 @@ function Service:run(o)
       if o.on_tick then o.on_tick(c) end
     end
   end
+  self:warn_drops(r:counters(), 0) -- what the rate limit held back, before the counters block
   return r:counters()
 end
 
