@@ -40,6 +40,14 @@ for m in stamp.core stamp.ops; do # the packaged modules, not another copy
 done
 man -l "$root/usr/share/man/man1/stamp.1.gz" >/dev/null
 
+# libstamp for C programs: the header, the library on the linker path and stamp.pc
+printf '#include <stamp.h>\n#include <stdio.h>\nint main(void) { stamp_ee_t ee; stamp_ee_from_ns(&ee, 1000.0); printf("scale %%u\\n", ee.scale); return 0; }\n' >"$work/p.c"
+pc() { PKG_CONFIG_SYSROOT_DIR="$root" PKG_CONFIG_PATH="$root/usr/lib/$multi/pkgconfig" pkg-config "$@"; }
+# shellcheck disable=SC2046
+cc -o "$work/p" "$work/p.c" $(pc --cflags --libs stamp)
+[ "$(LD_LIBRARY_PATH="$root/usr/lib/$multi" "$work/p")" = "scale 5" ] || { echo "libstamp from the package does not work"; exit 1; }
+echo "libstamp: a C program builds with pkg-config --cflags --libs stamp from the package and runs"
+
 # systemd-analyze verify against the scratch root: the unit, the command it starts, and
 # the system's own units it refers to (sysinit.target ...) copied next to them
 mkdir -p "$root/usr/lib/systemd"
