@@ -318,8 +318,8 @@ describe("reflector Type 12 execution", function()
     local f12 = flags_of(first.data)[12]
     assert.is_false(has(f12, tlv.C) or has(f12, tlv.U))
     assert.equal(1 * S + 1000, m:next_due())
-    -- polled late and in bursts of 32: the due times never stretch
-    local extra = drain(m, 1 * S, 1 * S + 500000, 7000)
+    -- polled on time: each reply exactly at start + k * interval (RFC 10052 3), no drift
+    local extra = drain(m, 1 * S, 1 * S + 500000, 1000)
     assert.equal(399, #extra)
     local seqs = { [codec.decode_reflected(first.data).seq] = true }
     for k, r in ipairs(extra) do
@@ -332,6 +332,19 @@ describe("reflector Type 12 execution", function()
     assert.is_nil(m:next_due())
     local c = m:counters()
     assert.same({ 1, 399 }, { c.reflected, c.extra_replies })
+  end)
+
+  it("polled late: one reply per burst and poll, the next a whole interval later (never shorter), back on the grid once due", function()
+    local m = machine { reflected_max_count = 1000, reflected_min_interval_ns = 0 }
+    local req = test_packet { seq = 1, tlvs = { tlv.reflected_control { count = 5, interval_ns = 1000 } } }
+    assert(m:input(req, meta(), 1 * S, T0))
+    local late = m:poll(1 * S + 7000, T0 + 7000) -- 6 intervals late: no catch-up burst
+    assert.equal(1, #late)
+    assert.equal(1 * S + 1000, late[1].due)
+    assert.equal(1 * S + 8000, m:next_due())
+    assert.equal(0, #m:poll(1 * S + 7999, T0 + 7999))
+    assert.equal(1, #m:poll(1 * S + 8000, T0 + 8000))
+    assert.equal(1 * S + 9000, m:next_due())
   end)
 
   it("a non-increasing Sequence Number never starts a new burst", function()

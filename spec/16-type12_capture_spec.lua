@@ -5,11 +5,20 @@ local h = require "helper"
 local function have(cmd) return (h.run("command -v " .. cmd)) == 0 end
 
 local PORT
--- skip only when tshark is absent (CI installs it); a tshark that cannot capture FAILS the specs
+-- No proof, no pass: without tshark, or with a tshark that cannot capture, the spec FAILS with the
+-- reason. Only an explicit STAMP_SKIP_CAPTURE=1 in the environment (never set by CI, which installs
+-- tshark and runs as root) turns it pending, naming that variable.
 local capture, skip_reason, capture_error
 
 setup(function()
-  if not have("tshark") then skip_reason = "tshark is not installed (scripts/install-deps installs it)" return end
+  if not have("tshark") then
+    if os.getenv("STAMP_SKIP_CAPTURE") == "1" then
+      skip_reason = "STAMP_SKIP_CAPTURE=1 and tshark is not installed: Type 12 on the wire NOT proven here"
+    else
+      capture_error = "tshark is not installed (scripts/install-deps installs it; STAMP_SKIP_CAPTURE=1 to skip knowingly)"
+    end
+    return
+  end
   PORT = h.free_port()
   capture = os.tmpname() .. ".pcap"
   local tpid, tlog = h.spawn(string.format("tshark -i lo -f 'udp port %d' -w %s", PORT, capture))

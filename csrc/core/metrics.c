@@ -198,7 +198,7 @@ int stamp_metrics_reflector_step(stamp_metrics_t *m, stamp_reflector_t *r, int t
     stamp_ns_t t0 = stamp_mono();
     int n = stamp_reflector_step(r, 0);
     if (n == 0 && timeout_ms != 0) {
-        int w = stamp_wait_readable(stamp_reflector_fd(r), timeout_ms);
+        int w = stamp_reflector_wait(r, timeout_ms); /* also wakes when a Type 12 extra reply is due */
         if (w < 0) return w;
         t0 = stamp_mono();
         n = stamp_reflector_step(r, 0);

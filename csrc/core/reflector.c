@@ -4,9 +4,12 @@
  * control messages and kernel transmit timestamps (Follow-Up Telemetry). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <net/if.h>
@@ -32,6 +35,11 @@ typedef struct {
 
 #define MTU_CACHE 32
 #define MTU_TTL (5 * STAMP_NS_PER_SEC)
+
+/* Type 12 extra replies: the last this many ns before one is due are spun, not slept (as the sender) */
+#ifndef REFL_SPIN_NS
+#define REFL_SPIN_NS 80000
+#endif
 
 struct stamp_reflector {
     stamp_rmach_t *m;
@@ -80,6 +88,7 @@ static void *worker_main(void *arg)
 {
     stamp_reflector_t *w = arg;
     stamp_reflector_t *owner = w->workers[0];
+    (void)prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* nanosecond wake-ups for Type 12 extra replies */
     while (!atomic_load_explicit(&owner->stop, memory_order_relaxed)) (void)stamp_reflector_step(w, 100);
     return NULL;
 }
@@ -149,6 +158,8 @@ static int new_one(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **out)
         return fd;
     }
     r->fd = fd;
+    /* Type 12 extra replies leave on nanosecond deadlines: no timer slack for this thread */
+    if (cfg->tlv.refl_max_count) (void)prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     *out = r;
     return STAMP_OK;
 }
@@ -241,22 +252,6 @@ static void fill_tx(stamp_txmsg_t *t, const stamp_reply_t *p)
     t->ok = 0;
 }
 
-/* Type 12 extra replies that are due. */
-static void send_due(stamp_reflector_t *r)
-{
-    stamp_reply_t ex[STAMP_BATCH];
-    stamp_txmsg_t tx[STAMP_BATCH];
-    for (int round = 0; round < 64; round++) {
-        if (stamp_rmach_next_due(r->m) > stamp_mono()) return;
-        int n = stamp_rmach_poll(r->m, stamp_mono(), stamp_now(), ex, STAMP_BATCH);
-        if (n <= 0) return;
-        for (int i = 0; i < n; i++) fill_tx(&tx[i], &ex[i]);
-        int sent = stamp_sock_send(r->fd, tx, n);
-        if (sent < 0) sent = 0;
-        stamp_rmach_tx_failed(r->m, (unsigned)(n - sent), 1);
-    }
-}
-
 /* Kernel transmit timestamps: the real transmit time of each session's last reply. */
 static void read_txts(stamp_reflector_t *r, int always)
 {
@@ -278,21 +273,74 @@ static void read_txts(stamp_reflector_t *r, int always)
     if (n <= 0) r->txts_wait = 0;
 }
 
+/* Type 12 extra replies that are due. Each one's kernel transmit timestamp is asked for: it tells
+ * the machine when the reply really left, and the next one of its burst waits a whole interval from it. */
+static void send_due(stamp_reflector_t *r, int fresh)
+{
+    stamp_reply_t ex[STAMP_BATCH];
+    stamp_txmsg_t tx[STAMP_BATCH];
+    rmach_txinfo_t ti[STAMP_BATCH];
+    for (int round = 0; round < 64; round++) {
+        if (!fresh || round) read_txts(r, 0); /* fresh: stamp_reflector_wait() read them just now */
+        stamp_ns_t mono = stamp_mono();
+        if (stamp_rmach_next_due(r->m) > mono) return;
+        stamp_ns_t now = stamp_now();
+        int n = rmach_poll(r->m, mono, now, ex, ti, STAMP_BATCH);
+        if (n <= 0) return;
+        for (int i = 0; i < n; i++) {
+            fill_tx(&tx[i], &ex[i]);
+            tx[i].want_txts = ti[i].sess != 0;
+        }
+        int sent = stamp_sock_send(r->fd, tx, n);
+        if (sent < 0) sent = 0;
+        rmach_sent(r->m, ti, sent, mono, stamp_mono());
+        for (int i = 0; i < n; i++) {
+            if (!tx[i].want_txts || !tx[i].ok) continue;
+            txrec_t *x = &r->txrec[r->txts_next++ % TXREC];
+            x->sess = ti[i].sess;
+            x->gen = ti[i].gen;
+            x->seq = ti[i].seq;
+            x->t3 = now;
+            r->txts_wait++;
+        }
+        stamp_rmach_tx_failed(r->m, (unsigned)(n - sent), 1);
+    }
+}
+
+int stamp_reflector_wait(stamp_reflector_t *r, int timeout_ms)
+{
+    if (r->fd < 0) return STAMP_ECLOSED;
+    if (timeout_ms < 0 || timeout_ms > 1000) timeout_ms = 1000; /* housekeeping at least once a second */
+    struct pollfd p = {.fd = r->fd, .events = POLLIN, .revents = 0};
+    stamp_ns_t limit = stamp_mono() + (stamp_ns_t)timeout_ms * 1000000;
+    for (;;) {
+        read_txts(r, 0); /* may move the next extra reply's deadline later */
+        stamp_ns_t due = stamp_rmach_next_due(r->m);
+        stamp_ns_t until = due < limit ? due : limit;
+        stamp_ns_t left = until - stamp_mono();
+        if (left <= 0) return 0;
+        if (until == due && left <= REFL_SPIN_NS) { /* the final microseconds: spin, then go */
+            int rd = poll(&p, 1, 0);
+            if (rd != 0) return rd < 0 ? -errno : 1;
+            while (stamp_mono() < due) {
+            }
+            return 0;
+        }
+        stamp_ns_t sl = until == due ? left - REFL_SPIN_NS : left;
+        struct timespec ts = {(time_t)(sl / STAMP_NS_PER_SEC), (long)(sl % STAMP_NS_PER_SEC)};
+        int rd = ppoll(&p, 1, &ts, NULL);
+        if (rd < 0) return -errno;
+        if (rd > 0) return 1;
+    }
+}
+
 int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
 {
     if (r->fd < 0) return STAMP_ECLOSED;
     if (timeout_ms != 0) {
-        if (timeout_ms < 0 || timeout_ms > 1000) timeout_ms = 1000; /* housekeeping at least once a second */
-        stamp_ns_t due = stamp_rmach_next_due(r->m);
-        if (due != INT64_MAX) {
-            stamp_ns_t mono = stamp_mono();
-            int pw = due <= mono ? 0 : (int)((due - mono + 999999) / 1000000);
-            if (pw < timeout_ms) timeout_ms = pw;
-        }
-        if (timeout_ms != 0) {
-            int w = stamp_wait_readable(r->fd, timeout_ms);
-            if (w < 0) return w;
-        }
+        int w = stamp_reflector_wait(r, timeout_ms);
+        if (w < 0) return w;
+        if (w == 0) send_due(r, 1); /* a reply is due: it goes first, nothing in between */
     }
     int total = 0;
     stamp_ns_t t0 = stamp_mono();
@@ -317,7 +365,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
                 ntx++;
         }
         /* transmit timestamps as late as possible: just before the batch leaves */
-        stamp_ns_t now = stamp_now();
+        stamp_ns_t now_m = stamp_mono(), now = stamp_now();
         for (int k = 0; k < ntx; k++) {
             stamp_txmsg_t *t = &r->tx[k];
             fill_tx(t, &r->rep[k]);
@@ -327,6 +375,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         if (ntx) {
             int sent = stamp_sock_send(r->fd, r->tx, ntx);
             if (sent < 0) sent = 0;
+            rmach_sent(r->m, r->txi, sent, now_m, stamp_mono());
             for (int k = 0; k < ntx; k++) {
                 if (!r->tx[k].want_txts || !r->tx[k].ok) continue;
                 txrec_t *x = &r->txrec[r->txts_next++ % TXREC];
@@ -344,7 +393,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
     /* woken with no datagram: the error queue may hold timestamps not counted (e.g. ones given up
        on), and a non-empty error queue keeps the socket ready: drain it */
     if (!total) read_txts(r, 1);
-    send_due(r);
+    send_due(r, 0);
     stamp_ns_t t1 = stamp_mono();
     stamp_rmach_tick(r->m, t1);
     if (total > 0 && r->workers[0] && r->workers[0] != r) stamp_proc_observe(&r->proc, t1 - t0, (unsigned)total);

@@ -43,6 +43,11 @@ typedef struct {
     uint32_t left;      /* extra replies still to send */
     uint32_t k;         /* the next one is the k-th after the first reply */
     stamp_ns_t start, ival;
+    /* the previous reply of this burst left at `prev` (monotonic); it was stamped T3 = prev_t3 at
+     * monotonic prev_m3, and the kernel's transmit timestamp, when it comes, moves `prev` to it */
+    stamp_ns_t prev, prev_m3, prev_t3;
+    stamp_ns_t handoff; /* when the previous reply was due to be handed to the kernel (monotonic) */
+    int exact;          /* `prev` is the kernel's transmit timestamp, not an upper bound of it */
     size_t len;
     uint8_t *buf;       /* the reply as first built, before T3 and signatures */
     stamp_reply_t r;    /* its addressing */
@@ -89,6 +94,7 @@ struct stamp_rmach {
     uint32_t *freeb, nfree; /* free burst slots */
     uint32_t *active, nactive;
     uint8_t *pollmem; /* POLL_MAX * STAMP_MAX_PKT, with Type 12 only */
+    stamp_ns_t txlat; /* least time seen from T3 to the kernel's transmit timestamp, -1 none yet */
     rctr_t ctr;
     uint8_t out[STAMP_MAX_PKT];
 };
@@ -344,6 +350,7 @@ int stamp_rmach_new(const stamp_reflector_cfg_t *cfg, stamp_rmach_t **out)
     if (!m->cfg.rate_sources) m->cfg.rate_sources = 65536;
     if (!m->cfg.max_bursts) m->cfg.max_bursts = 1024;
     if (m->cfg.batch <= 0 || m->cfg.batch > STAMP_BATCH) m->cfg.batch = STAMP_BATCH;
+    m->txlat = -1;
     double idle = cfg->session_timeout * 1e9;
     m->idle_ns = idle >= 9.2e18 ? INT64_MAX : (stamp_ns_t)idle;
     keyset_t *ks = NULL;
@@ -556,6 +563,8 @@ static void start_burst(stamp_rmach_t *m, uint32_t e, rt_session_t *s, uint8_t *
     x->k = 1;
     x->start = mono;
     x->ival = ival;
+    x->prev = x->prev_m3 = mono; /* until the first reply is stamped (rmach_finish) */
+    x->prev_t3 = 0;
     x->r = *r;
     x->r.extra = 1;
     x->ti = *ti;
@@ -764,6 +773,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
     r->buf = out;
     r->len = olen;
     if (extra && s && m->bursts) start_burst(m, e, s, out, olen, base, r, ti, extra, extra_ival, mono);
+    if (extra && s && s->burst) ti->txts = 1; /* the first reply's departure anchors the burst */
     CTR_ADD(m, reflected, 1);
     return 1;
 }
@@ -782,7 +792,26 @@ void rmach_finish(stamp_rmach_t *m, uint8_t *b, size_t len, const rmach_txinfo_t
             s->last_seq = ti->seq;
             s->last_tx = now;
             s->has_last = 1;
+            if (s->burst && m->bursts) { /* the first reply of a burst: its extra replies count from it */
+                burst_t *x = &m->bursts[s->burst - 1];
+                if (x->active && x->k == 1 && x->prev_t3 == 0) x->prev_t3 = now; /* rmach_sent() says when */
+            }
         }
+    }
+}
+
+void rmach_sent(stamp_rmach_t *m, const rmach_txinfo_t *ti, int n, stamp_ns_t t3_mono, stamp_ns_t after)
+{
+    if (!m->bursts) return;
+    for (int i = 0; i < n; i++) {
+        if (!ti[i].sess) continue;
+        rt_session_t *s = &m->sess.e[ti[i].sess - 1];
+        if (s->gen != ti[i].gen || !s->burst) continue;
+        burst_t *x = &m->bursts[s->burst - 1];
+        if (!x->active || x->exact || x->prev_t3 == 0) continue;
+        if (x->k == 1) x->prev_m3 = t3_mono; /* the first reply: T3 was read at t3_mono */
+        /* until its kernel timestamp tells, the reply left no later than `after` */
+        if (x->prev < after) x->prev = after;
     }
 }
 
@@ -793,6 +822,20 @@ void rmach_txts(stamp_rmach_t *m, uint32_t sess, uint32_t gen, uint32_t seq, sta
     stamp_ns_t d = t - t3;
     /* the same session, still on that reply, and a plausible time: after our stamp, within a second */
     if (s->gen == gen && s->has_last && s->last_seq == seq && d >= 0 && d < STAMP_NS_PER_SEC) s->last_tx = t;
+    /* a burst's next reply is due no earlier than its interval after the previous one really left */
+    if (s->gen == gen && s->burst && m->bursts && d >= 0 && d < STAMP_NS_PER_SEC) {
+        burst_t *x = &m->bursts[s->burst - 1];
+        if (x->active && x->prev_t3 == t3) {
+            x->prev = x->prev_m3 + d;
+            x->exact = 1;
+            if (x->k == 1) {
+                x->start = x->prev; /* the first reply really left: the burst's anchor */
+            } else {
+                stamp_ns_t l = x->prev - x->handoff; /* from its deadline to the kernel */
+                if (l >= 0 && (m->txlat < 0 || l < m->txlat)) m->txlat = l;
+            }
+        }
+    }
 }
 
 int stamp_rmach_input(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_rxmeta_t *meta,
@@ -809,19 +852,27 @@ int stamp_rmach_input(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const st
 /* Type 12 extra replies                                               */
 /* ------------------------------------------------------------------ */
 
-static stamp_ns_t burst_due(const burst_t *x) { return x->start + (stamp_ns_t)x->k * x->ival; }
+/* RFC 10052 3: the k-th extra reply leaves at start + k * interval (anchored on the first reply's
+ * departure: no drift), and never less than the interval after the previous reply of the same burst
+ * really left (kernel transmit timestamps; never shorter). It is handed to the kernel the least
+ * send-path time seen earlier (txlat), so that it leaves on time, not a send path late each time. */
+static stamp_ns_t burst_due(const stamp_rmach_t *m, const burst_t *x)
+{
+    stamp_ns_t a = x->start + (stamp_ns_t)x->k * x->ival, b = x->prev + x->ival;
+    return (a > b ? a : b) - (m->txlat > 0 ? m->txlat : 0);
+}
 
 stamp_ns_t stamp_rmach_next_due(const stamp_rmach_t *m)
 {
     stamp_ns_t first = INT64_MAX;
     for (uint32_t i = 0; i < m->nactive; i++) {
-        stamp_ns_t d = burst_due(&m->bursts[m->active[i]]);
+        stamp_ns_t d = burst_due(m, &m->bursts[m->active[i]]);
         if (d < first) first = d;
     }
     return first;
 }
 
-int stamp_rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t *out, int max)
+int rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t *out, rmach_txinfo_t *tis, int max)
 {
     int n = 0;
     if (max > POLL_MAX) max = POLL_MAX;
@@ -829,7 +880,7 @@ int stamp_rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_re
         uint32_t best = RT_NONE;
         stamp_ns_t first = INT64_MAX;
         for (uint32_t i = 0; i < m->nactive; i++) {
-            stamp_ns_t d = burst_due(&m->bursts[m->active[i]]);
+            stamp_ns_t d = burst_due(m, &m->bursts[m->active[i]]);
             if (d < first) {
                 first = d;
                 best = m->active[i];
@@ -864,6 +915,11 @@ int stamp_rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_re
             stamp_tlv_refill(&c, b, stamp_base_len(m->cfg.mode), x->len);
         }
         rmach_finish(m, b, x->len, &ti, now);
+        x->prev = x->prev_m3 = mono;
+        x->prev_t3 = now;
+        x->handoff = first;
+        x->exact = 0;
+        if (tis) tis[n] = ti;
         out[n] = x->r;
         out[n].buf = b;
         out[n].len = x->len;
@@ -874,4 +930,9 @@ int stamp_rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_re
         if (--x->left == 0) burst_release(m, best, 0);
     }
     return n;
+}
+
+int stamp_rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t *out, int max)
+{
+    return rmach_poll(m, mono, now, out, NULL, max);
 }

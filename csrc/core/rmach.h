@@ -34,4 +34,13 @@ STAMP_HIDDEN void rmach_finish(stamp_rmach_t *m, uint8_t *buf, size_t len, const
 STAMP_HIDDEN void rmach_txts(stamp_rmach_t *m, uint32_t sess, uint32_t gen, uint32_t seq, stamp_ns_t t3,
                              stamp_ns_t t);
 
+/* Replies `ti[0..n)`, stamped with a T3 read at monotonic `t3_mono`, were handed to the kernel before
+ * monotonic `after`: their bursts count their departure as `after` until the kernel's transmit
+ * timestamp says when exactly (the I/O-free machine alone never calls it: its clock is the caller's). */
+STAMP_HIDDEN void rmach_sent(stamp_rmach_t *m, const rmach_txinfo_t *ti, int n, stamp_ns_t t3_mono,
+                             stamp_ns_t after);
+/* stamp_rmach_poll, and the txinfo of each reply (for kernel transmit timestamps); tis may be NULL. */
+STAMP_HIDDEN int rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t *out,
+                            rmach_txinfo_t *tis, int max);
+
 #endif

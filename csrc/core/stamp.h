@@ -648,6 +648,13 @@ STAMP_API int stamp_reflector_local(const stamp_reflector_t *r, stamp_addr_t *a)
  */
 STAMP_API int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms);
 /**
+ * Wait up to timeout_ms (<0 or over 1000: 1000) until a packet is readable (returns 1) or a queued
+ * Type 12 extra reply is due (returns 0): ppoll to the nanosecond (the engine's thread has timer
+ * slack 1 ns), the last microseconds spun. stamp_reflector_step() waits with it; hosts that
+ * do other work between steps (metrics) call it, then step with 0.
+ */
+STAMP_API int stamp_reflector_wait(stamp_reflector_t *r, int timeout_ms);
+/**
  * Counters: safe from any thread at any time while another thread steps (relaxed atomic loads).
  * With workers, the sum over all of them (sessions_active too: each worker has its own table).
  */
