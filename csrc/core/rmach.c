@@ -563,8 +563,9 @@ static void start_burst(stamp_rmach_t *m, uint32_t e, rt_session_t *s, uint8_t *
     x->k = 1;
     x->start = mono;
     x->ival = ival;
-    x->prev = x->prev_m3 = mono; /* until the first reply is stamped (rmach_finish) */
+    x->prev = x->prev_m3 = x->handoff = mono; /* until the first reply is stamped (rmach_finish) */
     x->prev_t3 = 0;
+    x->exact = 0;
     x->r = *r;
     x->r.extra = 1;
     x->ti = *ti;
