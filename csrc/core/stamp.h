@@ -885,7 +885,7 @@ STAMP_API int stamp_metrics_new(stamp_metrics_role_t role, stamp_metrics_t **out
 /** Stops the HTTP endpoint, if any, and frees. */
 STAMP_API void stamp_metrics_free(stamp_metrics_t *m);
 /** The engine whose counters are rendered (NULL detaches). Freeing the engine detaches it from every
- * metrics object first (they render zeros), so a server thread never reads a freed engine. With
+ * metrics object first (its counters then render as 0), so a server thread never reads a freed engine. With
  * reflector workers the processing histogram is the sum over all of them. */
 STAMP_API void stamp_metrics_attach_reflector(stamp_metrics_t *m, const stamp_reflector_t *r);
 STAMP_API void stamp_metrics_attach_sender(stamp_metrics_t *m, const stamp_sender_t *s);
