@@ -369,8 +369,22 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         for (int k = 0; k < ntx; k++) {
             stamp_txmsg_t *t = &r->tx[k];
             fill_tx(t, &r->rep[k]);
-            t->want_txts = r->txi[k].txts; /* only a stateful reflector's sessions report a previous reply */
             rmach_finish(r->m, r->txbuf[k], r->rep[k].len, &r->txi[k], now);
+        }
+        /* the kernel's transmit time only where a Follow-Up can report it: a stateful reflector's
+           session reports its last reply, so of a session's replies in this batch only the last one
+           asks (the times of the others would be discarded as not the session's last) */
+        uint32_t seen[STAMP_BATCH];
+        int nseen = 0;
+        for (int k = ntx - 1; k >= 0; k--) {
+            r->tx[k].want_txts = r->txi[k].txts == 2; /* a Type 12 burst's first reply: always */
+            if (r->txi[k].txts != 1) continue;
+            uint32_t sess = r->txi[k].sess;
+            int dup = 0;
+            for (int j = 0; j < nseen && !dup; j++) dup = seen[j] == sess;
+            if (dup) continue;
+            seen[nseen++] = sess;
+            r->tx[k].want_txts = 1;
         }
         if (ntx) {
             int sent = stamp_sock_send(r->fd, r->tx, ntx);

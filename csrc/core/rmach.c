@@ -774,7 +774,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
     r->buf = out;
     r->len = olen;
     if (extra && s && m->bursts) start_burst(m, e, s, out, olen, base, r, ti, extra, extra_ival, mono);
-    if (extra && s && s->burst) ti->txts = 1; /* the first reply's departure anchors the burst */
+    if (extra && s && s->burst) ti->txts = 2; /* the first reply's departure anchors the burst: always asked */
     CTR_ADD(m, reflected, 1);
     return 1;
 }

@@ -20,7 +20,8 @@ typedef struct {
     uint32_t gen;
     uint32_t seq;  /* the reply's sequence number */
     uint16_t ssid;
-    uint8_t txts;  /* ask the kernel's transmit time: only a stateful reflector reports it (Follow-Up) */
+    uint8_t txts;  /* ask the kernel's transmit time: 1 a stateful session's reply (Follow-Up; the last of the
+                      session in a batch asks), 2 a burst's first reply (always asks) */
 } rmach_txinfo_t;
 
 /* Build the reply to one datagram into `out` (STAMP_MAX_PKT octets), unstamped and unsigned.

@@ -60,7 +60,8 @@ void stamp_field_set(uint8_t *v, size_t vlen, const stamp_tlv_field_t *f, uint64
     }
 }
 
-int stamp_tlv_next(const uint8_t *buf, size_t len, size_t *pos, stamp_tlv_t *t)
+/* stamp_tlv_next, inlined into the walks of this file */
+static inline int tlv_next(const uint8_t *buf, size_t len, size_t *pos, stamp_tlv_t *t)
 {
     size_t p = *pos;
     memset(t, 0, sizeof *t);
@@ -77,6 +78,8 @@ int stamp_tlv_next(const uint8_t *buf, size_t len, size_t *pos, stamp_tlv_t *t)
     *pos = p + STAMP_TLV_HDR + t->len;
     return 1;
 }
+
+int stamp_tlv_next(const uint8_t *buf, size_t len, size_t *pos, stamp_tlv_t *t) { return tlv_next(buf, len, pos, t); }
 
 /* ------------------------------------------------------------------ */
 /* helpers for the reflector                                           */
@@ -204,25 +207,22 @@ static const stamp_tlv_field_t F_REFLCTRL[] = {{"reflected_length", STAMP_F_UINT
 static const stamp_subtlv_def_t S_REFLCTRL[] = {
     {10, "l2_group", STAMP_F_BYTES, 0}, {11, "l3_group", STAMP_F_BYTES, 0}, END_SUBS};
 
-/* The field called `name` of a type's list. The handlers below name fields with literals that the
-   compiler merges with the table's (same translation unit), so a first pass on the pointers finds
-   them without comparing strings; the second pass is for names from elsewhere. */
-static inline const stamp_tlv_field_t *field(const stamp_tlv_field_t *fields, const char *name)
-{
-    for (const stamp_tlv_field_t *f = fields; f->name; f++)
-        if (f->name == name) return f;
-    for (const stamp_tlv_field_t *f = fields; f->name; f++)
-        if (strcmp(f->name, name) == 0) return f;
-    return NULL;
-}
+/* Where each field is in its list (keep in the order of the lists above): the handlers on the packet
+   path reach their fields by these, not by name. */
+enum { LOCATION_DST_PORT, LOCATION_SRC_PORT };
+enum { TSINFO_SYNC_IN, TSINFO_METHOD_IN, TSINFO_SYNC_OUT, TSINFO_METHOD_OUT };
+enum { DM_S_TXC, DM_R_RXC, DM_R_TXC };
+enum { ACCESS_ID, ACCESS_RETURN_CODE };
+enum { FOLLOWUP_SEQ, FOLLOWUP_TIMESTAMP, FOLLOWUP_MODE };
+enum { MICRO_SENDER_ID, MICRO_REFLECTOR_ID };
+enum { REFLCTRL_REFLECTED_LENGTH, REFLCTRL_COUNT, REFLCTRL_INTERVAL };
 
-static void put(uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name, uint64_t x)
+/* Set / read field `f` (a constant of the lists above): whole octets directly, the others through the
+   generic bit codec. `len` is the value's length, already checked against the type's minimum. */
+static inline void putf(uint8_t *v, uint16_t len, const stamp_tlv_field_t *f, uint64_t x)
 {
-    const stamp_tlv_field_t *f = field(fields, name);
-    if (!f) return;
     size_t o = f->bitpos / 8u;
-    /* whole octets (most fields): written directly; the others through the generic bit codec */
-    if (f->kind == STAMP_F_UINT && f->bitpos % 8u == 0 && (size_t)o + f->width / 8u <= len) {
+    if (f->kind == STAMP_F_UINT && f->bitpos % 8u == 0 && o + f->width / 8u <= len) {
         if (f->width == 8) {
             v[o] = (uint8_t)x;
             return;
@@ -239,17 +239,38 @@ static void put(uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const
     stamp_field_set(v, len, f, x);
 }
 
-static uint64_t get(const uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name)
+static inline uint64_t getf(const uint8_t *v, uint16_t len, const stamp_tlv_field_t *f)
 {
-    const stamp_tlv_field_t *f = field(fields, name);
-    if (!f) return 0;
     size_t o = f->bitpos / 8u;
-    if (f->kind == STAMP_F_UINT && f->bitpos % 8u == 0 && (size_t)o + f->width / 8u <= len) {
+    if (f->kind == STAMP_F_UINT && f->bitpos % 8u == 0 && o + f->width / 8u <= len) {
         if (f->width == 8) return v[o];
         if (f->width == 16) return rd16(v + o);
         if (f->width == 32) return rd32(v + o);
     }
     return stamp_field_get(v, len, f);
+}
+
+/* The field called `name` of a type's list, for code without an index: a literal the compiler merged
+   with the table's is found by its pointer, without comparing strings. */
+static inline const stamp_tlv_field_t *field(const stamp_tlv_field_t *fields, const char *name)
+{
+    for (const stamp_tlv_field_t *f = fields; f->name; f++)
+        if (f->name == name) return f;
+    for (const stamp_tlv_field_t *f = fields; f->name; f++)
+        if (strcmp(f->name, name) == 0) return f;
+    return NULL;
+}
+
+static inline void put(uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name, uint64_t x)
+{
+    const stamp_tlv_field_t *f = field(fields, name);
+    if (f) putf(v, len, f, x);
+}
+
+static inline uint64_t get(const uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name)
+{
+    const stamp_tlv_field_t *f = field(fields, name);
+    return f ? getf(v, len, f) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -271,7 +292,7 @@ static int walk_subs(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len, uint16_t off,
     size_t pos = off;
     stamp_tlv_t t;
     int acc = 0, r;
-    while ((r = stamp_tlv_next(v, len, &pos, &t)) == 1) {
+    while ((r = tlv_next(v, len, &pos, &t)) == 1) {
         uint8_t *sub = v + t.off;
         int rr = fn(c, sub, t.type, t.len);
         if (rr & STAMP_TLV_DROP) return rr;
@@ -323,7 +344,7 @@ static long loc_malformed(const uint8_t *v, uint16_t len)
     size_t pos = 4;
     stamp_tlv_t t;
     int r;
-    while ((r = stamp_tlv_next(v, len, &pos, &t)) == 1) {
+    while ((r = tlv_next(v, len, &pos, &t)) == 1) {
         if (t.type >= 1 && t.type <= 3 && t.len != 8) return (long)t.off;
         if (t.type >= 4 && t.type <= 9 && t.len != 16) return (long)t.off;
     }
@@ -340,8 +361,8 @@ static int r_location(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
         return STAMP_TLV_M;
     }
     if (!c->pol->location_hide) {
-        put(v, len, F_LOCATION, "dst_port", addr_port(&c->meta->dst));
-        put(v, len, F_LOCATION, "src_port", addr_port(&c->meta->src));
+        putf(v, len, &F_LOCATION[LOCATION_DST_PORT], addr_port(&c->meta->dst));
+        putf(v, len, &F_LOCATION[LOCATION_SRC_PORT], addr_port(&c->meta->src));
     }
     return walk_subs(c, v, len, 4, loc_sub);
 }
@@ -350,41 +371,41 @@ static int r_tsinfo(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
     unsigned sync = c->synced ? STAMP_SYNC_NTP : STAMP_SYNC_LOCAL;
     /* kernel receive timestamps and user-space transmit stamps are both software */
-    put(v, len, F_TSINFO, "sync_in", sync);
-    put(v, len, F_TSINFO, "method_in", STAMP_TSM_SW);
-    put(v, len, F_TSINFO, "sync_out", sync);
-    put(v, len, F_TSINFO, "method_out", STAMP_TSM_SW);
+    putf(v, len, &F_TSINFO[TSINFO_SYNC_IN], sync);
+    putf(v, len, &F_TSINFO[TSINFO_METHOD_IN], STAMP_TSM_SW);
+    putf(v, len, &F_TSINFO[TSINFO_SYNC_OUT], sync);
+    putf(v, len, &F_TSINFO[TSINFO_METHOD_OUT], STAMP_TSM_SW);
     return 0;
 }
 
 static int r_cos(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
-    unsigned dscp1 = (unsigned)get(v, len, F_COS, "dscp1");
+    (void)len; /* exactly 4 (registry) */
+    /* the first 16 bits, as F_COS lays them out: DSCP1(6) DSCP2(6) ECN(2) RP(2) */
+    unsigned dscp1 = (unsigned)rd16(v) >> 10;
     int tos = c->meta->tos;
-    put(v, len, F_COS, "dscp2", tos >= 0 ? (unsigned)tos >> 2 : 0);
-    put(v, len, F_COS, "ecn2", tos >= 0 ? (unsigned)tos & 3u : 0);
+    unsigned dscp2 = tos >= 0 ? (unsigned)tos >> 2 : 0, ecn = tos >= 0 ? (unsigned)tos & 3u : 0;
+    unsigned rp = c->pol->cos_refuse ? 1u : 0u;
+    wr16(v, (uint16_t)(dscp1 << 10 | (dscp2 & 0x3fu) << 4 | ecn << 2 | rp));
     v[2] = v[3] = 0; /* Reserved */
-    if (c->pol->cos_refuse) {
-        put(v, len, F_COS, "rp", 1);
+    if (rp)
         c->tos = tos >= 0 ? (tos & 0xfc) : -1; /* reply with the DSCP we received */
-    } else {
-        put(v, len, F_COS, "rp", 0);
+    else
         c->tos = (int)(dscp1 << 2);
-    }
     return 0;
 }
 
 static int r_dm(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
-    put(v, len, F_DM, "r_rxc", c->sess_rx);
-    put(v, len, F_DM, "r_txc", c->sess_tx);
+    putf(v, len, &F_DM[DM_R_RXC], c->sess_rx);
+    putf(v, len, &F_DM[DM_R_TXC], c->sess_tx);
     return 0;
 }
 
 static int r_access(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
     (void)c;
-    uint64_t id = get(v, len, F_ACCESS, "id");
+    uint64_t id = getf(v, len, &F_ACCESS[ACCESS_ID]);
     /* RFC 8972 4.6: an Access ID other than 1 (3GPP) or 2 (non-3GPP) means the TLV is discarded:
        not used, returned as received with U. The Return Code is echoed whatever its value. */
     if (id != 1 && id != 2) return STAMP_TLV_U;
@@ -398,9 +419,9 @@ static int r_followup(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     memset(v, 0, len);
     /* RFC 8972 4.7 (erratum 8339): a stateless reflector has no previous reply to report */
     if (c->stateful && c->has_prev) {
-        put(v, len, F_FOLLOWUP, "seq", c->prev_seq);
+        putf(v, len, &F_FOLLOWUP[FOLLOWUP_SEQ], c->prev_seq);
         stamp_ts_encode(v + 4, c->prev_tx, c->clock, c->tai);
-        put(v, len, F_FOLLOWUP, "mode", STAMP_TSM_SW);
+        putf(v, len, &F_FOLLOWUP[FOLLOWUP_MODE], STAMP_TSM_SW);
     }
     return 0;
 }
@@ -470,7 +491,7 @@ static int r_returnpath(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     stamp_tlv_t t;
     int r;
     long cc = -1;
-    while ((r = stamp_tlv_next(v, len, &pos, &t)) == 1)
+    while ((r = tlv_next(v, len, &pos, &t)) == 1)
         if (t.type == 1 && cc < 0) cc = (long)t.off;
     if (r < 0) {
         v[t.off] |= STAMP_TLV_M;
@@ -478,7 +499,7 @@ static int r_returnpath(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     }
     int acc = 0, seen_addr = 0, seen_seg = 0;
     pos = 0;
-    while (stamp_tlv_next(v, len, &pos, &t) == 1) {
+    while (tlv_next(v, len, &pos, &t) == 1) {
         uint8_t *sub = v + t.off;
         int rr;
         if (cc >= 0 && (long)t.off != cc)
@@ -499,9 +520,9 @@ static int r_returnpath(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 static int r_micro(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
     if (!c->pol->has_member_link) return STAMP_TLV_U;
-    unsigned want = (unsigned)get(v, len, F_MICRO, "reflector_id");
+    unsigned want = (unsigned)getf(v, len, &F_MICRO[MICRO_REFLECTOR_ID]);
     if (want != 0 && want != c->pol->member_link) return STAMP_TLV_DROP;
-    put(v, len, F_MICRO, "reflector_id", c->pol->member_link);
+    putf(v, len, &F_MICRO[MICRO_REFLECTOR_ID], c->pol->member_link);
     return 0;
 }
 
@@ -533,9 +554,9 @@ static int r_reflctrl(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
 {
     const stamp_tlv_policy_t *p = c->pol;
     if (p->refl_max_count == 0) return STAMP_TLV_U; /* feature off: not supported here */
-    unsigned count = (unsigned)get(v, len, F_REFLCTRL, "count");
-    size_t plen = (size_t)get(v, len, F_REFLCTRL, "reflected_length");
-    stamp_ns_t ival = (stamp_ns_t)get(v, len, F_REFLCTRL, "interval");
+    unsigned count = (unsigned)getf(v, len, &F_REFLCTRL[REFLCTRL_COUNT]);
+    size_t plen = (size_t)getf(v, len, &F_REFLCTRL[REFLCTRL_REFLECTED_LENGTH]);
+    stamp_ns_t ival = (stamp_ns_t)getf(v, len, &F_REFLCTRL[REFLCTRL_INTERVAL]);
     int sub = walk_subs(c, v, len, 8, refl_sub);
     if (sub & STAMP_TLV_DROP) return sub;
     if (sub & STAMP_TLV_M) return STAMP_TLV_M;
@@ -646,7 +667,7 @@ static void set_all(uint8_t *pkt, size_t base, size_t len, uint8_t flag)
     size_t pos = base;
     stamp_tlv_t t;
     int r;
-    while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1)
+    while ((r = tlv_next(pkt, len, &pos, &t)) == 1)
         pkt[t.off] = (uint8_t)((pkt[t.off] & ~TLV_RBITS & ~(t.type == STAMP_TLV_REFLCTRL ? 0 : STAMP_TLV_C)) | flag);
     if (r < 0) pkt[t.off] = (uint8_t)((pkt[t.off] & ~TLV_RBITS) | flag);
 }
@@ -662,7 +683,7 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
     stamp_tlv_t t;
     long hoff = -1;
     int misplaced = 0, r, n = 0, npad = 0;
-    while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1) {
+    while ((r = tlv_next(pkt, len, &pos, &t)) == 1) {
         n++;
         if (t.type == STAMP_TLV_PADDING) {
             npad++;
@@ -694,7 +715,7 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
     long rp_noreply = -1, t12 = -1;
     pos = base;
     for (;;) {
-        r = stamp_tlv_next(pkt, len, &pos, &t);
+        r = tlv_next(pkt, len, &pos, &t);
         if (r == 0) break;
         uint8_t *flags = &pkt[t.off];
         if (r < 0) { /* runs past the packet: M (U too if the type is not understood), stop */
@@ -747,7 +768,7 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
     }
     if (acc & STAMP_TLV_M) {
         /* the rest is copied unchanged but for its reserved flag bits, which are zero on send */
-        while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1)
+        while ((r = tlv_next(pkt, len, &pos, &t)) == 1)
             pkt[t.off] &= (uint8_t) ~(TLV_RBITS | (t.type == STAMP_TLV_REFLCTRL ? 0 : STAMP_TLV_C));
         if (r < 0) pkt[t.off] &= (uint8_t) ~(TLV_RBITS | (len - t.off >= STAMP_TLV_HDR &&
                                                            pkt[t.off + 1] == STAMP_TLV_REFLCTRL ? 0 : STAMP_TLV_C));
@@ -769,7 +790,7 @@ int stamp_tlv_refill(stamp_tlv_ctx_t *c, uint8_t *pkt, size_t base, size_t len)
     size_t pos = base;
     stamp_tlv_t t;
     int n = 0;
-    while (stamp_tlv_next(pkt, len, &pos, &t) == 1) {
+    while (tlv_next(pkt, len, &pos, &t) == 1) {
         uint8_t f = pkt[t.off];
         if (f & STAMP_TLV_M) break;                 /* the walk stopped here: the rest went back as received */
         if (f & (STAMP_TLV_U | STAMP_TLV_I)) continue; /* not acted on: unchanged */
@@ -792,14 +813,14 @@ size_t stamp_tlv_fit(uint8_t *pkt, size_t cap, size_t base, size_t len, size_t t
     stamp_tlv_t t;
     int r;
     if (target == 0 || len < base || len > cap) return len;
-    while ((r = stamp_tlv_next(pkt, len, &pos, &t)) == 1) {
+    while ((r = tlv_next(pkt, len, &pos, &t)) == 1) {
     }
     if (r < 0) return len; /* left as received */
     /* drop the Extra Padding TLVs, keep the others in order */
     size_t w = base;
     long t12 = -1;
     pos = base;
-    while (stamp_tlv_next(pkt, len, &pos, &t) == 1) {
+    while (tlv_next(pkt, len, &pos, &t) == 1) {
         size_t sz = STAMP_TLV_HDR + (size_t)t.len;
         if (t.type == STAMP_TLV_PADDING) continue;
         if (t.type == STAMP_TLV_HMAC && hmac_tlv_off && *hmac_tlv_off == (int)t.off) *hmac_tlv_off = (int)w;
