@@ -691,6 +691,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
             c.prev_seq = s->last_seq;
             c.prev_tx = s->last_tx;
             c.has_prev = s->has_last;
+            ti->fu_patch = s->last_pending; /* the previous reply leaves in this batch, stamped at finish */
         }
         /* the HMAC TLV of a test packet covers the sender's Sequence Number (RFC 8972 4.8): a stateful
          * reflector's own number goes into the reply only after the walk has verified it */
@@ -766,6 +767,11 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         if (m->cfg.stateful) s->next_seq++;
         ti->sess = e + 1;
         ti->gen = s->gen;
+        if (m->cfg.stateful) { /* a later packet of this batch reports this reply (RFC 8972 4.7) */
+            s->last_seq = o.seq;
+            s->has_last = 1;
+            s->last_pending = 1;
+        }
         /* RFC 8972 4.7 (erratum 8339): only a stateful reflector reports its previous reply's time */
         ti->txts = m->cfg.stateful != 0;
     }
@@ -785,6 +791,12 @@ void rmach_finish(stamp_rmach_t *m, uint8_t *b, size_t len, const rmach_txinfo_t
     size_t base = stamp_base_len(m->cfg.mode);
     stamp_hmac_t *key = key_for(m, ti->ssid);
     stamp_ts_encode(b + tsoff, now, m->cfg.clock, m->clk.tai);
+    if (ti->fu_patch) { /* Follow-Up: the previous reply, of this batch, is stamped with this same `now` */
+        stamp_tlv_t tl;
+        long off = find_tlv(b, base, len, STAMP_TLV_FOLLOWUP, &tl);
+        if (off >= 0 && !(b[off] & (STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I)) && tl.len >= 12)
+            stamp_ts_encode(b + off + STAMP_TLV_HDR + 4, now, m->cfg.clock, m->clk.tai);
+    }
     if (ti->hmac_off >= 0 && key) stamp_tlv_sign(key, b, base, (size_t)ti->hmac_off);
     if (m->cfg.mode == STAMP_MODE_AUTH && key) stamp_auth_sign(key, b, len);
     if (ti->sess) {
@@ -793,6 +805,7 @@ void rmach_finish(stamp_rmach_t *m, uint8_t *b, size_t len, const rmach_txinfo_t
             s->last_seq = ti->seq;
             s->last_tx = now;
             s->has_last = 1;
+            s->last_pending = 0;
             if (s->burst && m->bursts) { /* the first reply of a burst: its extra replies count from it */
                 burst_t *x = &m->bursts[s->burst - 1];
                 if (x->active && x->k == 1 && x->prev_t3 == 0) x->prev_t3 = now; /* rmach_sent() says when */
@@ -897,6 +910,7 @@ int rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t 
         uint8_t *b = m->pollmem + (size_t)n * STAMP_MAX_PKT;
         memcpy(b, x->buf, x->len);
         rmach_txinfo_t ti = x->ti;
+        ti.fu_patch = 0; /* refilled below from the finished previous reply */
         if (m->cfg.stateful) { /* each reply has its own number */
             ti.seq = s->next_seq++;
             wr32(b, ti.seq);

@@ -22,6 +22,8 @@ typedef struct {
     uint16_t ssid;
     uint8_t txts;  /* ask the kernel's transmit time: 1 a stateful session's reply (Follow-Up; the last of the
                       session in a batch asks), 2 a burst's first reply (always asks) */
+    uint8_t fu_patch; /* its Follow-Up Telemetry names a reply of the same batch: that reply's T3 (the same
+                         `now`) is written in at finish, before signing */
 } rmach_txinfo_t;
 
 /* Build the reply to one datagram into `out` (STAMP_MAX_PKT octets), unstamped and unsigned.

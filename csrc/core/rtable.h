@@ -30,7 +30,9 @@ typedef struct {
     uint8_t src[16], dst[16];
     uint16_t sport, dport, ssid;
     uint8_t has_last, has_replay;
-    uint8_t has_sender_seq, pad_[3];
+    uint8_t has_sender_seq;
+    uint8_t last_pending; /* the previous reply is built but not yet stamped (same batch) */
+    uint8_t pad_[2];
     uint32_t next_seq;    /* stateful: the reflector's own sequence number */
     uint32_t rx, tx;      /* Direct Measurement counters */
     uint32_t last_seq;    /* Follow-Up Telemetry: the previous reply */
