@@ -97,6 +97,8 @@ static void check_reply(const stamp_reply_t *r, size_t reqlen, const stamp_rxmet
     const stamp_rxmeta_t *m = &meta[port - 8621];
     CHECK(r->to.addr.ss_family == m->dst.addr.ss_family);
     if (r->from.len) CHECK(r->from.addr.ss_family == m->dst.addr.ss_family);
+    /* a reply grown past its request (Type 12) fits the egress MTU of that peer's interface (RFC 10052 3) */
+    if (r->len > reqlen && m->mtu) CHECK(r->len + (m->src.addr.ss_family == AF_INET6 ? 48u : 28u) <= (size_t)m->mtu);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -134,6 +136,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.replay_max_age = (sw & 0x20) ? 1 : 0;
     cfg.drop_replayed = (sw & 0x40) ? 1 : 0;
     cfg.max_bursts = (sw & 0x80) ? 1 : 8;
+    /* Type 12 volume limit and provisioned admission (SSID 0 from anyone, SSID 1 from the second peer) */
+    cfg.t12_max_rate = (sw & 0x10) ? 20000 : 0;
+    cfg.t12_max_volume = 3000;
+    stamp_provisioned_t prov[2];
+    memset(prov, 0, sizeof prov);
+    prov[1].ssid = 1;
+    stamp_addr_parse(&prov[1].peer, srcs[1], 8622);
+    cfg.admission = (sw & 0x20) ? STAMP_ADMIT_PROVISIONED : STAMP_ADMIT_OPEN;
+    cfg.sessions = prov;
+    cfg.n_sessions = 2;
     stamp_rmach_t *m = NULL;
     CHECK(stamp_rmach_new(&cfg, &m) == 0 && m);
 
@@ -150,6 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         meta[i].ttl = 255;
         meta[i].tos = i & 1 ? -1 : 0xb8;
         meta[i].ifindex = 1;
+        meta[i].mtu = i == 0 ? 576 : i == 2 ? 1280 : 0; /* egress MTU: known for two peers */
     }
     while (pos + 2 <= size && inputs < 64) {
         const unsigned h = data[pos], n = data[pos + 1];
@@ -204,7 +217,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         stamp_rmach_counters(m, &c);
         CHECK(c.rx == inputs);
         CHECK(c.rx == c.reflected + c.no_reply + c.drop_short + c.drop_truncated + c.drop_hmac + c.drop_sessions +
-                          c.drop_tx + c.drop_micro + c.drop_group + c.drop_rate + c.drop_replayed);
+                          c.drop_tx + c.drop_micro + c.drop_group + c.drop_rate + c.drop_replayed +
+                          c.drop_unprovisioned);
         CHECK(c.reflected == first && c.extra_replies == extras);
         CHECK(c.short_padded <= c.reflected + c.no_reply);
     }
