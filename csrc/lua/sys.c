@@ -80,9 +80,11 @@ static void on_hangup(int sig)
 /***
  * Catch SIGINT and SIGTERM: a blocking step returns early, and `interrupted`
  * reports the signal. With `hup` true, SIGHUP is caught too (and only counted, see
- * `hangups`): a reflector survives it. Process-wide; meant for command-line programs.
+ * `hangups`): a reflector survives it. With `hup` the string "stop", SIGHUP is taken like
+ * SIGTERM (a sender whose terminal hangs up ends with its summary). Process-wide; meant
+ * for command-line programs.
  * @function trap_signals
- * @tparam[opt] boolean hup also catch SIGHUP
+ * @tparam[opt] boolean|string hup true: also count SIGHUP; "stop": SIGHUP stops like SIGTERM
  */
 static int l_trap_signals(lua_State *L)
 {
@@ -93,7 +95,12 @@ static int l_trap_signals(lua_State *L)
     sa.sa_flags = 0; /* no SA_RESTART: poll() returns EINTR */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (lua_toboolean(L, 1)) {
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        const char *how = lua_tostring(L, 1);
+        if (strcmp(how, "stop") != 0)
+            return luaL_argerror(L, 1, "true or \"stop\" expected");
+        sigaction(SIGHUP, &sa, NULL);
+    } else if (lua_toboolean(L, 1)) {
         sa.sa_handler = on_hangup;
         sigaction(SIGHUP, &sa, NULL);
     }

@@ -607,7 +607,7 @@ local function run_sender(a)
     io.stderr:write("stamp: ", M.sender_error(a, err, code), "\n")
     return 1
   end
-  core.trap_signals()
+  core.trap_signals("stop") -- SIGHUP (terminal hang-up) ends the run with its summary, like SIGTERM
   local svc, serr = ops.service("sender", a, s)
   if not svc then
     io.stderr:write("stamp: ", serr, "\n")
@@ -657,7 +657,7 @@ local function run_campaign(a)
       ok and "it must return a campaign table" or tostring(cfg), ")\n")
     return 2
   end
-  core.trap_signals()
+  core.trap_signals("stop")
   if cfg.keep == nil then cfg.keep = false end -- the outputs stream what they need
   local o = make_output(a, true)
   local user_result, user_tick = cfg.on_result, cfg.on_tick

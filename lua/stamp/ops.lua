@@ -17,7 +17,7 @@ M.core = core
 -- options { name, short, long, ARG, default, help[, check, what] } and flags { name, short, long, help }.
 M.OPTIONS = {
   { "config", nil, "--config", "FILE", nil, "Read settings from a Lua file returning a table (flags override it)" },
-  { "metrics_addr", nil, "--metrics-addr", "ADDR", "127.0.0.1:9090", "Metrics server bind address (ADDR:PORT, [IPv6]:PORT)",
+  { "metrics_addr", nil, "--metrics-addr", "ADDR", "127.0.0.1:9090", "Metrics server bind address (ADDR:PORT, [IPv6]:PORT); implies --metrics",
     function(s)
       local port = s:match("^%[[%x:.]+%]:(%d+)$") or s:match("^%d+%.%d+%.%d+%.%d+:(%d+)$")
       if port and tonumber(port) <= 65535 then return s end

@@ -141,6 +141,10 @@ function M.text_summary(s)
   end
   if (s.duplicates or 0) > 0 then add("Duplicates: %d", s.duplicates) end
   if (s.extra_replies or 0) > 0 then add("Extra replies (type 12 bursts): %d", s.extra_replies) end
+  if (s.extra_refused or 0) > 0 then
+    add("WARNING: Type 12 not granted by the reflector (C) on %d replies (over its limits; e.g. an interval below its minimum)",
+      s.extra_refused)
+  end
   if (s.extra_missing or 0) > 0 then add("Extra replies missing (granted, not seen in time): %d", s.extra_missing) end
   local ar = s.access_report
   if ar then
@@ -227,7 +231,8 @@ function M.summary_record(s)
   return {
     type = "summary",
     sent = s.sent, received = s.received, lost = s.lost, loss_pct = s.loss_pct,
-    duplicates = s.duplicates, extra_replies = s.extra_replies, extra_missing = s.extra_missing, late = s.late,
+    duplicates = s.duplicates, extra_replies = s.extra_replies, extra_missing = s.extra_missing,
+    extra_refused = s.extra_refused, late = s.late,
     access_report = s.access_report,
     tx_errors = s.tx_errors, rx_errors = s.rx_errors, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
     clock_errors = s.clock_errors, t1_kernel = s.t1_kernel, t1_user = s.t1_user,
@@ -241,7 +246,8 @@ function M.summary_record(s)
 end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
-  "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "extra_missing", "access_report", "late", "tx_errors", "rx_errors",
+  "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "extra_missing", "extra_refused",
+  "access_report", "late", "tx_errors", "rx_errors",
   "drop_hmac", "drop_invalid", "clock_errors", "t1_kernel", "t1_user", "interrupted",
   "refl_seq", "t1", "t1_source", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "clock_error", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid",

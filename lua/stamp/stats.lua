@@ -297,7 +297,7 @@ Acc.__index = Acc
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({
-    opts = opts, lost = 0, n = 0, max_seq = -1, clock_errors = 0, t1_kernel = 0, t1_user = 0,
+    opts = opts, lost = 0, n = 0, max_seq = -1, clock_errors = 0, extra_refused = 0, t1_kernel = 0, t1_user = 0,
     rtt = mom_new(), fwd = mom_new(), bwd = mom_new(), irtt = mom_new(), ifwd = mom_new(), ibwd = mom_new(),
     owd_valid = true, owd_reason = nil, err_bound = 0, stateful = opts.stateful_reflector or false,
     -- IPDV: the last IPDV_WINDOW received packets by sequence number
@@ -374,6 +374,12 @@ function Acc:add(r)
     self.lost = self.lost + 1
     lost_seq(self, seq)
     return
+  end
+  local tl = r.tlv_list -- a reply whose Type 12 TLV has C: the reflector did not grant the burst (RFC 10052 3)
+  if tl then
+    for _, t in ipairs(tl) do
+      if t.c and (t.type == 12 or t.key == "reflected_control") then self.extra_refused = self.extra_refused + 1 break end
+    end
   end
   local src = r.t1_source -- where T1 came from: the kernel's transmit timestamp or the user-space clock
   if src == "kernel" then self.t1_kernel = self.t1_kernel + 1 elseif src == "user" then self.t1_user = self.t1_user + 1 end
@@ -452,7 +458,7 @@ local function figures(self, counters)
     tx_errors = counters and counters.tx_errors or 0, drop_hmac = counters and counters.drop_hmac or 0,
     drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
     extra_replies = counters and counters.extra_replies or 0,
-    extra_missing = counters and counters.extra_missing or 0,
+    extra_missing = counters and counters.extra_missing or 0, extra_refused = self.extra_refused,
     access_report = counters and (counters.access_sent or 0) > 0 and { sent = counters.access_sent,
       retransmits = counters.access_retransmits or 0, echoed = (counters.access_acked or 0) > 0,
       gave_up = (counters.access_failed or 0) > 0 } or nil,
@@ -509,6 +515,7 @@ local function render(f)
     received = f.received,
     lost = lost,
     aborted = f.aborted, extra_replies = f.extra_replies, extra_missing = f.extra_missing,
+    extra_refused = f.extra_refused,
     access_report = f.access_report,
     loss_pct = counted > 0 and (100 * lost / counted) or 0,
     duplicates = f.duplicates,
@@ -540,7 +547,8 @@ end
 --   the source of `tx_errors`, `drop_hmac`, `drop_invalid`)
 -- @treturn table `sent`, `received`, `lost`, `aborted` (from the counters: abandoned, neither received nor lost),
 --   `loss_pct` (of the packets not aborted), `duplicates`, `extra_replies` (further replies of granted
---   type 12 bursts), `extra_missing` (further replies of granted bursts not seen in time), `access_report`
+--   type 12 bursts), `extra_missing` (further replies of granted bursts not seen in time), `extra_refused`
+--   (replies whose Type 12 TLV has C: the burst was not granted), `access_report`
 --   (with an Access Report TLV: `sent`, `retransmits`, `echoed`, `gave_up`; RFC 8972 4.6), `late`, `tx_errors` (sends that failed),
 --   `drop_hmac` (replies failing their HMAC), `drop_invalid` (replies that are not valid STAMP or do not echo the
 --   Sender Sequence Number, Timestamp and Error Estimate sent), `clock_errors` (replies received with T4 before T1
@@ -603,7 +611,7 @@ function M.merge(parts, counters)
     fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
   end
   local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
-    extra_replies = 0, extra_missing = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
+    extra_replies = 0, extra_missing = 0, extra_refused = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
     owd_valid = true, err_bound = 0, episodes = 0,
     longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
   local method, fwd, bwd, und, directions = nil, 0, 0, 0, true
@@ -614,6 +622,7 @@ function M.merge(parts, counters)
     f.drop_invalid, f.aborted = f.drop_invalid + x.drop_invalid, f.aborted + x.aborted
     f.extra_replies = f.extra_replies + (x.extra_replies or 0)
     f.extra_missing = f.extra_missing + (x.extra_missing or 0)
+    f.extra_refused = f.extra_refused + (x.extra_refused or 0)
     f.clock_errors = f.clock_errors + x.clock_errors
     f.t1_kernel, f.t1_user = f.t1_kernel + x.t1_kernel, f.t1_user + x.t1_user
     if not x.owd_valid and x.received > 0 and f.owd_valid then f.owd_valid, f.owd_reason = false, x.owd_reason end
