@@ -55,11 +55,14 @@ void stamp_sender_free(stamp_sender_t *s)
     free(s);
 }
 
-static void setbuf_opt(int fd, int opt, int want)
+/* Grow a socket buffer to `want` octets: past net.core.[rw]mem_max where the process may
+ * (SO_*BUFFORCE, CAP_NET_ADMIN), else up to that cap. */
+static void setbuf_opt(int fd, int opt, int force, int want)
 {
     int cur = 0;
     socklen_t l = sizeof cur;
     if (getsockopt(fd, SOL_SOCKET, opt, &cur, &l) == 0 && cur >= want) return;
+    if (setsockopt(fd, SOL_SOCKET, force, &want, sizeof want) == 0) return;
     (void)setsockopt(fd, SOL_SOCKET, opt, &want, sizeof want);
 }
 
@@ -114,13 +117,14 @@ int stamp_sender_new(const stamp_sender_cfg_t *cfg, stamp_sender_t **out)
     }
     stamp_sm_set_peer(m, &s->remote);
     /* socket buffers for about 200 ms of packets at this rate, counted as the kernel counts them
-     * (a small datagram costs about 1 KiB of buffer); the kernel caps them at rmem/wmem_max */
+     * (a small datagram, or a transmit timestamp in the error queue, costs about 1 KiB of buffer);
+     * without CAP_NET_ADMIN the kernel caps them at net.core.rmem_max/wmem_max */
     if (cfg->interval < 1000000) {
         double pps = cfg->interval > 0 ? 1e9 / (double)cfg->interval : 1e6;
         double want = pps * 0.2 * (double)(s->plen + 1024);
         int w = want > 64e6 ? 64 << 20 : (int)want;
-        if (!cfg->sock.rcvbuf) setbuf_opt(fd, SO_RCVBUF, w);
-        setbuf_opt(fd, SO_SNDBUF, w);
+        if (!cfg->sock.rcvbuf) setbuf_opt(fd, SO_RCVBUF, SO_RCVBUFFORCE, w);
+        setbuf_opt(fd, SO_SNDBUF, SO_SNDBUFFORCE, w);
     }
     (void)prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* nanosecond wakeups for the schedule */
     /* touch the buffers now, so that no page fault delays the first packet (the grid's anchor) */
