@@ -32,6 +32,7 @@
 struct stamp_sender {
     stamp_sm_t *m;
     int fd;
+    uint64_t rx_overflow; /* the socket's kernel drops, last read (kept after close) */
     stamp_addr_t local, remote;
     size_t plen;
     uint8_t *txmem; /* STAMP_BATCH test packets of plen octets */
@@ -145,7 +146,12 @@ int stamp_sender_local(const stamp_sender_t *s, stamp_addr_t *a)
 
 stamp_sm_t *stamp_sender_machine(stamp_sender_t *s) { return s->m; }
 
-void stamp_sender_counters(const stamp_sender_t *s, stamp_sender_counters_t *c) { stamp_sm_counters(s->m, c); }
+void stamp_sender_counters(const stamp_sender_t *s, stamp_sender_counters_t *c)
+{
+    stamp_sm_counters(s->m, c);
+    if (s->fd >= 0) ((stamp_sender_t *)s)->rx_overflow = stamp_sock_drops(s->fd); /* kept after close */
+    c->rx_overflow = s->rx_overflow;
+}
 
 void stamp_sender_stop(stamp_sender_t *s) { stamp_sm_stop(s->m, 0); }
 

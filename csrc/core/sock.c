@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <linux/errqueue.h>
 #include <linux/net_tstamp.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -103,6 +104,15 @@ STAMP_HIDDEN void stamp_addr_to_mapped(stamp_addr_t *a)
     memset(a, 0, sizeof *a);
     memcpy(&a->addr, &s6, sizeof s6);
     a->len = sizeof s6;
+}
+
+uint64_t stamp_sock_drops(int fd)
+{
+    uint32_t mi[SK_MEMINFO_VARS];
+    socklen_t l = sizeof mi;
+    memset(mi, 0, sizeof mi);
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &l) != 0 || l < (SK_MEMINFO_DROPS + 1) * sizeof mi[0]) return 0;
+    return mi[SK_MEMINFO_DROPS];
 }
 
 int stamp_sock_local(int fd, stamp_addr_t *a)

@@ -223,6 +223,8 @@ typedef struct {
 STAMP_API int stamp_sock_open(const stamp_sock_opts_t *o, stamp_addr_t *bound);
 /** The local address/port a socket is bound to. */
 STAMP_API int stamp_sock_local(int fd, stamp_addr_t *a);
+/** Datagrams the kernel dropped at this socket so far (receive queue full; SO_MEMINFO), 0 if unknown. */
+STAMP_API uint64_t stamp_sock_drops(int fd);
 
 /** Batch receive/send buffers, preallocated once. */
 #define STAMP_BATCH 32
@@ -758,6 +760,8 @@ typedef struct {
     uint64_t access_retransmits; /* ... of them sent again because the timer expired */
     uint64_t access_acked;       /* 1 once a reply echoed its Access ID and Return Code */
     uint64_t access_failed;      /* 1 when it was given up: no echo after access_retries retransmissions */
+    uint64_t rx_overflow; /* datagrams the kernel dropped at our socket, its receive queue full (SO_MEMINFO
+                             SK_MEMINFO_DROPS; filled by the socket driver, 0 from the I/O-free machine) */
 } stamp_sender_counters_t;
 
 /* After a stall the schedule never shifts: of the grid points that fell due, at most this many

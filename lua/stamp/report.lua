@@ -153,6 +153,9 @@ function M.text_summary(s)
   end
   if (s.late or 0) > 0 then add("Late replies: %d", s.late) end
   if (s.tx_errors or 0) > 0 then add("Send errors: %d", s.tx_errors) end
+  if (s.rx_overflow or 0) > 0 then
+    add("WARNING: replies dropped by the kernel, our receive queue full (counted in lost): %d", s.rx_overflow)
+  end
   if (s.drop_hmac or 0) > 0 then add("Replies failing HMAC: %d", s.drop_hmac) end
   if (s.drop_invalid or 0) > 0 then add("Invalid replies: %d", s.drop_invalid) end
   if (s.clock_errors or 0) > 0 then add("Clock errors (T4 before T1, left out of the delays): %d", s.clock_errors) end
@@ -234,7 +237,7 @@ function M.summary_record(s)
     duplicates = s.duplicates, extra_replies = s.extra_replies, extra_missing = s.extra_missing,
     extra_refused = s.extra_refused, late = s.late,
     access_report = s.access_report,
-    tx_errors = s.tx_errors, rx_errors = s.rx_errors, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
+    tx_errors = s.tx_errors, rx_errors = s.rx_errors, rx_overflow = s.rx_overflow, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
     clock_errors = s.clock_errors, t1_kernel = s.t1_kernel, t1_user = s.t1_user,
     rtt_ms = dist_ms(s.rtt), fwd_ms = dist_ms(s.fwd), bwd_ms = dist_ms(s.bwd),
     owd = s.owd and { valid = s.owd.valid, reason = s.owd.reason, error_bound_ms = ms3(s.owd.error_bound) },
@@ -247,7 +250,7 @@ end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
   "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "extra_missing", "extra_refused",
-  "access_report", "late", "tx_errors", "rx_errors",
+  "access_report", "late", "tx_errors", "rx_errors", "rx_overflow",
   "drop_hmac", "drop_invalid", "clock_errors", "t1_kernel", "t1_user", "interrupted",
   "refl_seq", "t1", "t1_source", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "clock_error", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid",

@@ -456,6 +456,7 @@ local function figures(self, counters)
     sent = sent, received = self.n,
     duplicates = counters and counters.duplicates or 0, late = counters and counters.late or 0,
     tx_errors = counters and counters.tx_errors or 0, drop_hmac = counters and counters.drop_hmac or 0,
+    rx_overflow = counters and counters.rx_overflow or 0,
     drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
     extra_replies = counters and counters.extra_replies or 0,
     extra_missing = counters and counters.extra_missing or 0, extra_refused = self.extra_refused,
@@ -520,7 +521,7 @@ local function render(f)
     loss_pct = counted > 0 and (100 * lost / counted) or 0,
     duplicates = f.duplicates,
     late = f.late,
-    tx_errors = f.tx_errors, drop_hmac = f.drop_hmac, drop_invalid = f.drop_invalid,
+    tx_errors = f.tx_errors, drop_hmac = f.drop_hmac, drop_invalid = f.drop_invalid, rx_overflow = f.rx_overflow,
     clock_errors = f.clock_errors, t1_kernel = f.t1_kernel, t1_user = f.t1_user,
     rtt = rtt, fwd = fwd, bwd = bwd,
     owd = { valid = f.owd_valid, reason = f.owd_reason, error_bound = f.err_bound },
@@ -611,6 +612,7 @@ function M.merge(parts, counters)
     fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
   end
   local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
+    rx_overflow = 0,
     extra_replies = 0, extra_missing = 0, extra_refused = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
     owd_valid = true, err_bound = 0, episodes = 0,
     longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
@@ -623,6 +625,7 @@ function M.merge(parts, counters)
     f.extra_replies = f.extra_replies + (x.extra_replies or 0)
     f.extra_missing = f.extra_missing + (x.extra_missing or 0)
     f.extra_refused = f.extra_refused + (x.extra_refused or 0)
+    f.rx_overflow = f.rx_overflow + (x.rx_overflow or 0)
     f.clock_errors = f.clock_errors + x.clock_errors
     f.t1_kernel, f.t1_user = f.t1_kernel + x.t1_kernel, f.t1_user + x.t1_user
     if not x.owd_valid and x.received > 0 and f.owd_valid then f.owd_valid, f.owd_reason = false, x.owd_reason end
