@@ -250,29 +250,6 @@ static inline uint64_t getf(const uint8_t *v, uint16_t len, const stamp_tlv_fiel
     return stamp_field_get(v, len, f);
 }
 
-/* The field called `name` of a type's list, for code without an index: a literal the compiler merged
-   with the table's is found by its pointer, without comparing strings. */
-static inline const stamp_tlv_field_t *field(const stamp_tlv_field_t *fields, const char *name)
-{
-    for (const stamp_tlv_field_t *f = fields; f->name; f++)
-        if (f->name == name) return f;
-    for (const stamp_tlv_field_t *f = fields; f->name; f++)
-        if (strcmp(f->name, name) == 0) return f;
-    return NULL;
-}
-
-static inline void put(uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name, uint64_t x)
-{
-    const stamp_tlv_field_t *f = field(fields, name);
-    if (f) putf(v, len, f, x);
-}
-
-static inline uint64_t get(const uint8_t *v, uint16_t len, const stamp_tlv_field_t *fields, const char *name)
-{
-    const stamp_tlv_field_t *f = field(fields, name);
-    return f ? getf(v, len, f) : 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* reflector processing, one function per type                         */
 /* ------------------------------------------------------------------ */
