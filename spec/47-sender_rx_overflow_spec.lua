@@ -36,3 +36,24 @@ describe("sender receive-queue overflow", function()
     os.remove(log)
   end)
 end)
+
+describe("reflector receive-queue overflow", function()
+  it("counts the test packets the kernel dropped at its socket (drop_kernel)", function()
+    local stamp = require "stamp"
+    local socket = require "socket"
+    local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0, rcvbuf = 1 })
+    local host, port = r:local_addr()
+    local u = socket.udp()
+    local pkt = string.rep("\0", 44)
+    for _ = 1, 200 do assert(u:sendto(pkt, host, port)) end -- the reflector is not reading
+    for _ = 1, 20 do r:step(0) end
+    local c = r:counters()
+    u:close()
+    r:close()
+    assert.is_true(c.drop_kernel > 0, "drop_kernel " .. c.drop_kernel)
+    assert.equal(200, c.rx + c.drop_kernel) -- loopback loses nothing else
+    -- the I/O-free machine has no socket: always 0, never garbage
+    local m = assert(stamp.core.reflector_machine {})
+    assert.equal(0, m:counters().drop_kernel)
+  end)
+end)

@@ -306,6 +306,7 @@ static void render_reflector(const stamp_metrics_t *m, out_t *o)
         {"rate_limit", c.drop_rate},
         {"replayed", c.drop_replayed},
         {"unprovisioned", c.drop_unprovisioned},
+        {"kernel_overflow", c.drop_kernel},
     };
     family(o, "stamp_reflector_packets_dropped_total", "Test packets not answered, by reason.", "reason", drops,
            (int)(sizeof drops / sizeof drops[0]));

@@ -182,6 +182,10 @@ void stamp_reflector_counters(const stamp_reflector_t *r, stamp_reflector_counte
         RCTR_LIST(X)
 #undef X
     }
+    for (int i = 0; i < r->nworkers || i == 0; i++) { /* every worker's socket (the first is r's own) */
+        const stamp_reflector_t *w = i ? r->workers[i] : r;
+        if (w->fd >= 0) c->drop_kernel += stamp_sock_drops(w->fd);
+    }
 }
 
 stamp_rmach_t *stamp_reflector_machine(stamp_reflector_t *r) { return r->m; }

@@ -385,6 +385,7 @@ void stamp_rmach_counters(const stamp_rmach_t *m, stamp_reflector_counters_t *c)
 #define X(f) c->f = atomic_load_explicit(&m->ctr.f, memory_order_relaxed);
     RCTR_LIST(X)
 #undef X
+    c->drop_kernel = 0; /* the machine owns no socket */
 }
 
 void stamp_rmach_tx_failed(stamp_rmach_t *m, unsigned n, int extra)

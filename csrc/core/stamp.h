@@ -544,6 +544,8 @@ typedef struct {
     uint64_t extra_cancelled;  /* type 12: extra replies not sent (session gone, or a newer burst replaced it) */
     uint64_t drop_unprovisioned; /* provisioned admission: no provisioned session matches (SSID, address, port) */
     uint64_t extra_limited;    /* type 12: bursts over the volume limit (t12_max_rate), answered once with C */
+    uint64_t drop_kernel;      /* datagrams the kernel dropped at the socket(s), receive queue full (SO_MEMINFO;
+                                  filled by the socket engine, 0 from the I/O-free machine) */
 } stamp_reflector_counters_t;
 
 /* ------------------------------------------------------------------ */

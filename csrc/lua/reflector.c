@@ -37,7 +37,7 @@ static const counter_t REFLECTOR_COUNTERS[] = {
     RC(extra_replies), RC(tlv_unknown),  RC(tlv_malformed), RC(tlv_integrity),    RC(sessions_active),
     RC(sessions_created), RC(sessions_reaped), RC(drop_group), RC(drop_rate),     RC(drop_replayed),
     RC(replayed),     RC(sessions_evicted), RC(extra_refused), RC(extra_cancelled),
-    RC(drop_unprovisioned), RC(extra_limited), {NULL, 0}};
+    RC(drop_unprovisioned), RC(extra_limited), RC(drop_kernel), {NULL, 0}};
 _Static_assert(sizeof(stamp_reflector_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
 static void opt_policy(lua_State *L, int t, stamp_tlv_policy_t *p)

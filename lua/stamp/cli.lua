@@ -399,7 +399,8 @@ local function run_reflector(a)
   -- the other drop reasons, each shown once non-zero: rx = reflected + every drop on each -R line
   local function other_drops(ctr)
     local t = {}
-    for _, k in ipairs { "drop_truncated", "drop_sessions", "drop_tx", "drop_micro", "no_reply", "drop_group" } do
+    for _, k in ipairs { "drop_truncated", "drop_sessions", "drop_tx", "drop_micro", "no_reply", "drop_group",
+      "drop_kernel" } do
       if (ctr[k] or 0) ~= 0 then t[#t + 1] = string.format(" %s=%d", k, ctr[k]) end
     end
     return table.concat(t)

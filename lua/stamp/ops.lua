@@ -576,6 +576,7 @@ local NOISY = {
   { "replayed", "authenticated packets were replays" },
   { "drop_short", "packets were too short to answer" },
   { "drop_unprovisioned", "packets matched no provisioned session (--session-admission provisioned)" },
+  { "drop_kernel", "packets were dropped by the kernel, the socket's receive queue full (try --workers)" },
 }
 
 --- Warn about drops, at most once per `every` seconds per kind (the lines held back are counted).

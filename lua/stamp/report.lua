@@ -447,6 +447,7 @@ local REFLECTOR_ROWS = {
   { "extra_cancelled", "Type 12 extra replies cancelled" },
   { "drop_unprovisioned", "Dropped (no provisioned session, --session-admission provisioned)" },
   { "extra_limited", "Type 12 bursts over --reflected-control-max-rate (answered once, C)" },
+  { "drop_kernel", "Dropped by the kernel (receive queue full; never seen)" },
 }
 
 --- The reflector's counters block.
