@@ -7,7 +7,7 @@ describe("sender receive-queue overflow", function()
   it("counts the replies the kernel dropped at its socket, and they are exactly the lost ones", function()
     -- the smallest receive buffer the kernel allows (a couple of datagrams); the reflector answers a
     -- whole batch at once while the sender does not read: the kernel drops the rest at our socket
-    local r, s = h.loopback_pair({}, { count = 200, send_delay = 0.01, timeout = 0.5, rcvbuf = 1 })
+    local r, s = h.loopback_pair({}, { count = 200, send_delay = 0.01, timeout = 2, rcvbuf = 1 })
     local results = s:run { pump = function() r:step(0) end }
     local c = s:counters()
     s:close()
