@@ -205,6 +205,22 @@ describe("type 12 volume limit across all sessions (RFC 10052 3, 5)", function()
     assert.has_error(function() core.reflector_machine { reflected_max_rate = "x" } end)
   end)
 
+  it("reflector_machine: a request for one reply (Number 1) spends the budget too (L octets), C over it", function()
+    local S = 1000000000
+    local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_max_rate = 10000,
+      reflected_max_volume = 10000 })
+    local mono = 10 * S
+    local granted, octets = 0, 0
+    for p = 1, 20 do -- 20 x 1500 octets asked by 44-octet requests, at one instant
+      local r = m:input(t12(1, 1500, 1, MS), { src_addr = "127.0.0.1", src_port = p }, mono)
+      assert.equal(1500, #r.data)            -- always one reply of the computed length (RFC 10052 3)
+      if not c_flag(r.data) then granted, octets = granted + 1, octets + #r.data end
+    end
+    assert.equal(6, granted)                 -- 6 x 1500 = 9000 of 10000
+    assert.is_true(octets <= 10000)
+    assert.equal(14, m:counters().extra_limited)
+  end)
+
   it("reflector_machine: a burst refused for want of a slot spends nothing of the budget", function()
     local S = 1000000000
     local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_max_rate = 1,

@@ -741,9 +741,16 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         if (c.want_len) olen = stamp_tlv_fit(out, STAMP_MAX_PKT, base, olen, c.want_len, &ti->hmac_off);
         extra = c.extra_count;
         extra_ival = c.extra_interval;
-        /* a burst that will get a slot (start_burst frees the session's own first) spends the budget */
-        if (extra && m->bursts && (m->nfree || (s && s->burst)) &&
-            !t12_budget(m, (double)(extra + 1) * (double)olen, mono)) {
+        /* a granted request spends the budget, Number x L octets: one for a single reply (Number 1),
+         * a burst only when it will get a slot (start_burst frees the session's own first) */
+        int charge = 0;
+        if (extra) {
+            charge = m->bursts && (m->nfree || (s && s->burst));
+        } else if (c.want_len) {
+            long off = find_tlv(out, base, olen, STAMP_TLV_REFLCTRL, &tl);
+            charge = off >= 0 && !(out[off] & (STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_C));
+        }
+        if (charge && !t12_budget(m, (double)(extra + 1) * (double)olen, mono)) {
             /* over the volume limit: one reply of the computed length, C (RFC 10052 3) */
             if (find_tlv(out, base, olen, STAMP_TLV_REFLCTRL, &tl) >= 0) out[tl.off] |= STAMP_TLV_C;
             CTR_ADD(m, extra_limited, 1);
