@@ -168,16 +168,7 @@ describe("review 9: --user", function()
 end)
 
 describe("review 9: the metrics endpoint's connection limits (finding 1)", function()
-  local function tcp_port()
-    for _ = 1, 50 do
-      local p = h.free_port()
-      local t = socket.tcp()
-      local ok = t:bind("127.0.0.1", p)
-      t:close()
-      if ok then return p end
-    end
-    error("no free TCP port")
-  end
+  local tcp_port = h.tcp_port
 
   local function hold(from, mport, n)
     local list = {}

@@ -5,16 +5,7 @@ local h = require "spec.helper"
 local socket = require "socket"
 local http = require "socket.http"
 
-local function tcp_port()
-  for _ = 1, 50 do
-    local p = h.free_port()
-    local t = socket.tcp()
-    local ok = t:bind("127.0.0.1", p)
-    t:close()
-    if ok then return p end
-  end
-  error("no free TCP port")
-end
+local tcp_port = h.tcp_port
 
 local function scrape(port)
   local body, code = http.request("http://127.0.0.1:" .. port .. "/metrics")

@@ -56,6 +56,19 @@ function M.free_port()
 end
 
 -- Start a background process; returns its pid and the file its stdout goes to.
+-- A free TCP port on 127.0.0.1 (for metrics endpoints), checked by binding it.
+function M.tcp_port()
+  local socket = require "socket"
+  for _ = 1, 50 do
+    local p = M.free_port()
+    local t = socket.tcp()
+    local ok = t:bind("127.0.0.1", p)
+    t:close()
+    if ok then return p end
+  end
+  error("no free TCP port")
+end
+
 function M.spawn(cmd)
   local out = os.tmpname()
   local p = io.popen(cmd .. " >" .. out .. " 2>&1 & echo $!")
