@@ -226,6 +226,29 @@ describe("stats: bounded memory", function()
     assert.equal(lostn, s.loss.episodes)
   end)
 
+  it("the switch to histograms is spread over the next adds (no stall), and a summary taken mid-way is complete", function()
+    -- converting the 65,536-packet sample at once stalled a 100,000 packets/s sender ~50 ms (issue 10)
+    local acc, vals = stats.new(), {}
+    local x = 777
+    for i = 0, stats.SAMPLE_MAX + 99 do
+      x = (x * 1103515245 + 12345) % 2147483648
+      local v = 1e5 + x % 5e7
+      vals[#vals + 1] = v
+      acc:add { seq = i, lost = false, rtt = v, fwd = v / 2, bwd = v / 2, refl_seq = i }
+    end
+    assert.is_not_nil(acc.convert, "100 adds after the switch, the old sample is still being converted")
+    local s = acc:summary()
+    assert.is_nil(acc.convert)
+    assert.equal(#vals, s.received)
+    table.sort(vals)
+    for _, p in ipairs { 50, 90, 99 } do
+      local exact = stats.percentile(vals, p)
+      local got = s.rtt[p == 50 and "median" or ("p" .. p)]
+      assert.is_true(math.abs(got - exact) <= exact * stats.HIST_ERROR + 1, string.format("p%d %g vs %g", p, got, exact))
+    end
+    assert.equal(#vals - 1, s.ipdv.rtt.n) -- every consecutive pair, old sample and new packets alike
+  end)
+
   it("histogram percentiles stay within the documented relative error", function()
     local acc = stats.new()
     local vals = {}

@@ -92,9 +92,9 @@ end
   it("the command: --reflected-control-max-size 1500 above the MTU, the MTU wins (one 1280-octet datagram, C)", function()
     local out, why = in_netns(NS_COMMON .. string.format([[
 local port = %d
-local pid = io.popen("%s -i --local-addr 127.0.0.1 --local-port " .. port ..
-  " --reflected-control-max-count 5 --reflected-control-max-size 1500 >/dev/null 2>&1 & echo $!"):read("*l")
-socket.sleep(0.5)
+local pid, rout = h.spawn("%s -i --local-addr 127.0.0.1 --local-port " .. port ..
+  " --reflected-control-max-count 5 --reflected-control-max-size 1500")
+assert(h.wait_for(rout, "listening", 30), "the reflector did not start: " .. h.slurp(rout))
 print(ask("127.0.0.1", port, t12(1, 1400, 3, 1000000)))
 print(ask("127.0.0.1", port, t12(2, 1000, 3, 1000000)))
 os.execute("kill " .. pid)

@@ -116,7 +116,7 @@ M.STAMP = M.ROOT .. "/bin/stamp"
 function M.cli_reflector(args)
   local port = M.free_port()
   local pid, out = M.spawn(M.STAMP .. " -i --local-port " .. port .. " " .. (args or "--local-addr 127.0.0.1"))
-  assert(M.wait_for(out, "listening", 5), "reflector did not start: " .. M.slurp(out))
+  assert(M.wait_for(out, "listening", 30), "reflector did not start: " .. M.slurp(out)) -- slow under valgrind
   return pid, out, port
 end
 

@@ -378,8 +378,6 @@ local function run_reflector(a)
     return 1
   end
   local host, port = r:local_addr()
-  out(string.format("STAMP reflector listening on %s port %d (%s, %s%s)", host, port,
-    a.auth and "authenticated" or "open", a.clock_source, a.stateful_reflector and ", stateful" or ""))
   core.trap_signals(true) -- SIGHUP too: a reflector survives it (and reloads, see stamp.ops)
   local svc, serr = ops.service("reflector", a, r)
   if not svc then
@@ -387,6 +385,9 @@ local function run_reflector(a)
     r:close()
     return 1
   end
+  -- "listening" once everything is up (the metrics endpoint too): scripts may wait for this line
+  out(string.format("STAMP reflector listening on %s port %d (%s, %s%s)", host, port,
+    a.auth and "authenticated" or "open", a.clock_source, a.stateful_reflector and ", stateful" or ""))
   if a.session_admission == "provisioned" then
     local list = a.session or {}
     if #list == 0 then

@@ -241,8 +241,9 @@ end
 
 local KEYS = { "rtt", "fwd", "bwd" }
 
--- The sample's values, and its IPDV pairs (both packets of a pair in the sample).
-local function sample_values(self)
+-- The sample's values, and its IPDV pairs (both packets of a pair in the sample). `pace`, when given, is
+-- called once per record and per IPDV pair (the conversion to histograms yields there).
+local function sample_values(self, pace)
   local v = { rtt = {}, fwd = {}, bwd = {}, irtt = {}, ifwd = {}, ibwd = {} }
   local at = {}
   local seqs = {}
@@ -250,6 +251,7 @@ local function sample_values(self)
     local n = #v.rtt + 1
     v.rtt[n], v.fwd[n], v.bwd[n], seqs[n] = rtt, fwd, bwd, seq
     at[seq] = n
+    if pace then pace() end
   end)
   for n = 1, #seqs do
     local m = at[seqs[n] - 1]
@@ -257,20 +259,54 @@ local function sample_values(self)
       local i = #v.irtt + 1
       v.irtt[i], v.ifwd[i], v.ibwd[i] = v.rtt[n] - v.rtt[m], v.fwd[n] - v.fwd[m], v.bwd[n] - v.bwd[m]
     end
+    if pace then pace() end
   end
   return v
 end
 
--- Leave the sample for histograms.
+-- Work units (a sample record, an IPDV pair or a histogram insertion) the conversion does per `add`.
+local CONVERT_STEP = 16
+
+-- Leave the sample for histograms without stalling the caller: from now on every value goes to the
+-- histograms, and the sample taken so far is moved into them a few values per `add` (a coroutine),
+-- the rest at the summary. Converting 65,536 packets at once took ~50 ms, long enough for a sender at
+-- 100,000 packets/s to overflow its socket's receive queue.
 local function to_hist(self)
   local h = {}
-  local v = sample_values(self)
-  for k, list in pairs(v) do
-    h[k] = hist_new()
-    for _, x in ipairs(list) do hist_add(h[k], x) end
-  end
+  for _, k in ipairs { "rtt", "fwd", "bwd", "irtt", "ifwd", "ibwd" } do h[k] = hist_new() end
+  local frozen = { ns = self.ns, chunks = self.chunks, buf = self.buf, sseq = self.sseq, srtt = self.srtt,
+    sfwd = self.sfwd, sbwd = self.sbwd }
   sample_reset(self)
   self.hist = h
+  local yield, budget = coroutine.yield, CONVERT_STEP
+  local function pace()
+    budget = budget - 1
+    if budget <= 0 then
+      budget = CONVERT_STEP
+      yield()
+    end
+  end
+  self.convert = coroutine.create(function()
+    local v = sample_values(frozen, pace)
+    frozen = nil
+    for k, list in pairs(v) do
+      local hk = h[k]
+      for i = 1, #list do
+        hist_add(hk, list[i])
+        pace()
+      end
+    end
+  end)
+end
+
+-- Advance the conversion to histograms (`all`: to its end).
+local function convert(self, all)
+  local co = self.convert
+  repeat
+    local ok, err = coroutine.resume(co)
+    if not ok then error(err, 0) end
+  until not all or coroutine.status(co) == "dead"
+  if coroutine.status(co) == "dead" then self.convert = nil end
 end
 
 -- An IPDV pair: packets `a` and `a + 1`, values (rtt, fwd, bwd) of each.
@@ -425,6 +461,7 @@ function Acc:add(r)
     hist_add(self.hist.rtt, rtt)
     hist_add(self.hist.fwd, fwd)
     hist_add(self.hist.bwd, bwd)
+    if self.convert then convert(self) end
   else
     sample_append(self, seq, rtt, fwd, bwd)
     if self.ns >= M.SAMPLE_MAX then to_hist(self) end
@@ -433,6 +470,7 @@ end
 
 -- Everything a summary is made of.
 local function figures(self, counters)
+  if self.convert then convert(self, true) end
   local d = {}
   local v = not self.hist and sample_values(self)
   for _, k in ipairs(KEYS) do
