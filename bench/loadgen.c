@@ -148,8 +148,8 @@ int main(int argc, char **argv)
     const char *addr = "127.0.0.1", *mode = "open", *key = "000102030405060708090a0b0c0d0e0f";
     int port = 0, window = 64, opt;
     double secs = 2;
-    long sessions = 0;
-    while ((opt = getopt(argc, argv, "a:p:m:d:w:k:S:")) != -1) {
+    long sessions = 0, spread = 0;
+    while ((opt = getopt(argc, argv, "a:p:m:d:w:k:S:V:")) != -1) {
         if (opt == 'a') addr = optarg;
         else if (opt == 'p') port = atoi(optarg);
         else if (opt == 'm') mode = optarg;
@@ -157,8 +157,9 @@ int main(int argc, char **argv)
         else if (opt == 'w') window = atoi(optarg);
         else if (opt == 'k') key = optarg;
         else if (opt == 'S') sessions = atol(optarg);
+        else if (opt == 'V') spread = atol(optarg);
         else {
-            fprintf(stderr, "usage: loadgen -p PORT [-a ADDR] [-m open|chain|auth] [-d SECONDS] [-w WINDOW] [-k HEXKEY] [-S SESSIONS]\n");
+            fprintf(stderr, "usage: loadgen -p PORT [-a ADDR] [-m open|chain|auth] [-d SECONDS] [-w WINDOW] [-k HEXKEY] [-S SESSIONS] [-V SSIDS]\n");
             return 2;
         }
     }
@@ -220,7 +221,10 @@ int main(int argc, char **argv)
         if (now >= end) break;
         while (outstanding < window) {
             int n = window - (int)outstanding < BATCH ? window - (int)outstanding : BATCH;
-            int s = send_n(fd, &g, &to, n, &seq, 1, 0);
+            /* -V N: the load cycles over SSIDs 1..N (N sessions of the reflector, each looked up in turn) */
+            uint16_t ssid = spread > 0 ? (uint16_t)(1 + (long)(sent % (unsigned long long)spread)) : 1;
+            if (spread > 0 && ssid + n - 1 > spread) n = (int)(spread - ssid + 1);
+            int s = send_n(fd, &g, &to, n, &seq, ssid, spread > 0);
             if (s <= 0) break;
             outstanding += s;
             sent += (unsigned long long)s;

@@ -178,6 +178,13 @@ void stamp_metrics_observe_owd(stamp_metrics_t *m, stamp_ns_t fwd, stamp_ns_t bw
     hist_observe(&m->bwd, bwd, 1);
 }
 
+void stamp_metrics_observe_result(stamp_metrics_t *m, const stamp_result_t *r)
+{
+    if (r->status != STAMP_RES_OK || r->clock_error) return;
+    stamp_metrics_observe_rtt(m, r->rtt);
+    if (r->sender_ee.s == 1 && r->refl_ee.s == 1) stamp_metrics_observe_owd(m, r->fwd, r->bwd);
+}
+
 void stamp_metrics_count(stamp_metrics_t *m, stamp_metrics_extra_t which, uint64_t by)
 {
     if ((unsigned)which < STAMP_METRICS_EXTRA_MAX) bump(&m->extra[which], by);

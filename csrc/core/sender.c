@@ -245,7 +245,8 @@ int stamp_sender_next_timeout(const stamp_sender_t *s)
 }
 
 /* Wait until the fd is readable or the monotonic time `until`: ppoll with ns resolution,
- * then a spin for the last SPIN_NS. Returns 1 readable, 0 deadline, <0 error (-EINTR). */
+ * then a spin for the last SPIN_NS. Returns the poll events (> 0) when readable (POLLERR: a transmit
+ * timestamp waits in the error queue), 0 at the deadline, <0 error (-EINTR). */
 static int wait_until(int fd, stamp_ns_t until)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
@@ -260,7 +261,7 @@ static int wait_until(int fd, stamp_ns_t until)
         }
         int r = ppoll(&p, 1, &ts, NULL);
         if (r < 0) return -errno;
-        if (r > 0) return 1;
+        if (r > 0) return p.revents ? p.revents : 1;
     }
 }
 
@@ -315,4 +316,53 @@ int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, in
         if (w < 0) return w;
         if (w == 0 && stamp_mono() >= limit && d > limit) return 0;
     }
+}
+
+/* Hand `n` results to `each`; returns n. */
+static int hand(stamp_result_t *res, int n, stamp_result_fn each, void *ud)
+{
+    for (int i = 0; i < n; i++) each(ud, &res[i]);
+    return n;
+}
+
+int stamp_sender_pump(stamp_sender_t *s, int timeout_ms, stamp_result_fn each, void *ud)
+{
+    if (s->fd < 0) return STAMP_ECLOSED;
+    if (!each) return STAMP_EINVAL;
+    stamp_ns_t start = stamp_mono();
+    stamp_ns_t limit = timeout_ms < 0 ? start + STEP_MAX_NS : start + (stamp_ns_t)timeout_ms * 1000000;
+    stamp_result_t res[STAMP_BATCH];
+    int total = 0, errq = 1;
+    while (!stamp_sm_done(s->m)) {
+        send_due(s, stamp_mono());
+        int got = stamp_sock_recv(s->fd, &s->local, s->rxbuf, STAMP_MAX_PKT, s->rxlen, s->meta, STAMP_BATCH);
+        if (got < 0 && got != -EINTR) return total ? total : got;
+        /* the kernel's transmit times first (a reply's T1), read in batches: when replies came, or when
+         * the last wait said some wait in the error queue */
+        if (got > 0 || errq) {
+            read_txts(s);
+            errq = 0;
+        }
+        for (int i = 0; i < got; i++) {
+            /* a truncated datagram (rxlen > STAMP_MAX_PKT) is refused by the machine */
+            if (stamp_sm_reply(s->m, s->rxbuf[i], s->rxlen[i], &s->meta[i], &res[0]))
+                total += hand(res, 1, each, ud);
+        }
+        int e;
+        while ((e = stamp_sm_expire(s->m, stamp_mono(), res, STAMP_BATCH)) > 0) {
+            total += hand(res, e, each, ud);
+            if (e < STAMP_BATCH) break;
+        }
+        if (got == STAMP_BATCH) continue; /* more may be queued */
+        stamp_ns_t now = stamp_mono();
+        if (now >= limit) break;
+        stamp_ns_t d = stamp_sm_next_deadline(s->m);
+        stamp_ns_t until = d < limit ? d : limit;
+        if (until <= now) continue; /* a deadline passed: act on it */
+        int w = wait_until(s->fd, until);
+        if (w == -EINTR) break; /* a signal: the caller looks at it */
+        if (w < 0) return total ? total : w;
+        if (w & POLLERR) errq = 1;
+    }
+    return total;
 }

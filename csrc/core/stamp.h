@@ -860,6 +860,13 @@ STAMP_API int stamp_sender_local(const stamp_sender_t *s, stamp_addr_t *a);
  */
 STAMP_API int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_t *res, int max);
 /** 1 when every packet was sent and every one was answered or declared lost. */
+/* A consumer of final results (stamp_sender_pump); `r` and what it points to are valid during the call. */
+typedef void (*stamp_result_fn)(void *ud, const stamp_result_t *r);
+/* Run the sender for up to `timeout_ms` (negative: about 100 ms), handing every final result to `each`
+ * as soon as it is known, without returning per packet: the way to run at high rates when the caller
+ * needs no per-packet work of its own. Returns early when the sender is done or a signal interrupts
+ * a wait. Returns the number of results handed, or a negative error code (nothing handed). */
+STAMP_API int stamp_sender_pump(stamp_sender_t *s, int timeout_ms, stamp_result_fn each, void *ud);
 STAMP_API int stamp_sender_done(const stamp_sender_t *s);
 /** Milliseconds until the sender next needs a step (0 = now). */
 STAMP_API int stamp_sender_next_timeout(const stamp_sender_t *s);
@@ -900,6 +907,9 @@ STAMP_API void stamp_metrics_observe_processing(stamp_metrics_t *m, stamp_ns_t n
 STAMP_API void stamp_metrics_observe_rtt(stamp_metrics_t *m, stamp_ns_t rtt);
 /** One-way delays; record them only when both clocks are synchronized. */
 STAMP_API void stamp_metrics_observe_owd(stamp_metrics_t *m, stamp_ns_t fwd, stamp_ns_t bwd);
+/* A sender's final result: its round-trip time, and its one-way delays when both clocks say S = 1
+ * (lost, aborted and clock-error results observe nothing). */
+STAMP_API void stamp_metrics_observe_result(stamp_metrics_t *m, const stamp_result_t *r);
 STAMP_API void stamp_metrics_count(stamp_metrics_t *m, stamp_metrics_extra_t which, uint64_t by);
 /**
  * Called on the sender's own thread (e.g. after each step): copy its counters

@@ -49,6 +49,9 @@ BIND_HIDDEN void sender_open(lua_State *L);
 BIND_HIDDEN void sender_machine_open(lua_State *L);
 BIND_HIDDEN void ops_open(lua_State *L); /* ops.c: metrics, privileges, process name, key files */
 
+/* ops.c: the metrics object at index i (raises unless one, open); attached to its engine as it is now. */
+BIND_HIDDEN stamp_metrics_t *metrics_check(lua_State *L, int i);
+
 /* ---- helpers (bind.c) ---------------------------------------------------- */
 
 /* Push nil, stamp_strerror(code), code; returns 3 (return it from a function). */

@@ -47,6 +47,16 @@ static void reattach(lmetrics_t *o)
         stamp_metrics_attach_sender(o->m, ((bind_obj_t *)o->ud)->h);
 }
 
+/* The metrics at index i (a sender's, attached or not) for stamp_metrics_observe_result; raises when
+ * it is not a metrics object or is closed. */
+stamp_metrics_t *metrics_check(lua_State *L, int i)
+{
+    lmetrics_t *o = luaL_checkudata(L, i, METRICS_MT);
+    if (!o->m) luaL_error(L, "attempt to use closed metrics");
+    reattach(o);
+    return o->m;
+}
+
 /***
  * Prometheus metrics of a reflector or a sender.
  * @function metrics

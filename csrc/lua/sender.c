@@ -194,6 +194,47 @@ static int s_step(lua_State *L)
     return 1;
 }
 
+/* Where sender:pump hands each result (all in C). */
+typedef struct {
+    stamp_metrics_t *metrics;
+    int n;
+} pump_sink_t;
+
+static void pump_each(void *ud, const stamp_result_t *r)
+{
+    pump_sink_t *k = ud;
+    if (k->metrics) stamp_metrics_observe_result(k->metrics, r);
+    k->n++;
+}
+
+/***
+ * Run the sender for up to `timeout` ms without building a result table per packet: every final
+ * result goes, in C, to the sinks given (a statistics accumulator, Prometheus metrics) and is then
+ * dropped. The way to run at high rates when no per-packet output is wanted (`sender:run` uses it when
+ * it has no `on_result` and `keep = false`). Returns early when the sender is done or a signal arrives.
+ * @function sender:pump
+ * @tparam[opt=-1] integer timeout milliseconds (negative: about 100 ms)
+ * @tparam[opt] table sinks `metrics` (a `stamp.core.metrics` object of role sender)
+ * @treturn integer|nil results handled, or nil, message, code
+ */
+static int s_pump(lua_State *L)
+{
+    lsender_t *o = bind_check(L, 1, &SENDER);
+    int t = (int)opt_arg_int(L, 2, -1, -2147483648LL, 2147483647LL);
+    pump_sink_t k = {.metrics = NULL, .n = 0};
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "metrics");
+        if (!lua_isnil(L, -1)) k.metrics = metrics_check(L, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    int n = stamp_sender_pump(o->obj.h, t, pump_each, &k);
+    if (n < 0 && n != -EINTR) return push_fail(L, n);
+    if (k.metrics) stamp_metrics_publish_sender(k.metrics);
+    lua_pushinteger(L, k.n);
+    return 1;
+}
+
 /***
  * True once every packet was sent and answered, declared lost or aborted.
  * @function sender:done
@@ -248,7 +289,7 @@ static void s_describe(lua_State *L, const void *h)
 }
 
 static const luaL_Reg SENDER_METHODS[] = {
-    {"step", s_step}, {"done", s_done}, {"next_timeout", s_next_timeout}, {"stop", s_stop}, {NULL, NULL}};
+    {"step", s_step}, {"pump", s_pump}, {"done", s_done}, {"next_timeout", s_next_timeout}, {"stop", s_stop}, {NULL, NULL}};
 
 static const bind_class_t SENDER = {
     .name = "stamp.sender",
