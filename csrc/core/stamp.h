@@ -879,6 +879,99 @@ STAMP_API stamp_sm_t *stamp_sender_machine(stamp_sender_t *s);
 STAMP_API void stamp_sender_counters(const stamp_sender_t *s, stamp_sender_counters_t *c);
 
 /* ------------------------------------------------------------------ */
+/* Statistics: a Lua-free accumulator of per-packet results           */
+/* ------------------------------------------------------------------ */
+/*
+ * What lua/stamp/stats.lua's accumulator (`Acc:add`) computes, without a
+ * Lua table per packet: exact running moments of rtt/fwd/bwd and of their
+ * IPDV (pairs among the last STAMP_STATS_IPDV_WINDOW sequence numbers),
+ * the exact sample of the first STAMP_STATS_SAMPLE_MAX received packets
+ * (sequence number and delays rounded to float32, as the Lua packed sample)
+ * then log-bucketed histograms (bucket k holds magnitudes in
+ * (GAMMA^(k-1), GAMMA^k], GAMMA = 1.005/0.995), loss episodes, RFC 4737
+ * reordering (STAMP_STATS_REORDER_WINDOW), one-way delay validity, error
+ * bound, stateful-reflector detection, clock errors, T1 sources, refused
+ * type 12 bursts and the last record for the loss direction. All storage is
+ * allocated by stamp_stats_new (about 3 MB, mostly untouched until used);
+ * nothing per packet. The switch from the sample to the histograms is spread
+ * over the following adds (STAMP_STATS_CONVERT_STEP sample records each) and
+ * finished by stamp_stats_figures. Not thread-safe (one accumulator per sender).
+ */
+#define STAMP_STATS_SAMPLE_MAX 65536
+#define STAMP_STATS_IPDV_WINDOW 4096
+#define STAMP_STATS_REORDER_WINDOW 65536
+#define STAMP_STATS_HIST_K 4480 /* buckets per sign: |v| < 2^64 ns */
+#define STAMP_STATS_CONVERT_STEP 64
+
+typedef struct stamp_stats stamp_stats_t;
+
+/** Running moments (the Lua `mom`): n, mean and m2 (Welford), min, max, sum of |v| (exact). */
+typedef struct {
+    uint64_t n;
+    double mean, m2;
+    int64_t min, max; /* meaningless while n == 0 */
+    int64_t sabs;
+} stamp_moments_t;
+
+/* Distributions, in the order of the Lua keys rtt, fwd, bwd, irtt, ifwd, ibwd. */
+enum { STAMP_STATS_RTT, STAMP_STATS_FWD, STAMP_STATS_BWD, STAMP_STATS_IRTT, STAMP_STATS_IFWD, STAMP_STATS_IBWD,
+       STAMP_STATS_NDIST };
+
+/** Everything but the distributions' values (see stamp_stats_figures). */
+typedef struct {
+    uint64_t received, lost, clock_errors, extra_refused, t1_kernel, t1_user;
+    stamp_moments_t dist[STAMP_STATS_NDIST];
+    int owd_valid;          /* 1 until a packet's one-way delays are unusable ... */
+    const char *owd_reason; /* ... the first reason: "no error estimate", "unsynchronized clock", "negative delay" */
+    double err_bound;       /* largest sum of the two Error Estimates (ns) */
+    int stateful;           /* given, or a reply whose reflector number differs from the sender's */
+    uint64_t episodes, longest, burst_total; /* closed loss episodes */
+    int in_run;             /* the run of lost numbers being built: run_first..run_last */
+    int64_t run_first, run_last;
+    uint64_t reordered;
+    stamp_moments_t ext;    /* reordering extents */
+    int has_last;           /* the received packet with the highest sequence number: */
+    uint32_t last_seq, last_refl_seq;
+    uint64_t last_rx_replies; /* 0: not known */
+    int last_dm;            /* it had a usable Direct Measurement TLV ... */
+    int last_dm_u;          /* ... marked U */
+    int last_dm_fields;     /* ... of the right length: the three counters below */
+    uint32_t last_s_txc, last_r_rxc, last_r_txc;
+    int dm_backwards;       /* the reflector's Direct Measurement counters went backwards */
+    int hist;               /* 0: the values are the exact sample, 1: histograms */
+} stamp_stats_figures_t;
+
+/** A new accumulator (stateful_reflector: the reflector numbers its replies itself). 0 or STAMP_ENOMEM. */
+STAMP_API int stamp_stats_new(int stateful_reflector, stamp_stats_t **out);
+STAMP_API void stamp_stats_free(stamp_stats_t *st);
+/**
+ * One final per-packet result as the sender produces it (aborted ones are ignored); `base` = the
+ * mode's base packet length (stamp_base_len), so that the TLVs after it can be read (Type 12 C
+ * flag, Direct Measurement from the first r->tlv_usable TLVs). Nothing of `r` is kept.
+ */
+STAMP_API void stamp_stats_add(stamp_stats_t *st, const stamp_result_t *r, size_t base);
+/* What a hand-made result (a binding's table) may lack or give otherwise: */
+#define STAMP_STATS_NO_EE 1u        /* no Error Estimates: owd "no error estimate", no error bound */
+#define STAMP_STATS_NO_T1_SOURCE 2u /* neither t1_kernel nor t1_user counted */
+#define STAMP_STATS_ERR_GIVEN 4u    /* err_ns is this result's error bound (else from the Error Estimates) */
+STAMP_API void stamp_stats_add_ex(stamp_stats_t *st, const stamp_result_t *r, size_t base, unsigned flags,
+                                  double err_ns);
+/** The figures so far (finishes a pending switch to histograms first). */
+STAMP_API void stamp_stats_figures(stamp_stats_t *st, stamp_stats_figures_t *f);
+/** Sample mode: the number of records in the sample. */
+STAMP_API size_t stamp_stats_sample_len(const stamp_stats_t *st);
+/**
+ * Sample record i (arrival order): its sequence number and delays (rtt, fwd, bwd, float32-rounded);
+ * returns 1 with ipdv[3] = its values minus those of the latest record numbered seq - 1, when there is one.
+ */
+STAMP_API int stamp_stats_sample_get(const stamp_stats_t *st, size_t i, uint32_t *seq, double v[3], double ipdv[3]);
+/**
+ * Histogram mode: counts of distribution d (STAMP_STATS_RTT..): pos[k] / neg[k] for magnitudes in
+ * (GAMMA^(k-1), GAMMA^k], k < STAMP_STATS_HIST_K; *zero for |v| < 1 ns. NULL in sample mode.
+ */
+STAMP_API const uint64_t *stamp_stats_hist(const stamp_stats_t *st, int d, const uint64_t **neg, uint64_t *zero);
+
+/* ------------------------------------------------------------------ */
 /* Operations: Prometheus metrics, privileges, process name, key files */
 /* ------------------------------------------------------------------ */
 

@@ -15,6 +15,7 @@
  *   sender.c     the stamp.sender class
  *   sender_machine.c  the stamp.sender_machine class (the I/O-free sender)
  *   ops.c        metrics (stamp.metrics class), privileges, process name, key files
+ *   stats.c      the stamp.stats class (the C statistics accumulator)
  *
  * Include this header first in every file of the binding. Every symbol it
  * declares has hidden visibility: the module exports luaopen_stamp_core only.
@@ -48,6 +49,7 @@ BIND_HIDDEN void reflector_open(lua_State *L);
 BIND_HIDDEN void sender_open(lua_State *L);
 BIND_HIDDEN void sender_machine_open(lua_State *L);
 BIND_HIDDEN void ops_open(lua_State *L); /* ops.c: metrics, privileges, process name, key files */
+BIND_HIDDEN void stats_open(lua_State *L); /* stats.c: the stamp.stats class (statistics accumulator) */
 
 /* ops.c: the metrics object at index i (raises unless one, open); attached to its engine as it is now. */
 BIND_HIDDEN stamp_metrics_t *metrics_check(lua_State *L, int i);
@@ -121,6 +123,12 @@ BIND_HIDDEN void sender_push_result(lua_State *L, const stamp_result_t *r, size_
 /* stop(now): argument i true, or a table with now = true. */
 BIND_HIDDEN int sender_stop_now_arg(lua_State *L, int i);
 BIND_HIDDEN extern const counter_t sender_counter_names[];
+
+/* ---- statistics (stats.c) ------------------------------------------------ */
+
+/* The open stamp.stats accumulator at index i (raises otherwise): a sender's step can add its
+ * results to it with stamp_stats_add, without a Lua table per packet. */
+BIND_HIDDEN stamp_stats_t *lstats_check(lua_State *L, int i);
 
 /* ---- classes (class.c) ----------------------------------------------------
  * Every object's userdata begins with bind_obj_t: the engine handle, NULL once

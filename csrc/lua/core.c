@@ -11,7 +11,7 @@
 /* THE registration table: one entry per file of the binding (see bind.h). */
 static void (*const PARTS[])(lua_State *L) = {
     codec_open, crypto_open, time_open, tlv_open, sys_open, reflector_open, sender_open, sender_machine_open,
-    ops_open,
+    ops_open, stats_open,
 };
 
 int luaopen_stamp_core(lua_State *L) __attribute__((visibility("default")));

@@ -468,11 +468,12 @@ function Acc:add(r)
   end
 end
 
--- Everything a summary is made of.
+-- Everything a summary is made of; `self` is an accumulator or the snapshot of a C one (`vals`: its
+-- sample's values, already with their IPDV pairs).
 local function figures(self, counters)
   if self.convert then convert(self, true) end
   local d = {}
-  local v = not self.hist and sample_values(self)
+  local v = not self.hist and (self.vals or sample_values(self))
   for _, k in ipairs(KEYS) do
     local ik = "i" .. k
     if v then
@@ -623,6 +624,41 @@ function Acc:finish(counters, interrupted)
   return M.finish(self:summary(counters), counters, interrupted)
 end
 
+local CoreAcc = {}
+CoreAcc.__index = CoreAcc
+
+--- An accumulator over a C one (`stamp.core.stats`, which a sender's step can feed without a Lua table
+-- per packet): the same `add`, `summary` and `finish` as an accumulator from `new`, rendering the very
+-- same summary for the same results (the C accumulator keeps what `Acc:add` keeps, in the same bounded
+-- memory, with the same float32 sample and histogram buckets).
+-- @param core a `stamp.core.stats` object, or an options table for a new one (`stateful_reflector`,
+--   `auth` = "open" or "auth": where the TLVs of a result's `packet` begin)
+-- @treturn table with `add(result)`, `summary(counters)`, `finish(counters, interrupted)` and `core`
+function M.from_core(core)
+  if type(core) ~= "userdata" then
+    if core ~= nil and type(core) ~= "table" then error("bad argument #1 to 'from_core' (stamp.core.stats or table expected)", 2) end
+    local err
+    core, err = require("stamp.core").stats(core or {})
+    if not core then return nil, err end
+  end
+  return setmetatable({ core = core }, CoreAcc)
+end
+
+--- Add one per-packet result table to the C accumulator (see `stamp.core` `stats:add`).
+-- @tparam table r
+function CoreAcc:add(r) self.core:add(r) end
+
+--- Summary of everything added so far (as `Acc:summary`).
+-- @tparam[opt] table counters the sender's counters
+-- @treturn table
+function CoreAcc:summary(counters) return render(figures(self.core:snapshot(), counters)) end
+
+--- The completed summary (as `Acc:finish`).
+-- @tparam[opt] table counters the sender's counters
+-- @tparam[opt=false] boolean interrupted the run was stopped early
+-- @treturn table
+function CoreAcc:finish(counters, interrupted) return M.finish(self:summary(counters), counters, interrupted) end
+
 --- Summary of an array of results.
 -- @tparam table results
 -- @tparam[opt] table counters
@@ -636,18 +672,21 @@ end
 
 --- Overall figures of several sessions, each computed on its own and then combined: distributions
 -- are pooled, IPDV pairs and loss episodes never span two sessions, counts add up.
--- @tparam table parts array of accumulators (`stats.new`) or of result arrays
+-- @tparam table parts array of accumulators (`stats.new` or `stats.from_core`) or of result arrays
 -- @tparam[opt] table counters array: the sender's counters of each part
 -- @treturn table a summary
 function M.merge(parts, counters)
   local fs = {}
   for i, p in ipairs(parts) do
-    local acc = p
-    if getmetatable(p) ~= Acc then
+    local acc, default = p, nil
+    if getmetatable(p) == CoreAcc then
+      acc = p.core:snapshot()
+    elseif getmetatable(p) ~= Acc then
       acc = M.new()
       for _, r in ipairs(p) do acc:add(r) end
+      default = { sent = #p }
     end
-    fs[i] = figures(acc, counters and counters[i] or (acc ~= p and { sent = #p }) or nil)
+    fs[i] = figures(acc, counters and counters[i] or default)
   end
   local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
     rx_overflow = 0,
