@@ -6,7 +6,7 @@ local core = stamp.core
 
 describe("sender:pump", function()
   local pid, port
-  setup(function() pid, _, port = h.cli_reflector() end)
+  setup(function() local _ pid, _, port = h.cli_reflector() end)
   teardown(function() h.stop(pid) end)
 
   it("hands every result to C: the count comes back, no table per packet, the metrics see each reply", function()
@@ -43,7 +43,7 @@ end)
 
 describe("sender:run with keep = false and no on_result", function()
   local pid, port
-  setup(function() pid, _, port = h.cli_reflector() end)
+  setup(function() local _ pid, _, port = h.cli_reflector() end)
   teardown(function() h.stop(pid) end)
 
   it("gives the same summary as a run with per-packet results, from C statistics", function()

@@ -196,13 +196,16 @@ static int s_step(lua_State *L)
 
 /* Where sender:pump hands each result (all in C). */
 typedef struct {
+    stamp_stats_t *stats;
     stamp_metrics_t *metrics;
+    size_t base;
     int n;
 } pump_sink_t;
 
 static void pump_each(void *ud, const stamp_result_t *r)
 {
     pump_sink_t *k = ud;
+    if (k->stats) stamp_stats_add(k->stats, r, k->base);
     if (k->metrics) stamp_metrics_observe_result(k->metrics, r);
     k->n++;
 }
@@ -214,16 +217,20 @@ static void pump_each(void *ud, const stamp_result_t *r)
  * it has no `on_result` and `keep = false`). Returns early when the sender is done or a signal arrives.
  * @function sender:pump
  * @tparam[opt=-1] integer timeout milliseconds (negative: about 100 ms)
- * @tparam[opt] table sinks `metrics` (a `stamp.core.metrics` object of role sender)
+ * @tparam[opt] table sinks `stats` (a `stamp.core.stats` accumulator) and `metrics` (a `stamp.core.metrics`
+ *   object of role sender)
  * @treturn integer|nil results handled, or nil, message, code
  */
 static int s_pump(lua_State *L)
 {
     lsender_t *o = bind_check(L, 1, &SENDER);
     int t = (int)opt_arg_int(L, 2, -1, -2147483648LL, 2147483647LL);
-    pump_sink_t k = {.metrics = NULL, .n = 0};
+    pump_sink_t k = {.stats = NULL, .metrics = NULL, .base = o->base, .n = 0};
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "stats");
+        if (!lua_isnil(L, -1)) k.stats = lstats_check(L, lua_gettop(L));
+        lua_pop(L, 1);
         lua_getfield(L, 3, "metrics");
         if (!lua_isnil(L, -1)) k.metrics = metrics_check(L, lua_gettop(L));
         lua_pop(L, 1);

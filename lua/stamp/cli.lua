@@ -468,6 +468,8 @@ local function make_output(a, campaign)
   local prog = { sent = 0, received = 0, sum = 0, last = nil, last_draw = 0 }
 
   if fmt == "csv" then out((campaign and "session," or "") .. report.csv_header()) end
+  -- does any output need the results one by one? (the progress line and -R lines, records, plots, intervals)
+  o.per_packet = fmt ~= "text" or a.R or a.plot or a.report_interval or progress or false
 
   function o.packet(r, session)
     if r.aborted then -- abandoned by a second Ctrl-C: neither received nor lost, in the records only
@@ -619,7 +621,9 @@ local function run_sender(a)
   local o = make_output(a)
   local results, summary = s:run {
     keep = false,
-    on_result = function(r) svc:observe(r) o.packet(r) end,
+    -- per-packet Lua work only for an output that shows packets; otherwise the results stay in C
+    on_result = o.per_packet and function(r) svc:observe(r) o.packet(r) end or nil,
+    metrics = svc.metrics,
     tick = function(snd) o.tick((a.duration and not a.count_given) and 0 or a.count, snd:counters().sent) end,
   }
   o.finish()
