@@ -149,7 +149,8 @@ int main(int argc, char **argv)
     int port = 0, window = 64, opt;
     double secs = 2;
     long sessions = 0, spread = 0;
-    while ((opt = getopt(argc, argv, "a:p:m:d:w:k:S:V:")) != -1) {
+    int flows = 1;
+    while ((opt = getopt(argc, argv, "a:p:m:d:w:k:S:V:F:")) != -1) {
         if (opt == 'a') addr = optarg;
         else if (opt == 'p') port = atoi(optarg);
         else if (opt == 'm') mode = optarg;
@@ -158,8 +159,9 @@ int main(int argc, char **argv)
         else if (opt == 'k') key = optarg;
         else if (opt == 'S') sessions = atol(optarg);
         else if (opt == 'V') spread = atol(optarg);
+        else if (opt == 'F') flows = atoi(optarg);
         else {
-            fprintf(stderr, "usage: loadgen -p PORT [-a ADDR] [-m open|chain|auth] [-d SECONDS] [-w WINDOW] [-k HEXKEY] [-S SESSIONS] [-V SSIDS]\n");
+            fprintf(stderr, "usage: loadgen -p PORT [-a ADDR] [-m open|chain|auth] [-d SECONDS] [-w WINDOW] [-k HEXKEY] [-S SESSIONS] [-V SSIDS] [-F FLOWS]\n");
             return 2;
         }
     }
@@ -205,11 +207,19 @@ int main(int argc, char **argv)
         return lost ? 1 : 0;
     }
 
-    int fd = open_sock();
-    long outstanding = 0;
+    /* -F N: N sockets (source ports), each with window/N packets outstanding: N flows that the
+     * kernel's SO_REUSEPORT hash can spread over a reflector's --workers */
+    if (flows < 1 || flows > 64) return fprintf(stderr, "bad -F (1..64)\n"), 2;
+    int fds[64];
+    long outstanding[64];
+    double last[64];
+    int per = window / flows > 0 ? window / flows : 1;
+    for (int f = 0; f < flows; f++) fds[f] = open_sock(), outstanding[f] = 0;
     unsigned long long sent = 0, replies = 0, given_up = 0, m_replies = 0, m_sent = 0;
-    double t0 = mono(), warm = t0 + 0.3, end = warm + secs, last = t0, mstart = 0;
+    double t0 = mono(), warm = t0 + 0.3, end = warm + secs, mstart = 0;
+    for (int f = 0; f < flows; f++) last[f] = t0;
     int measuring = 0;
+    struct pollfd p[64];
     for (;;) {
         double now = mono();
         if (!measuring && now >= warm) {
@@ -219,34 +229,39 @@ int main(int argc, char **argv)
             m_sent = sent;
         }
         if (now >= end) break;
-        while (outstanding < window) {
-            int n = window - (int)outstanding < BATCH ? window - (int)outstanding : BATCH;
-            /* -V N: the load cycles over SSIDs 1..N (N sessions of the reflector, each looked up in turn) */
-            uint16_t ssid = spread > 0 ? (uint16_t)(1 + (long)(sent % (unsigned long long)spread)) : 1;
-            if (spread > 0 && ssid + n - 1 > spread) n = (int)(spread - ssid + 1);
-            int s = send_n(fd, &g, &to, n, &seq, ssid, spread > 0);
-            if (s <= 0) break;
-            outstanding += s;
-            sent += (unsigned long long)s;
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 5) > 0) {
-            int n;
-            while ((n = recv_all(fd)) > 0) {
-                replies += (unsigned long long)n;
-                outstanding -= n;
-                if (outstanding < 0) outstanding = 0;
-                if (n < BATCH) break;
+        for (int f = 0; f < flows; f++) {
+            while (outstanding[f] < per) {
+                int n = per - (int)outstanding[f] < BATCH ? per - (int)outstanding[f] : BATCH;
+                /* -V N: the load cycles over SSIDs 1..N (N sessions of the reflector, each looked up in turn) */
+                uint16_t ssid = spread > 0 ? (uint16_t)(1 + (long)(sent % (unsigned long long)spread)) : 1;
+                if (spread > 0 && ssid + n - 1 > spread) n = (int)(spread - ssid + 1);
+                int s = send_n(fds[f], &g, &to, n, &seq, ssid, spread > 0);
+                if (s <= 0) break;
+                outstanding[f] += s;
+                sent += (unsigned long long)s;
             }
-            last = mono();
-        } else if (mono() - last > 0.02) {
-            given_up += (unsigned long long)outstanding;
-            outstanding = 0;
-            last = mono();
+            p[f] = (struct pollfd){.fd = fds[f], .events = POLLIN};
+        }
+        poll(p, (nfds_t)flows, 5);
+        for (int f = 0; f < flows; f++) {
+            if (p[f].revents & POLLIN) {
+                int n;
+                while ((n = recv_all(fds[f])) > 0) {
+                    replies += (unsigned long long)n;
+                    outstanding[f] -= n;
+                    if (outstanding[f] < 0) outstanding[f] = 0;
+                    if (n < BATCH) break;
+                }
+                last[f] = mono();
+            } else if (mono() - last[f] > 0.02) {
+                given_up += (unsigned long long)outstanding[f];
+                outstanding[f] = 0;
+                last[f] = mono();
+            }
         }
     }
     double el = mono() - mstart;
-    printf("{\"mode\":\"%s\",\"window\":%d,\"seconds\":%.3f,\"sent\":%llu,\"replies\":%llu,\"rate\":%.0f,\"given_up\":%llu}\n",
-           mode, window, el, sent - m_sent, replies - m_replies, (double)(replies - m_replies) / el, given_up);
+    printf("{\"mode\":\"%s\",\"flows\":%d,\"window\":%d,\"seconds\":%.3f,\"sent\":%llu,\"replies\":%llu,\"rate\":%.0f,\"given_up\":%llu}\n",
+           mode, flows, window, el, sent - m_sent, replies - m_replies, (double)(replies - m_replies) / el, given_up);
     return 0;
 }

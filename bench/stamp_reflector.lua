@@ -2,7 +2,8 @@
 -- The stamp reflector as bench/run measures it: stamp_reflector.lua PORT MODE, MODE one of
 -- open (RFC 8972 TLV processing on, the default), chain (the same; the load carries the TLVs),
 -- auth (authenticated mode with the bench key, HMAC TLV verified), stateful (per-session
--- sequence numbers, room for 2^21 sessions). Prints "ready PORT", runs until SIGINT/SIGTERM,
+-- sequence numbers, room for 2^21 sessions); an optional third argument WORKERS runs that many
+-- SO_REUSEPORT sockets and threads (`--workers`). Prints "ready PORT", runs until SIGINT/SIGTERM,
 -- then prints its counters as one line.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
@@ -10,7 +11,7 @@ local stamp = require "stamp"
 
 local port, mode = tonumber(arg[1]), arg[2] or "open"
 local KEY = "000102030405060708090a0b0c0d0e0f"
-local o = { local_addr = "127.0.0.1", local_port = port, rcvbuf = 8388608 }
+local o = { local_addr = "127.0.0.1", local_port = port, rcvbuf = 8388608, workers = tonumber(arg[3]) }
 if mode == "auth" then
   o.mode = "auth"
   o.hmac_key = KEY
