@@ -65,3 +65,98 @@ describe("sender:run with keep = false and no on_result", function()
     assert.is_true(quiet.rtt.min > 0 and quiet.rtt.median >= quiet.rtt.min and quiet.rtt.max >= quiet.rtt.p99)
   end)
 end)
+
+describe("review 10 of the quiet run", function()
+  local pid, port
+  setup(function() local _ pid, _, port = h.cli_reflector("--local-addr 127.0.0.1 --stateful-reflector") end)
+  teardown(function() h.stop(pid) end)
+  local function sender(n, d)
+    return assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = n, send_delay = d or 0.2,
+      timeout = 1000 })
+  end
+
+  it("metrics:observe leaves clock errors and aborted results out of the RTT histogram (finding 1)", function()
+    local m = core.metrics("sender")
+    m:observe { seq = 0, lost = false, clock_error = true, rtt = -5e11, fwd = 1, bwd = 1 }
+    m:observe { seq = 1, lost = false, aborted = true }
+    m:observe { seq = 2, lost = false, rtt = 20000, fwd = 1, bwd = 1 }
+    assert.matches("stamp_sender_rtt_seconds_count 1\n", m:render(), 1, true)
+    m:close()
+  end)
+
+  it("a reflector's metrics are refused by pump and observe (finding 3)", function()
+    local s = sender(1)
+    local rm = core.metrics("reflector")
+    assert.has_error(function() s:pump(10, { metrics = rm }) end, "sender metrics expected, got reflector metrics")
+    assert.has_error(function() rm:observe { seq = 0, lost = true } end, "sender metrics expected, got reflector metrics")
+    rm:close()
+    s:close()
+  end)
+
+  it("a run resumed after an error goes on the way it started, whatever the options (finding 2)", function()
+    for _, first in ipairs { "quiet", "loud" } do
+      local s = sender(100, 5) -- 0.5 s: several ticks (one per pump of at most 100 ms)
+      local calls = 0
+      local function boom() calls = calls + 1; if calls == 3 then error("boom") end end
+      local o1 = first == "quiet" and { keep = false, tick = boom } or { keep = false, on_result = boom }
+      assert.has_error(function() s:run(o1) end)
+      local o2 = first == "quiet" and { keep = false, on_result = function() end } or { keep = false }
+      local _, summary = s:run(o2)
+      assert.equal(100, summary.received, first)
+      assert.equal(100, summary.sent, first)
+      s:close()
+    end
+  end)
+
+  it("run{metrics} observes every result with on_result too (finding 8)", function()
+    for _, o in ipairs { { keep = false }, { keep = false, on_result = function() end }, {} } do
+      local s = sender(50)
+      local m = core.metrics("sender"):attach(s)
+      o.metrics = m
+      s:run(o)
+      assert.matches("stamp_sender_rtt_seconds_count 50\n", m:render(), 1, true)
+      m:close()
+      s:close()
+    end
+  end)
+
+  it("the stateful-reflector hint reaches the statistics, quiet or not; and the command passes it (finding 10)", function()
+    for _, o in ipairs { { keep = false, stateful_reflector = true }, { stateful_reflector = true } } do
+      local s = sender(20)
+      local _, summary = s:run(o)
+      s:close()
+      assert.equal("reflector_sequence", summary.loss.direction and summary.loss.direction.method)
+    end
+    local code, out = h.run(h.STAMP .. " -r 127.0.0.1 -p " .. port ..
+      " -c 20 -d 1 -L 1 --stateful-reflector --output-format json")
+    assert.equal(0, code, out)
+    local doc = assert(require("stamp.report").json_decode(out))
+    assert.equal("reflector_sequence", doc.summary.loss.direction and doc.summary.loss.direction.method, out)
+  end)
+
+  it("a trapped signal ends a pump at a 10 us send delay at once, not at its timeout (finding 9)", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[
+package.path = %q .. package.path
+package.cpath = %q .. package.cpath
+local stamp = require "stamp"
+stamp.core.trap_signals()
+local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = %d, count = 0, send_delay = 0.01,
+  timeout = 100 })
+io.write("pumping\n") io.flush()
+local t0 = stamp.core.mono()
+s:pump(20000)
+io.write(string.format("returned after %%.3f s\n", (stamp.core.mono() - t0) / 1e9))
+]], h.ROOT .. "/lua/?.lua;" .. h.ROOT .. "/lua/?/init.lua;", h.ROOT .. "/build/?.so;", port))
+    f:close()
+    local p, out = h.spawn("lua5.4 " .. script)
+    assert.is_true(h.wait_for(out, "pumping", 20), h.slurp(out))
+    h.sleep(0.3)
+    os.execute("kill -INT " .. p)
+    local ok = h.wait_for(out, "returned after", 10) -- 20 s if the signal were missed
+    os.execute("kill -KILL " .. p .. " 2>/dev/null")
+    os.remove(script)
+    assert.is_true(ok, h.slurp(out))
+  end)
+end)

@@ -325,15 +325,18 @@ static int hand(stamp_result_t *res, int n, stamp_result_fn each, void *ud)
     return n;
 }
 
-int stamp_sender_pump(stamp_sender_t *s, int timeout_ms, stamp_result_fn each, void *ud)
+int stamp_sender_pump(stamp_sender_t *s, int timeout_ms, stamp_result_fn each, void *ud,
+                      const volatile sig_atomic_t *watch)
 {
+    const sig_atomic_t seen = watch ? *watch : 0;
     if (s->fd < 0) return STAMP_ECLOSED;
     if (!each) return STAMP_EINVAL;
     stamp_ns_t start = stamp_mono();
     stamp_ns_t limit = timeout_ms < 0 ? start + STEP_MAX_NS : start + (stamp_ns_t)timeout_ms * 1000000;
     stamp_result_t res[STAMP_BATCH];
     int total = 0, errq = 1;
-    while (!stamp_sm_done(s->m)) {
+    /* a signal handled while not in ppoll (sending, spinning, handing results) shows in *watch */
+    while (!stamp_sm_done(s->m) && !(watch && *watch != seen)) {
         send_due(s, stamp_mono());
         int got = stamp_sock_recv(s->fd, &s->local, s->rxbuf, STAMP_MAX_PKT, s->rxlen, s->meta, STAMP_BATCH);
         if (got < 0 && got != -EINTR) return total ? total : got;

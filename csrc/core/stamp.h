@@ -14,6 +14,7 @@
 #define STAMP_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -864,9 +865,12 @@ STAMP_API int stamp_sender_step(stamp_sender_t *s, int timeout_ms, stamp_result_
 typedef void (*stamp_result_fn)(void *ud, const stamp_result_t *r);
 /* Run the sender for up to `timeout_ms` (negative: about 100 ms), handing every final result to `each`
  * as soon as it is known, without returning per packet: the way to run at high rates when the caller
- * needs no per-packet work of its own. Returns early when the sender is done or a signal interrupts
- * a wait. Returns the number of results handed, or a negative error code (nothing handed). */
-STAMP_API int stamp_sender_pump(stamp_sender_t *s, int timeout_ms, stamp_result_fn each, void *ud);
+ * needs no per-packet work of its own. Returns early when the sender is done, when a signal interrupts
+ * a wait, or when `*watch` (optional: e.g. a count a signal handler bumps) differs from its value at
+ * entry, which is checked at every turn of the loop. Returns the number of results handed, or a
+ * negative error code (nothing handed). */
+STAMP_API int stamp_sender_pump(stamp_sender_t *s, int timeout_ms, stamp_result_fn each, void *ud,
+                                const volatile sig_atomic_t *watch);
 STAMP_API int stamp_sender_done(const stamp_sender_t *s);
 /** Milliseconds until the sender next needs a step (0 = now). */
 STAMP_API int stamp_sender_next_timeout(const stamp_sender_t *s);

@@ -51,8 +51,10 @@ BIND_HIDDEN void sender_machine_open(lua_State *L);
 BIND_HIDDEN void ops_open(lua_State *L); /* ops.c: metrics, privileges, process name, key files */
 BIND_HIDDEN void stats_open(lua_State *L); /* stats.c: the stamp.stats class (statistics accumulator) */
 
+/* sys.c: the count of trapped SIGINT/SIGTERM (see trap_signals), which a handler bumps. */
+BIND_HIDDEN const volatile sig_atomic_t *sys_signal_count(void);
 /* ops.c: the metrics object at index i (raises unless one, open); attached to its engine as it is now. */
-BIND_HIDDEN stamp_metrics_t *metrics_check(lua_State *L, int i);
+BIND_HIDDEN stamp_metrics_t *metrics_check(lua_State *L, int i, int want_sender);
 
 /* ---- helpers (bind.c) ---------------------------------------------------- */
 

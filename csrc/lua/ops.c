@@ -47,12 +47,13 @@ static void reattach(lmetrics_t *o)
         stamp_metrics_attach_sender(o->m, ((bind_obj_t *)o->ud)->h);
 }
 
-/* The metrics at index i (a sender's, attached or not) for stamp_metrics_observe_result; raises when
- * it is not a metrics object or is closed. */
-stamp_metrics_t *metrics_check(lua_State *L, int i)
+/* The metrics at index i (attached or not) for stamp_metrics_observe_result; raises when it is not a
+ * metrics object, is closed, or (want_sender) is a reflector's. */
+stamp_metrics_t *metrics_check(lua_State *L, int i, int want_sender)
 {
     lmetrics_t *o = luaL_checkudata(L, i, METRICS_MT);
     if (!o->m) luaL_error(L, "attempt to use closed metrics");
+    if (want_sender && o->is_reflector) luaL_error(L, "sender metrics expected, got reflector metrics");
     reattach(o);
     return o->m;
 }
@@ -150,12 +151,17 @@ static int m_observe(lua_State *L)
 {
     lmetrics_t *o = check_metrics(L);
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!o->is_reflector && o->ud) {
+    if (o->is_reflector) return luaL_error(L, "sender metrics expected, got reflector metrics");
+    if (o->ud) {
         reattach(o);
         stamp_metrics_publish_sender(o->m); /* the counters as of this result, for the HTTP thread */
     }
     lua_getfield(L, 2, "lost");
     int lost = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "clock_error"); /* T4 before T1: no delay is usable (as stamp_metrics_observe_result) */
+    lost = lost || lua_toboolean(L, -1);
+    lua_getfield(L, 2, "aborted");
+    lost = lost || lua_toboolean(L, -1);
     lua_getfield(L, 2, "rtt");
     if (lost || !lua_isnumber(L, -1)) {
         lua_settop(L, 1);

@@ -214,7 +214,8 @@ static void pump_each(void *ud, const stamp_result_t *r)
  * Run the sender for up to `timeout` ms without building a result table per packet: every final
  * result goes, in C, to the sinks given (a statistics accumulator, Prometheus metrics) and is then
  * dropped. The way to run at high rates when no per-packet output is wanted (`sender:run` uses it when
- * it has no `on_result` and `keep = false`). Returns early when the sender is done or a signal arrives.
+ * it has no `on_result` and `keep = false`). Returns early when the sender is done or a trapped signal
+ * (`trap_signals`) arrives.
  * @function sender:pump
  * @tparam[opt=-1] integer timeout milliseconds (negative: about 100 ms)
  * @tparam[opt] table sinks `stats` (a `stamp.core.stats` accumulator) and `metrics` (a `stamp.core.metrics`
@@ -232,10 +233,11 @@ static int s_pump(lua_State *L)
         if (!lua_isnil(L, -1)) k.stats = lstats_check(L, lua_gettop(L));
         lua_pop(L, 1);
         lua_getfield(L, 3, "metrics");
-        if (!lua_isnil(L, -1)) k.metrics = metrics_check(L, lua_gettop(L));
+        if (!lua_isnil(L, -1)) k.metrics = metrics_check(L, lua_gettop(L), 1);
         lua_pop(L, 1);
     }
-    int n = stamp_sender_pump(o->obj.h, t, pump_each, &k);
+    /* a trapped SIGINT/SIGTERM ends the pump at the next turn of its loop, wherever it arrives */
+    int n = stamp_sender_pump(o->obj.h, t, pump_each, &k, sys_signal_count());
     if (n < 0 && n != -EINTR) return push_fail(L, n);
     if (k.metrics) stamp_metrics_publish_sender(k.metrics);
     lua_pushinteger(L, k.n);

@@ -65,6 +65,8 @@ static volatile sig_atomic_t g_signal = 0;
 static volatile sig_atomic_t g_signals = 0; /* how many arrived: a second Ctrl-C stops a sender at once */
 static volatile sig_atomic_t g_hangups = 0; /* SIGHUPs not yet taken by `hangups` */
 
+const volatile sig_atomic_t *sys_signal_count(void) { return &g_signals; }
+
 static void on_signal(int sig)
 {
     g_signal = sig;

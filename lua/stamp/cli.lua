@@ -620,9 +620,9 @@ local function run_sender(a)
   end
   local o = make_output(a)
   local results, summary = s:run {
-    keep = false,
+    keep = false, stateful_reflector = a.stateful_reflector or nil,
     -- per-packet Lua work only for an output that shows packets; otherwise the results stay in C
-    on_result = o.per_packet and function(r) svc:observe(r) o.packet(r) end or nil,
+    on_result = o.per_packet and o.packet or nil,
     metrics = svc.metrics,
     tick = function(snd) o.tick((a.duration and not a.count_given) and 0 or a.count, snd:counters().sent) end,
   }

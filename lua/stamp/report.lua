@@ -154,7 +154,8 @@ function M.text_summary(s)
   if (s.late or 0) > 0 then add("Late replies: %d", s.late) end
   if (s.tx_errors or 0) > 0 then add("Send errors: %d", s.tx_errors) end
   if (s.rx_overflow or 0) > 0 then
-    add("WARNING: replies dropped by the kernel, our receive queue full (counted in lost): %d", s.rx_overflow)
+    add("WARNING: datagrams dropped by the kernel at our socket, its receive queue full: %d (replies among them "
+      .. "count as lost)", s.rx_overflow)
   end
   if (s.drop_hmac or 0) > 0 then add("Replies failing HMAC: %d", s.drop_hmac) end
   if (s.drop_invalid or 0) > 0 then add("Invalid replies: %d", s.drop_invalid) end
