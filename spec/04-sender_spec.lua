@@ -487,6 +487,20 @@ describe("sender conformance (RFC 8762 / TWAMP-Light, RFC 9534, RFC 8972 reply f
     assert.is_true(d == nil or d.method ~= "direct_measurement")
   end)
 
+  it("a truncated last TLV: tlv_ignored never exceeds the TLVs listed (review 10, finding 13)", function()
+    local results = scripted({ count = 1, tlvs = { tlv.direct_measurement() } }, function(t)
+      -- a Direct Measurement TLV marked M, then a header announcing 14,780 octets that are not there
+      return reflected(t, { tlvs = { { type = 5, flags = tlv.M, s_txc = 1, r_rxc = 1, r_txc = 1 } } }) .. "\0\163\57\188"
+        .. "\64\5\0\16" .. string.rep("Z", 10) -- and a Direct Measurement TLV marked M, 10 of its 16 octets
+    end)
+    local r = results[1]
+    assert.is_false(r.lost)
+    assert.is_true((r.tlv_ignored or 0) <= #r.tlv_list, (r.tlv_ignored or 0) .. " ignored of " .. #r.tlv_list)
+    local acc = stamp.stats.from_core()
+    acc:add(r) -- the C accumulator takes every result the sender produces
+    assert.equal(1, acc:summary().received)
+  end)
+
   it("authenticated mode: reply TLVs without a valid HMAC TLV are not used", function()
     local results = scripted({ count = 1, auth = true, key = KEY, tlvs = { tlv.direct_measurement(), tlv.hmac() } },
       function(_, data)

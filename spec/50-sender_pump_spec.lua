@@ -160,3 +160,43 @@ io.write(string.format("returned after %%.3f s\n", (stamp.core.mono() - t0) / 1e
     assert.is_true(ok, h.slurp(out))
   end)
 end)
+
+describe("review 10: -R lines for TLVs too short for their fields (finding 11)", function()
+  local report = require "stamp.report"
+  it("show the type, never raise (the reflector controls those octets)", function()
+    for _, k in ipairs { { "direct_measurement", 5 }, { "cos", 4 }, { "access_report", 6 }, { "follow_up", 7 },
+      { "micro_session", 11 }, { "reflected_control", 12 }, { "timestamp_info", 3 } } do
+      local r = { seq = 0, rtt = 1000, tlv_list = { { key = k[1], type = k[2] } }, tlv_ignored = 0 }
+      local text = report.tlv_text(r)
+      if k[1] ~= "timestamp_info" then -- its formatter copes with absent fields by itself
+        assert.equal(k[1] .. ": type=" .. k[2] .. " (fields not decoded)", text)
+      end
+    end
+    -- more ignored than listed (a truncated last TLV) is not a negative count
+    assert.equal("cos: type=4", report.tlv_text { tlv_list = { { key = "cos", type = 4 } }, tlv_ignored = 2 })
+  end)
+end)
+
+describe("review 10: messages and a finished sender", function()
+  it("an out-of-range option or result field is named with its value (finding 13: no '%l' in the message)", function()
+    local ok, err = pcall(core.sender, { remote_addr = "127.0.0.1", remote_port = 862, ttl = 300 })
+    assert.is_false(ok)
+    assert.matches("bad option 'ttl' (300 out of range 1..255)", err, 1, true)
+    ok, err = pcall(function() core.stats {}:add { seq = -1, lost = true } end)
+    assert.is_false(ok)
+    assert.matches("bad field 'seq' of the result (-1 out of range 0..4294967295)", err, 1, true)
+  end)
+
+  it("run on a sender that is done raises instead of reporting a 100 % loss that never happened (finding 14)", function()
+    local pid, _, port = h.cli_reflector()
+    for _, o in ipairs { { keep = false }, {} } do
+      local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 5, send_delay = 1,
+        timeout = 1000 })
+      local _, summary = s:run(o)
+      assert.equal(5, summary.received)
+      assert.has_error(function() s:run(o) end, "sender:run: this sender is done (a sender measures once)")
+      s:close()
+    end
+    h.stop(pid)
+  end)
+end)

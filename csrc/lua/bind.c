@@ -39,7 +39,11 @@ long long opt_int(lua_State *L, int t, const char *k, long long def, long long l
 #if LUA_VERSION_NUM >= 503
         v = (long long)lua_tointeger(L, -1);
 #endif
-        if (v < lo || v > hi) luaL_error(L, "bad option '%s' (%lld out of range %lld..%lld)", k, v, lo, hi);
+        if (v < lo || v > hi) {
+            char msg[96]; /* lua_pushfstring has no %lld */
+            snprintf(msg, sizeof msg, "%lld out of range %lld..%lld", v, lo, hi);
+            luaL_error(L, "bad option '%s' (%s)", k, msg);
+        }
     }
     lua_pop(L, 1);
     return v;

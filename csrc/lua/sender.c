@@ -161,7 +161,9 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
                     lua_rawset(L, -3);
                 }
             }
-            lua_pushinteger(L, r->tlv_count - r->tlv_usable);
+            /* never more than listed: a truncated last TLV counts in tlv_count but is not in the list */
+            int listed = (int)lua_rawlen(L, -2), ignored = r->tlv_count - r->tlv_usable;
+            lua_pushinteger(L, ignored > listed ? listed : ignored);
             lua_setfield(L, -4, "tlv_ignored"); /* result, list, map, n */
         }
         lua_setfield(L, -3, "tlvs");

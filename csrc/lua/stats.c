@@ -66,7 +66,11 @@ static long long field_int(lua_State *L, int t, const char *k, long long def, lo
 #endif
         if (lua_type(L, -1) != LUA_TNUMBER || !ok)
             luaL_error(L, "bad field '%s' of the result (integer expected, got %s)", k, luaL_typename(L, -1));
-        if (v < lo || v > hi) luaL_error(L, "bad field '%s' of the result (%lld out of range %lld..%lld)", k, v, lo, hi);
+        if (v < lo || v > hi) {
+            char msg[96]; /* lua_pushfstring has no %lld */
+            snprintf(msg, sizeof msg, "%lld out of range %lld..%lld", v, lo, hi);
+            luaL_error(L, "bad field '%s' of the result (%s)", k, msg);
+        }
     }
     lua_pop(L, 1);
     return v;

@@ -152,6 +152,7 @@ end
 -- With `keep = false` and no `on_result` nothing is done in Lua per packet: `sender:pump` hands every
 -- result to a C accumulator (`stamp.core.stats`) and to `o.metrics`, the way to run at 100,000 packets/s.
 -- A run resumed after an error goes on the way it started (with or without per-packet results).
+-- A sender measures once: `run` on a sender that is done raises.
 -- @function sender:run
 -- @tparam[opt] table o `on_result` (function(result) per final packet), `keep` (keep results, default true;
 --   `false` keeps nothing per packet), `metrics` (a sender's `stamp.core.metrics`: every result is
@@ -164,6 +165,7 @@ function sender_methods.run(self, o)
   o = o or {}
   local st = resumable[self]
   resumable[self] = nil
+  if not st and self:done() then error("sender:run: this sender is done (a sender measures once)", 2) end
   local keep = o.keep ~= false
   -- nobody wants the packets one by one: the results stay in C (statistics, metrics), no Lua per packet
   local quiet = not keep and not o.on_result

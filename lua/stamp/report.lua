@@ -52,13 +52,17 @@ local TLV_TEXT = {
 function M.tlv_text(r)
   if not r.tlv_list then return nil end
   local out = {}
-  local usable = #r.tlv_list - (r.tlv_ignored or 0)
+  local usable = #r.tlv_list - math.min(r.tlv_ignored or 0, #r.tlv_list)
   for i, t in ipairs(r.tlv_list) do
     local flags = (t.u and "U" or "") .. (t.m and "M" or "") .. (t.i and "I" or "") .. (t.c and "C" or "")
     local f = TLV_TEXT[t.key]
     -- an ignored TLV (RFC 8972 4: after M, or any when one has I) shows no decoded values
-    local body = (f and i <= usable and not t.u and not t.m and not t.i and not t.truncated) and f(t, r)
-      or ("type=" .. t.type)
+    local body = "type=" .. t.type
+    if f and i <= usable and not t.u and not t.m and not t.i and not t.truncated then
+      -- the reflector controls these octets: a TLV too short for its fields shows its type, never raises
+      local ok, text = pcall(f, t, r)
+      body = ok and text or (body .. " (fields not decoded)")
+    end
     out[#out + 1] = t.key .. (flags ~= "" and ("[" .. flags .. "]") or "") .. ": " .. body
   end
   return table.concat(out, " | ")
