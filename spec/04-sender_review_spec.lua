@@ -118,6 +118,22 @@ describe("sender machine: the grid after a stall (#7)", function()
   end)
 end)
 
+describe("sender machine: catching up after a stall (issue 10)", function()
+  it("at 100,000 packets/s a 2 ms stall is caught up whole; after 1 s only the last 10 ms are sent", function()
+    local m = core.sender_machine { count = 0, interval_ns = 10000, timeout_ns = S }
+    local t0 = S
+    assert.equal(1, #m:build_due(t0))
+    local function burst(at)
+      local n = 0
+      repeat local k = #m:build_due(at, 64) n = n + k until k == 0
+      return n
+    end
+    assert.equal(200, burst(t0 + 2 * MS)) -- grid points 1..200: none skipped
+    assert.equal(1000, burst(t0 + 2 * MS + S)) -- 100,000 fell due: the newest 1,000 (10 ms) leave
+    assert.equal(1201, m:counters().sent)
+  end)
+end)
+
 describe("sender machine: done() (#8)", function()
   it("is true as soon as every packet is answered, with outstanding() 0 and no deadline", function()
     local m = core.sender_machine { count = 2, interval_ns = 0, timeout_ns = S }

@@ -306,9 +306,12 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
     size_t plen = m->cfg.packet_len;
     if (!buf || cap < plen) return STAMP_ESHORT;
     /* after a stall: the grid never shifts; of the grid points that fell due, at most STAMP_SM_BURST
-     * (the newest) are sent at once, older ones are skipped (their time counts against the duration) */
-    if (m->started && m->cfg.interval > 0 && now - m->next_send >= STAMP_SM_BURST * m->cfg.interval) {
-        stamp_ns_t skip = (now - m->next_send) / m->cfg.interval - (STAMP_SM_BURST - 1);
+     * or STAMP_SM_CATCHUP_NS worth (the newest) are sent at once, older ones are skipped (their time
+     * counts against the duration) */
+    stamp_ns_t keep = STAMP_SM_BURST;
+    if (m->cfg.interval > 0 && STAMP_SM_CATCHUP_NS / m->cfg.interval > keep) keep = STAMP_SM_CATCHUP_NS / m->cfg.interval;
+    if (m->started && m->cfg.interval > 0 && now - m->next_send >= keep * m->cfg.interval) {
+        stamp_ns_t skip = (now - m->next_send) / m->cfg.interval - (keep - 1);
         m->next_send += skip * m->cfg.interval;
         if (!sending(m)) return 0;
     }

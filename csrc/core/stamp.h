@@ -767,9 +767,12 @@ typedef struct {
                              SK_MEMINFO_DROPS; filled by the socket driver, 0 from the I/O-free machine) */
 } stamp_sender_counters_t;
 
-/* After a stall the schedule never shifts: of the grid points that fell due, at most this many
- * (the newest) are sent at once, older ones are skipped. */
+/* After a stall the schedule never shifts: of the grid points that fell due, the newest
+ * STAMP_SM_BURST, or those of the last STAMP_SM_CATCHUP_NS of the schedule when that is more, are
+ * sent at once; older ones are skipped. (A 100,000 packets/s sender preempted for 2 ms catches up
+ * its 200 packets and keeps its rate; one stopped for a second does not send 100,000 at once.) */
 #define STAMP_SM_BURST 64
+#define STAMP_SM_CATCHUP_NS 10000000LL
 
 /* ---- the I/O-free sender machine ----
  * The protocol without sockets or clocks of its own: the caller owns the
