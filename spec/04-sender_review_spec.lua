@@ -118,6 +118,27 @@ describe("sender machine: the grid after a stall (#7)", function()
   end)
 end)
 
+describe("sender machine: a reply to a packet sent long ago (review 10, finding 6)", function()
+  it("is late, not invalid, once its slot was reused; a number never sent stays invalid", function()
+    local m = core.sender_machine { count = 0, interval_ns = MS, timeout_ns = 10 * MS }
+    local first
+    local t = S
+    for i = 1, 70000 do -- far more than the ring holds
+      local p = m:build_due(t, 64)
+      if i == 1 then first = p[1] end
+      m:expire(t)
+      t = t + MS
+    end
+    assert.is_false(m:reply(reflect(first)))
+    local c = m:counters()
+    assert.same({ 1, 0 }, { c.late, c.drop_invalid })
+    local never = codec.encode_reflected({ seq = 0, sender_seq = 90000, sender_timestamp_raw = "\0\0\0\0\0\0\0\0",
+      timestamp = core.now(), rx_timestamp = core.now(), sender_ttl = 64 }, "open")
+    assert.is_false(m:reply(never))
+    assert.equal(1, m:counters().drop_invalid)
+  end)
+end)
+
 describe("sender machine: catching up after a stall (issue 10)", function()
   it("at 100,000 packets/s a 2 ms stall is caught up whole; after 1 s only the last 10 ms are sent", function()
     local m = core.sender_machine { count = 0, interval_ns = 10000, timeout_ns = S }

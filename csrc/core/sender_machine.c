@@ -362,9 +362,9 @@ static slot_t *find_slot(stamp_sm_t *m, uint32_t seq32, uint64_t *seq_out)
         if (seq < ((uint64_t)1 << 32)) return NULL;
         seq -= (uint64_t)1 << 32;
     }
+    *seq_out = seq;
     slot_t *sl = &m->ring[seq & m->mask];
     if (hi - seq >= m->mask + 1 || sl->seq != seq32 || sl->state == SLOT_FREE) return NULL;
-    *seq_out = seq;
     return sl;
 }
 
@@ -495,10 +495,15 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
         m->ctr.drop_invalid++;
         return 0;
     }
-    uint64_t seq;
+    uint64_t seq = UINT64_MAX;
     slot_t *sl = find_slot(m, p.sender_seq, &seq);
     if (!sl) {
-        m->ctr.drop_invalid++;
+        /* a number we sent so long ago that its slot was reused: a reply too late to match (its
+           packet was declared lost long since), not a reply that is not ours */
+        if (seq != UINT64_MAX && m->nsent - 1 - seq > m->mask)
+            m->ctr.late++;
+        else
+            m->ctr.drop_invalid++;
         return 0;
     }
     /* RFC 8762 4.3: the reply echoes our Sender Timestamp and Error Estimate (a plain echo of the
