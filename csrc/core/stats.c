@@ -56,7 +56,9 @@ static void mom_add(stamp_moments_t *m, int64_t v)
     m->m2 = m->m2 + d * (x - m->mean);
     if (n == 1 || v < m->min) m->min = v;
     if (n == 1 || v > m->max) m->max = v;
-    m->sabs += v < 0 ? -v : v;
+    /* integer sums wrap as Lua's integers do (no undefined overflow for absurd delays) */
+    uint64_t a = v < 0 ? 0u - (uint64_t)v : (uint64_t)v;
+    m->sabs = (int64_t)((uint64_t)m->sabs + a);
 }
 
 static void hist_add(const stamp_stats_t *st, hist_t *h, double v)
@@ -172,7 +174,7 @@ static void convert(stamp_stats_t *st, size_t max)
 static void ipdv_pair(stamp_stats_t *st, const int64_t a[3], const int64_t b[3])
 {
     for (int k = 0; k < 3; k++) {
-        int64_t d = b[k] - a[k];
+        int64_t d = (int64_t)((uint64_t)b[k] - (uint64_t)a[k]); /* wraps as in Lua */
         mom_add(&st->f.dist[3 + k], d);
         if (st->f.hist) hist_add(st, &st->h[3 + k], (double)d);
     }
