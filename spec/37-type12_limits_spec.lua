@@ -170,7 +170,7 @@ describe("type 12 volume limit across all sessions (RFC 10052 3, 5)", function()
     assert.is_true(octets <= bound, octets .. " octets granted, bound " .. bound)
     assert.is_true(granted >= 4, granted .. " bursts granted")
     assert.equal(40, granted + limited)
-    assert.matches("Type 12 bursts over %-%-reflected%-control%-max%-rate %(answered once, C%): " .. limited, s)
+    assert.matches("Type 12 requests over a limit %(count, interval, size, %-%-reflected%-control%-max%-rate; answered once, C%): " .. limited, s)
   end)
 
   it("reflector_machine: the budget refills at the rate; the default is 1250000 octets/s, 125000 deep", function()

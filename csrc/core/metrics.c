@@ -327,7 +327,7 @@ static void render_reflector(const stamp_metrics_t *m, out_t *o)
     scalar(o, "stamp_reflector_extra_refused_total", "counter",
            "Type 12 bursts not started for want of a burst slot (answered once with C).", c.extra_refused);
     scalar(o, "stamp_reflector_extra_limited_total", "counter",
-           "Type 12 bursts over the volume limit (--reflected-control-max-rate; answered once with C).",
+           "Type 12 requests over a limit (count, interval, size, volume; answered once with C).",
            c.extra_limited);
     scalar(o, "stamp_reflector_hmac_failures_total", "counter",
            "HMAC verification failures (base packet and HMAC TLV).", c.drop_hmac + c.tlv_integrity);

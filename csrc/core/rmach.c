@@ -737,6 +737,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         if (f & STAMP_TLV_U) CTR_ADD(m, tlv_unknown, 1);
         if (f & STAMP_TLV_M) CTR_ADD(m, tlv_malformed, 1);
         if (f & STAMP_TLV_I) CTR_ADD(m, tlv_integrity, 1);
+        if (c.t12_over) CTR_ADD(m, extra_limited, 1); /* over a per-request limit: one reply, C */
         /* type 12: the exact reply length of RFC 10052 3 (C set by the registry where it cannot be met) */
         if (c.want_len) olen = stamp_tlv_fit(out, STAMP_MAX_PKT, base, olen, c.want_len, &ti->hmac_off);
         extra = c.extra_count;

@@ -354,6 +354,8 @@ typedef struct {
     stamp_ns_t extra_interval;
     size_t want_len;            /* type 12: exact reply length (RFC 10052 3), 0 = unchanged; */
                                 /*   the reflector calls stamp_tlv_fit() with it */
+    int t12_over;               /* type 12: the request was over a limit of the policy (count, interval, size,
+                                   MTU) and is answered once with C (the reflector counts extra_limited) */
 } stamp_tlv_ctx_t;
 
 /** One TLV type: everything about it in one place. */
@@ -390,6 +392,8 @@ typedef struct stamp_tlv_policy {
     unsigned refl_max_count;  /* type 12 caps; 0 count = feature off */
     size_t refl_max_size;
     stamp_ns_t refl_min_interval;
+    stamp_ns_t refl_max_interval; /* longest Interval granted for Number > 1 (0 = no bound): a burst holds its
+                                     slot (Number - 1) x Interval */
 } stamp_tlv_policy_t;
 
 STAMP_API const stamp_tlv_def_t *stamp_tlv_lookup(unsigned type);

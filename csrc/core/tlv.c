@@ -557,7 +557,9 @@ static int r_reflctrl(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     /* over the count or rate limit: one reply of the computed length, C; intervals are never stretched */
     if (count > p->refl_max_count) over = 1;
     if (count > 1 && ival < p->refl_min_interval) over = 1;
+    if (count > 1 && p->refl_max_interval && ival > p->refl_max_interval) over = 1; /* a slot held too long */
     c->want_len = target;
+    c->t12_over = over;
     c->extra_count = over ? 0 : count - 1;
     c->extra_interval = over ? 0 : ival;
     return over ? STAMP_TLV_C : 0;

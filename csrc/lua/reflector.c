@@ -60,6 +60,7 @@ static void opt_policy(lua_State *L, int t, stamp_tlv_policy_t *p)
     p->refl_max_count = (unsigned)opt_int(L, t, "reflected_max_count", 0, 0, 1000);
     p->refl_max_size = (size_t)opt_int(L, t, "reflected_max_size", STAMP_MAX_PKT, 0, STAMP_MAX_PKT);
     p->refl_min_interval = opt_int(L, t, "reflected_min_interval_ns", 1000000, 0, 3600LL * STAMP_NS_PER_SEC);
+    p->refl_max_interval = opt_int(L, t, "reflected_max_interval_ns", STAMP_NS_PER_SEC, 0, 0xffffffffLL);
     lua_getfield(L, t, "allow_return_address");
     if (lua_istable(L, -1)) {
         int a = lua_gettop(L);
@@ -457,7 +458,8 @@ static int o_set_reflected_limit(lua_State *L)
  * off), `drop_replayed`; Type 12: `max_bursts` (bursts in progress at once, 1024); `workers` (1..64: SO_REUSEPORT
  * sockets, the first stepped by `step`, the others by their own threads; counters summed); and the TLV policy: `tlv_mode`,
  * `verify_tlv_hmac`, `cos_refuse`, `location_hide`, `member_link_id`, `allow_return_address`,
- * `reflected_max_count`, `reflected_max_size`, `reflected_min_interval_ns`, the Type 12 volume limit across all
+ * `reflected_max_count`, `reflected_max_size`, `reflected_min_interval_ns`, `reflected_max_interval_ns` (ns, 1 s;
+ * 0 = no bound; over it one reply with C, counted `extra_limited` like every per-request limit), the Type 12 volume limit across all
  * sessions `reflected_max_rate` (octets/s; 1250000 when `reflected_max_count` > 0, 0 = unlimited) and
  * `reflected_max_volume` (octets, 0 = max(rate/10, 9216)); session admission (RFC 8972 §3): `session_admission`
  * (`"open"`, or `"provisioned"`: only `sessions` are answered, the others dropped and counted `drop_unprovisioned`)

@@ -119,6 +119,9 @@ local OPTIONS = {
     "Reflector: largest reply granted by a type 12 TLV (octets)", int_in(0, 9216) },
   { "reflected_control_min_interval_ns", nil, "--reflected-control-min-interval-ns", "NS", "1000000",
     "Reflector: shortest interval between type 12 replies", int_in(0, 3600000000000) },
+  { "reflected_control_max_interval_ns", nil, "--reflected-control-max-interval-ns", "NS", "1000000000",
+    "Reflector: longest interval between type 12 replies (0 = no bound; a burst holds a slot (N-1) x NS)",
+    int_in(0, 4294967295) },
   { "reflected_control_max_rate", nil, "--reflected-control-max-rate", "OCTETS_PER_S", nil,
     "Reflector: type 12 replies granted across all sessions, octets/s (default 1250000 with type 12 on; 0 = unlimited)",
     num_in(0, 1e12) },
@@ -265,6 +268,11 @@ function M.parse(argv)
       args[o[1]] = conv
     end
   end
+  local imax, imin = args.reflected_control_max_interval_ns, args.reflected_control_min_interval_ns
+  if imax and imin and imax ~= 0 and imax < imin then
+    return nil, fail(string.format("invalid value for --reflected-control-max-interval-ns: %d is below "
+      .. "--reflected-control-min-interval-ns %d (every type 12 burst would be refused)", imax, imin))
+  end
   if args.hmac_key_file then
     if args.hmac_key then return nil, fail("give either --hmac-key or --hmac-key-file, not both") end
     if args.user and not args.user_uid then args.user_uid = core.user_lookup(args.user) end
@@ -368,6 +376,7 @@ local function run_reflector(a)
     key = a.hmac_key, allow_return_address = a.allow_return_address, member_link_id = a.reflector_member_link_id,
     reflected_max_count = a.reflected_control_max_count, reflected_max_size = a.reflected_control_max_size,
     reflected_min_interval_ns = a.reflected_control_min_interval_ns,
+    reflected_max_interval_ns = a.reflected_control_max_interval_ns,
     max_pps = a.max_pps, rate_burst = a.reflector_rate_burst, max_sessions = a.max_sessions,
     replay_max_age = a.replay_max_age, drop_replayed = a.drop_replayed or false, workers = a.workers,
     reflected_max_rate = a.reflected_control_max_rate, reflected_max_volume = a.reflected_control_max_volume,

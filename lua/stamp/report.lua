@@ -451,7 +451,7 @@ local REFLECTOR_ROWS = {
   { "extra_refused", "Type 12 bursts refused (no burst slot)" },
   { "extra_cancelled", "Type 12 extra replies cancelled" },
   { "drop_unprovisioned", "Dropped (no provisioned session, --session-admission provisioned)" },
-  { "extra_limited", "Type 12 bursts over --reflected-control-max-rate (answered once, C)" },
+  { "extra_limited", "Type 12 requests over a limit (count, interval, size, --reflected-control-max-rate; answered once, C)" },
   { "drop_kernel", "Dropped by the kernel (receive queue full; never seen)" },
 }
 
