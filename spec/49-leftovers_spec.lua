@@ -18,8 +18,21 @@ local function flags_at(d, off) return d:byte(off + 1) end
 local function has(flags, bit) return math.floor(flags / bit) % 2 == 1 end
 local C = 0x10
 
--- Run `stamp ARGS`; exit code, stdout, stderr.
-local function stamp_cmd(args) return h.run(h.STAMP .. " " .. args) end
+-- Run `stamp ARGS` (killed after 10 s: a value wrongly accepted starts a reflector); exit code, stdout, stderr.
+local function stamp_cmd(args) return h.run("timeout 10 " .. h.STAMP .. " " .. args) end
+
+-- One `it` per case: `stamp ARGS` prints nothing on stdout, one line on stderr naming FLAG, exits 2.
+local function bad_flag_cases(cases)
+  for _, c in ipairs(cases) do
+    it("'" .. c[1] .. "' prints one line naming " .. c[2] .. " and exits 2", function()
+      local code, out, err = stamp_cmd(c[1])
+      assert.equal(2, code)
+      assert.equal("", out)
+      assert.equal(1, select(2, err:gsub("\n", "")), "one line expected: " .. err)
+      assert.truthy(err:find(c[2], 1, true), err)
+    end)
+  end
+end
 
 describe("type 12: an upper bound on the Interval (review 11: a burst slot held for (N-1) x 4.3 s)", function()
   it("reflector_machine: over reflected_max_interval_ns (1 s by default): one reply with C, counted extra_limited", function()
@@ -106,7 +119,96 @@ describe("type 12: an upper bound on the Interval (review 11: a burst slot held 
   end)
 end)
 
-h.bad_flag_cases(it, {
+bad_flag_cases({
   { "-i --reflected-control-max-interval-ns 4294967296", "--reflected-control-max-interval-ns" },
   { "-i --reflected-control-max-interval-ns x", "--reflected-control-max-interval-ns" },
 })
+
+describe("--session (review 11: silently unused in open admission; 7@::1:5 read as an address)", function()
+  it("--session without --session-admission provisioned: one warning line, the reflector runs and answers", function()
+    local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 --session 7")
+    local u = h.udp_peer(1)
+    assert(u:sendto(codec.encode_test { seq = 1, ssid = 9 }, "127.0.0.1", port))
+    local d = u:receive()
+    u:close()
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.truthy(d, "no reply")
+    local lines = h.lines_matching(s, "warning")
+    assert.equal(1, #lines, s)
+    assert.matches("warning: %-%-session given but %-%-session%-admission is open", lines[1])
+  end)
+
+  it("with provisioned admission: no such warning", function()
+    local pid, out = h.cli_reflector("--local-addr 127.0.0.1 --session 7 --session-admission provisioned")
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.is_nil(s:find("given but", 1, true), s)
+  end)
+
+  it("7@[::1]:5, 7@[::1] and 7@::1 are accepted; the Lua API refuses 7@::1:5 too", function()
+    for _, v in ipairs { "7@[::1]:5", "7@[::1]", "7@::1", "7@2001:db8::1" } do
+      local code, _, err = stamp_cmd("-i --local-addr 127.0.0.1 --session-admission provisioned --session " .. v
+        .. " --local-port 1 --user no-such-user-leftovers")
+      assert.is_nil(err:find("--session", 1, true), v .. ": " .. err)
+      assert.equal(2, code) -- stopped by the (checked before binding) unknown --user, after --session passed
+    end
+    assert.truthy(core.reflector_machine { session_admission = "provisioned", sessions = { "7@[::1]:5", "7@::1" } })
+    local ok, err = pcall(core.reflector_machine, { session_admission = "provisioned", sessions = { "7@::1:5" } })
+    assert.is_false(ok)
+    assert.matches("ambiguous", err)
+  end)
+end)
+
+bad_flag_cases({
+  { "-i --session-admission provisioned --session 7@::1:5", "--session" },
+  { "-i --session 7@fe80::1:862", "--session" },
+})
+
+it("--session 7@::1:5 says how to write it", function()
+  local code, _, err = stamp_cmd("-i --session 7@::1:5")
+  assert.equal(2, code)
+  assert.matches("7@%[::1%]:5", err)
+end)
+
+describe("values the reflector cannot use (review 11)", function()
+  bad_flag_cases({
+    { "-i --reflected-control-max-count 5 --reflected-control-max-size 1", "--reflected-control-max-size" },
+    { "-i --reflected-control-max-count 5 --reflected-control-max-size 59", "--reflected-control-max-size" },
+    { "-i -A A --hmac-key 00112233445566778899aabbccddeeff --reflected-control-max-size 127",
+      "--reflected-control-max-size" },
+    { "-r 127.0.0.1 --access-report 3", "--access-report" },
+    { "-r 127.0.0.1 --access-report 0", "--access-report" },
+  })
+
+  it("--reflected-control-max-size 0 (no limit) and 60 are accepted; so are --access-report 1 and 2", function()
+    for _, v in ipairs { "0", "60" } do
+      local pid, out = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 5 "
+        .. "--reflected-control-max-size " .. v)
+      h.stop(pid)
+      os.remove(out)
+    end
+    for _, id in ipairs { 1, 2 } do
+      local u, port = h.udp_peer(0)
+      local code, o, err = stamp_cmd(string.format("-r 127.0.0.1 -p %d -c 1 -L 0.2 --access-report %d "
+        .. "--access-report-retries 0 --output-format json", port, id))
+      u:close()
+      assert.equal(1, code, err) -- 100 % loss (nothing answers), not a usage error
+      assert.truthy(o:find('"sent"', 1, true), o)
+    end
+  end)
+
+  it("Lua: reflected_max_size 1..59 (open) and 1..127 (authenticated) refused, naming the option", function()
+    for _, cfg in ipairs { { reflected_max_size = 59 },
+      { reflected_max_size = 127, auth = true, key = ("k"):rep(16) } } do
+      local ok, err = pcall(core.reflector_machine, cfg)
+      assert.is_false(ok)
+      assert.matches("reflected_max_size", err)
+    end
+    assert.truthy(core.reflector_machine { reflected_max_size = 60 })
+    assert.truthy(core.reflector_machine { reflected_max_size = 0 })
+    assert.truthy(core.reflector_machine { reflected_max_size = 128, auth = true, key = ("k"):rep(16) })
+  end)
+end)

@@ -145,7 +145,8 @@ static void read_keys(lua_State *L, int t, const char *what, const uint8_t **def
 }
 
 /* One provisioned session "SSID[@ADDR[:PORT]]" (an IPv6 address with a port in brackets: "7@[::1]:862"), or a
- * table {ssid =, addr =, port =}, at stack index i, into *p; 0, or -1 when it does not parse. */
+ * table {ssid =, addr =, port =}, at stack index i, into *p; 0, -1 when it does not parse, -2 when an IPv6
+ * address without brackets ends in a group that could be a port ("7@::1:5": ::1 port 5, or ::1:5?). */
 static int read_session(lua_State *L, int i, stamp_provisioned_t *p)
 {
     memset(p, 0, sizeof *p);
@@ -184,6 +185,14 @@ static int read_session(lua_State *L, int i, stamp_provisioned_t *p)
                     pe = c + 1;
                 } else {
                     hl = strlen(h);
+                    const char *last = strrchr(h, ':');
+                    if (c && last && last[1] && strspn(last + 1, "0123456789") == strlen(last + 1) &&
+                        (size_t)(last - h) < sizeof host) {
+                        uint8_t tmp6[16];
+                        memcpy(host, h, (size_t)(last - h));
+                        host[last - h] = 0;
+                        if (parse_ip(host, tmp6) == 16 && atol(last + 1) <= 65535) return -2;
+                    }
                 }
             }
             if (hl == 0 || hl >= sizeof host) return -1;
@@ -226,7 +235,11 @@ static void read_sessions(lua_State *L, int t, const char *what, stamp_provision
     *out = lua_newuserdata(L, (*n ? *n : 1) * sizeof **out);
     for (size_t i = 0; i < *n; i++) {
         lua_rawgeti(L, t, (int)(i + 1));
-        if (read_session(L, lua_gettop(L), &(*out)[i]))
+        int rc = read_session(L, lua_gettop(L), &(*out)[i]);
+        if (rc == -2)
+            luaL_error(L, "bad %s ('%s' is ambiguous: an IPv6 address with a port goes in brackets, SSID@[ADDR]:PORT)",
+                       what, lua_tostring(L, -1));
+        if (rc)
             luaL_error(L, "bad %s (SSID[@ADDR[:PORT]] expected, got '%s')", what,
                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
         lua_pop(L, 1);
@@ -274,6 +287,11 @@ static void read_cfg(lua_State *L, int t, stamp_reflector_cfg_t *c, int sock)
     c->max_sessions = (unsigned)opt_int(L, t, "max_sessions", 65536, 1, 1 << 24);
     c->strict_packets = opt_bool(L, t, "strict_packets", 0);
     opt_policy(L, t, &c->tlv);
+    /* the smallest reply to a type 12 request: the base packet and the type 12 TLV (4 + 12 octets) */
+    size_t smallest = stamp_base_len(c->mode) + STAMP_TLV_HDR + 12;
+    if (c->tlv.refl_max_size && c->tlv.refl_max_size < smallest)
+        luaL_error(L, "bad option 'reflected_max_size' (0 = no limit, or at least %d octets: the smallest reply to a "
+                      "type 12 request, got %d)", (int)smallest, (int)c->tlv.refl_max_size);
     c->batch = (int)opt_int(L, t, "batch", STAMP_BATCH, 1, STAMP_BATCH);
     c->max_pps = opt_num(L, t, "max_pps", 0, 0, 1e9);
     c->rate_burst = (unsigned)opt_int(L, t, "rate_burst", 0, 0, 1000000000);

@@ -27,16 +27,30 @@ local function num_in(lo, hi)
   end, string.format("a number from %s to %s", tostring(lo), tostring(hi))
 end
 
+local function addr_ok(a) return (pcall(core.tlv_encode, { { type = 9, addr = a } })) end
+
+-- `7@::1:5`: an IPv6 address written without brackets whose last group could be a port
+-- (::1 port 5, or the address ::1:5); nil when the session is not written that way.
+local function session_ambiguous(s)
+  local host = s:match("^%d+@([^%[]*:[^%[]*:[^%[]*)$")
+  local addr, port = (host or ""):match("^(.*):(%d+)$")
+  if addr and tonumber(port) <= 65535 and addr_ok(addr) then
+    return string.format("'%s' is ambiguous: write %s@[%s]:%s for the address %s port %s, or %s@[%s] for the "
+      .. "address %s", s, s:match("^%d+"), addr, port, addr, port, s:match("^%d+"), host, host)
+  end
+end
+
 -- A provisioned session SSID[@ADDR[:PORT]] (IPv6 with a port in brackets: 7@[::1]:862).
 local function session_spec()
-  local function addr_ok(a) return pcall(core.tlv_encode, { { type = 9, addr = a } }) end
   return function(s)
     local ssid, rest = s:match("^(%d+)(.*)$")
     if not ssid or tonumber(ssid) > 65535 then return nil end
     if rest == "" then return s end
+    if session_ambiguous(s) then return nil end
     local host, port = rest:match("^@%[([^%]]+)%]:(%d+)$")
+    if not host then host = rest:match("^@%[([^%]]+)%]$") end
     if not host then host, port = rest:match("^@([%d.]+):(%d+)$") end
-    if not host then host = rest:match("^@(.+)$") end
+    if not host then host = rest:match("^@([^%[%]]+)$") end
     port = tonumber(port)
     if host and addr_ok(host) and (not port or (port >= 1 and port <= 65535)) then return s end
   end, "SSID[@ADDR[:PORT]], SSID 0-65535, [IPv6]:PORT"
@@ -95,7 +109,7 @@ local OPTIONS = {
   { "ecn", nil, "--ecn", "VALUE", nil, "ECN of the test packets (0-3)", int_in(0, 3) },
   { "packet_dscp", nil, "--packet-dscp", "VALUE", nil, "DSCP of the test packets when it differs from --dscp", int_in(0, 63) },
   { "access_report", nil, "--access-report", "ID", nil, "Access Report TLV with this Access ID (1 3GPP, 2 non-3GPP)",
-    int_in(0, 15) },
+    int_in(1, 2) },
   { "access_return_code", nil, "--access-return-code", "CODE", "1", "Return Code for the Access Report TLV", int_in(0, 255) },
   { "access_report_timeout", nil, "--access-report-timeout", "S", "3",
     "Access Report: resend it when no reply echoed it within S seconds (RFC 8972 4.6)", num_in(0.001, 3600) },
@@ -258,6 +272,8 @@ function M.parse(argv)
     local v = args[o[1]]
     if REPEATABLE[o[1]] and type(v) == "table" then
       for _, x in ipairs(v) do
+        local amb = o[1] == "session" and session_ambiguous(x)
+        if amb then return nil, fail(string.format("invalid value for %s: %s", o[3], amb)) end
         if check(x) == nil then return nil, fail(string.format("invalid value for %s: '%s' (expected %s)", o[3], x, what)) end
       end
     elseif check and v ~= nil then
@@ -267,6 +283,17 @@ function M.parse(argv)
       end
       args[o[1]] = conv
     end
+  end
+  -- the smallest reply a type 12 request can get: the base packet and the type 12 TLV (12 octets of Value)
+  local smax, smin = args.reflected_control_max_size, (args.auth_mode == "A" and 112 or 44) + 16
+  if smax and smax ~= 0 and smax < smin then
+    return nil, fail(string.format("invalid value for --reflected-control-max-size: %d (0 = no limit, or at least %d "
+      .. "octets: the smallest reply to a type 12 request%s)", smax, smin, args.auth_mode == "A" and ", authenticated" or ""))
+  end
+  if args.session and #args.session > 0 and args.session_admission ~= "provisioned" then
+    ops.set_log_format(args.log_format)
+    ops.log("warning", "--session given but --session-admission is open: every SSID is answered and the sessions "
+      .. "are not used (add --session-admission provisioned)")
   end
   local imax, imin = args.reflected_control_max_interval_ns, args.reflected_control_min_interval_ns
   if imax and imin and imax ~= 0 and imax < imin then
