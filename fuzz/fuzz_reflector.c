@@ -103,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pol.refl_max_count = (sw2 & 0x10) ? 0 : 4;
     pol.refl_max_size = 2000;
     pol.refl_min_interval = 1000;
+    pol.refl_max_interval = (sw2 & 0x40) ? 0 : 1000000000;
     pol.n_allow_return = 2;
     pol.allow_return[0].family = AF_INET;
     pol.allow_return[0].plen = 8;
@@ -164,6 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (c.want_len || c.extra_count) CHECK(has12 && pol.refl_max_count);
         CHECK(c.extra_count + 1 <= pol.refl_max_count || c.extra_count == 0);
         if (c.extra_count) CHECK(c.extra_interval >= pol.refl_min_interval);
+        if (c.extra_count && pol.refl_max_interval) CHECK(c.extra_interval <= pol.refl_max_interval);
         if (c.want_len) {
             CHECK(!in.bad && c.want_len >= nopad);                    /* never below what it must carry */
             if (c.want_len > len) CHECK(c.want_len <= pol.refl_max_size); /* grows only within the cap */

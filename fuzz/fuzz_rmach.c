@@ -123,6 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.tlv.refl_max_count = 4;
     cfg.tlv.refl_max_size = MAXSIZE;
     cfg.tlv.refl_min_interval = 1000;
+    cfg.tlv.refl_max_interval = 1000000000;
     cfg.tlv.n_allow_return = 2;
     cfg.tlv.allow_return[0].family = AF_INET;
     cfg.tlv.allow_return[0].plen = 8;

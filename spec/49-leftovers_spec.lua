@@ -16,7 +16,7 @@ end
 -- The flags octet of the TLV at `off` (0-based offset in the reply).
 local function flags_at(d, off) return d:byte(off + 1) end
 local function has(flags, bit) return math.floor(flags / bit) % 2 == 1 end
-local C = 0x10
+local C, U = 0x10, 0x80
 
 -- Run `stamp ARGS` (killed after 10 s: a value wrongly accepted starts a reflector); exit code, stdout, stderr.
 local function stamp_cmd(args) return h.run("timeout 10 " .. h.STAMP .. " " .. args) end
@@ -212,3 +212,98 @@ describe("values the reflector cannot use (review 11)", function()
     assert.truthy(core.reflector_machine { reflected_max_size = 128, auth = true, key = ("k"):rep(16) })
   end)
 end)
+
+describe("two type 12 TLVs in one request (review 11: both said granted)", function()
+  -- base packet + T12(100 octets, 3 replies, 1 ms) + T12(100 octets, 5 replies, 1 ms)
+  local function two(seq)
+    return codec.encode_test { seq = seq } .. h.hex("800c000c 00640003 000f4240 00000000"
+      .. "800c000c 00640005 000f4240 00000000")
+  end
+
+  it("reflector_machine: only the first is acted on (C clear, its 3 replies); the second comes back with C", function()
+    local m = assert(core.reflector_machine { reflected_max_count = 10 })
+    local mono = 10 * S
+    local r = m:input(two(1), { src_addr = "127.0.0.1", src_port = 1 }, mono)
+    assert.equal(100, #r.data)
+    assert.is_false(has(flags_at(r.data, 44), C))
+    assert.is_true(has(flags_at(r.data, 60), C))
+    assert.is_false(has(flags_at(r.data, 60), U))
+    local extra = 0
+    for k = 1, 6 do extra = extra + #m:poll(mono + k * MS) end
+    assert.equal(2, extra)                        -- Number 3 of the first: 2 more, not the second's 4
+    assert.equal(0, m:counters().extra_limited)   -- the grant stands; nothing was over a limit
+  end)
+
+  it("type 12 off: both come back with U", function()
+    local m = assert(core.reflector_machine {})
+    local r = m:input(two(1), { src_addr = "127.0.0.1", src_port = 1 }, 10 * S)
+    assert.is_true(has(flags_at(r.data, 44), U))
+    assert.is_true(has(flags_at(r.data, 60), U))
+  end)
+
+  it("stamp.reflector on loopback: 3 replies, each with the first C clear and the second C set", function()
+    local replies, c = h.exchange({ reflected_max_count = 10, reflected_min_interval_ns = MS }, two(1), { wait = 0.3 })
+    assert.equal(3, #replies)
+    for _, d in ipairs(replies) do
+      assert.is_false(has(flags_at(d.data, 44), C))
+      assert.is_true(has(flags_at(d.data, 60), C))
+    end
+    assert.equal(2, c.extra_replies)
+  end)
+end)
+
+describe("a session no longer provisioned (SIGHUP) stops its running burst (review 11)", function()
+  local function t12s(seq, ssid, num, ival)
+    return codec.encode_test { seq = seq, ssid = ssid }
+      .. h.hex(string.format("800c000c 0064%04x %08x 00000000", num, ival))
+  end
+
+  it("reflector_machine: set_admission without the session: the rest of its burst is cancelled, counted", function()
+    local m = assert(core.reflector_machine { reflected_max_count = 10, session_admission = "provisioned",
+      sessions = { "7", "8" } })
+    local mono = 10 * S
+    local meta = { src_addr = "127.0.0.1", src_port = 1 }
+    assert.truthy(m:input(t12s(1, 7, 6, MS), meta, mono))
+    assert.truthy(m:input(t12s(1, 8, 6, MS), { src_addr = "127.0.0.1", src_port = 2 }, mono))
+    assert.equal(2, #m:poll(mono + MS))           -- one extra reply of each burst
+    assert.is_true(m:set_admission("provisioned", { "8" }))
+    local sent = 0
+    for k = 2, 8 do sent = sent + #m:poll(mono + k * MS) end
+    assert.equal(4, sent)                          -- only session 8's burst goes on
+    assert.equal(4, m:counters().extra_cancelled)  -- session 7's 4 left
+    assert.is_nil(m:next_due())
+  end)
+
+  it("stamp.reflector on loopback: set_admission mid-burst, no reply of the removed session after it", function()
+    local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0, reflected_max_count = 100,
+      session_admission = "provisioned", sessions = { "7" } })
+    local _, port = r:local_addr()
+    local u = h.udp_peer(0)
+    assert(u:sendto(t12s(1, 7, 40, 10 * MS), "127.0.0.1", port)) -- 40 replies over 390 ms
+    local before, after = 0, 0
+    local t0 = require("socket").gettime()
+    local switched = false
+    repeat
+      r:step(5)
+      local d = u:receive()
+      while d do
+        if switched then after = after + 1 else before = before + 1 end
+        d = u:receive()
+      end
+      if not switched and require("socket").gettime() - t0 > 0.1 then
+        r:step(0) -- what is due now leaves before the switch
+        d = u:receive()
+        while d do before = before + 1; d = u:receive() end
+        assert.is_true(r:set_admission("provisioned", { "9" }))
+        switched = true
+      end
+    until require("socket").gettime() - t0 > 0.6
+    u:close()
+    local c = r:counters()
+    r:close()
+    assert.is_true(before >= 2 and before < 40, "before: " .. before)
+    assert.is_true(after <= 1, "after: " .. after) -- at most one already handed to the kernel
+    assert.equal(40, before + after + c.extra_cancelled)
+  end)
+end)
+

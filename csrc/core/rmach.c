@@ -54,6 +54,8 @@ typedef struct {
     rmach_txinfo_t ti;
     int active;
     int refill;         /* it carries Direct Measurement or Follow-Up: refilled for each extra reply */
+    uint16_t ssid, sport; /* its session's SSID and Session-Sender address: admission is checked again */
+    uint8_t src[16];      /*   before each extra reply (a SIGHUP may have removed the session) */
 } burst_t;
 
 #define POLL_MAX 32
@@ -788,7 +790,15 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
     ti->ssid = t.ssid;
     r->buf = out;
     r->len = olen;
-    if (extra && s && m->bursts) start_burst(m, e, s, out, olen, base, r, ti, extra, extra_ival, mono);
+    if (extra && s && m->bursts) {
+        start_burst(m, e, s, out, olen, base, r, ti, extra, extra_ival, mono);
+        if (s->burst) {
+            burst_t *x = &m->bursts[s->burst - 1];
+            x->ssid = t.ssid;
+            x->sport = sport;
+            memcpy(x->src, srckey, 16);
+        }
+    }
     if (extra && s && s->burst) ti->txts = 2; /* the first reply's departure anchors the burst: always asked */
     CTR_ADD(m, reflected, 1);
     return 1;
@@ -913,6 +923,10 @@ int rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t 
         burst_t *x = &m->bursts[best];
         rt_session_t *s = &m->sess.e[x->sess];
         if (s->gen != x->gen) { /* the session was reaped or evicted */
+            burst_release(m, best, 1);
+            continue;
+        }
+        if (!admitted(m, x->ssid, x->src, x->sport)) { /* no longer provisioned (e.g. SIGHUP): stop, counted */
             burst_release(m, best, 1);
             continue;
         }

@@ -392,7 +392,8 @@ typedef struct stamp_tlv_policy {
     unsigned refl_max_count;  /* type 12 caps; 0 count = feature off */
     size_t refl_max_size;
     stamp_ns_t refl_min_interval;
-    stamp_ns_t refl_max_interval; /* longest Interval granted for Number > 1 (0 = no bound): a burst holds its
+    stamp_ns_t refl_max_interval; /* longest Interval granted for Number > 1 (0 = no bound; the Lua binding and
+                                     the command default to 1 s): a burst holds its
                                      slot (Number - 1) x Interval */
 } stamp_tlv_policy_t;
 
@@ -1052,6 +1053,12 @@ STAMP_API void stamp_metrics_stop(stamp_metrics_t *m);
  * Fails unless every id changed and root cannot be regained. `err` gets one line.
  */
 STAMP_API int stamp_drop_privileges(const char *user_group, char *err, size_t errcap);
+/**
+ * Whether `path` could be written (or created in its directory) by USER[:GROUP] once privileges are
+ * dropped to it (NULL: by this process): checked in a child that switches to the user and exits, so a
+ * usage problem is found at start, not after a long run. Returns 0, or a negative errno with one line in `err`.
+ */
+STAMP_API int stamp_path_writable_as(const char *path, const char *user_group, char *err, size_t errcap);
 /** Name the process (prctl PR_SET_NAME, 15 characters, and argv as far as it reaches). */
 STAMP_API int stamp_set_process_name(const char *name);
 /**

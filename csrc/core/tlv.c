@@ -690,7 +690,7 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
         }
     }
     /* pass 2: process in order */
-    int acc = 0, seen_rp = 0;
+    int acc = 0, seen_rp = 0, seen_t12 = 0;
     long rp_noreply = -1, t12 = -1;
     pos = base;
     for (;;) {
@@ -733,6 +733,14 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
         if (t.type == STAMP_TLV_RETURNPATH && seen_rp++) { /* RFC 9503 4: only the first one counts */
             *flags = (uint8_t)((*flags & ~(STAMP_TLV_M | STAMP_TLV_I)) | STAMP_TLV_U);
             acc |= STAMP_TLV_U;
+            continue;
+        }
+        if (t.type == STAMP_TLV_REFLCTRL && seen_t12++) {
+            /* one request per packet: the first type 12 TLV is acted on; a later one is not granted (C), or
+               not supported (U) when type 12 is off; only the one acted on may come back with C clear */
+            uint8_t f = c->pol->refl_max_count ? STAMP_TLV_C : STAMP_TLV_U;
+            *flags = (uint8_t)((*flags & ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C)) | f);
+            acc |= f;
             continue;
         }
         *flags &= (uint8_t) ~(STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C);
