@@ -307,3 +307,191 @@ describe("a session no longer provisioned (SIGHUP) stops its running burst (revi
   end)
 end)
 
+describe("--user root (review 9: accepted without a word)", function()
+  for _, u in ipairs { "0", "root", "root:root" } do
+    it("--user " .. u .. ": one warning line that privileges are not dropped; the reflector runs", function()
+      local pid, out = h.cli_reflector("--local-addr 127.0.0.1 --user " .. u)
+      h.stop(pid)
+      local s = h.slurp(out)
+      os.remove(out)
+      local lines = h.lines_matching(s, "warning")
+      assert.equal(1, #lines, s)
+      assert.matches("%-%-user " .. u .. " is root %(uid 0%): privileges are not dropped", lines[1])
+    end)
+  end
+
+  it("--user nobody: no such warning", function()
+    if select(2, h.run("id -u")) ~= "0\n" then
+      pending("needs root (it drops to nobody)")
+      return
+    end
+    local pid, out = h.cli_reflector("--local-addr 127.0.0.1 --user nobody")
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.is_nil(s:find("not dropped", 1, true), s)
+  end)
+end)
+
+describe("SIGHUP applies hmac_key from the config file (review 9: only at restart)", function()
+  local K1 = "00112233445566778899aabbccddeeff"
+  local K2 = "ffeeddccbbaa99887766554433221100"
+  local function write_cfg(path, port, key, mode)
+    local f = assert(io.open(path, "wb"))
+    f:write(string.format("return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, "
+      .. "auth_mode = 'A', hmac_key = %q }", port, key))
+    f:close()
+    os.execute("chmod " .. (mode or "600") .. " " .. path)
+  end
+  local function received(port, key)
+    local _, res = h.run(string.format("%s -r 127.0.0.1 -p %d -c 2 -d 2 -L 0.5 -A A --hmac-key %s", h.STAMP, port, key))
+    return tonumber(res:match("Packets received: (%d+)"))
+  end
+
+  it("a new key is in force after SIGHUP (the old one refused), logged without the key; a short key, "
+    .. "a non-hex key or a file others may read keep the key in force", function()
+    local path = os.tmpname()
+    local port = h.free_port()
+    write_cfg(path, port, K1)
+    local pid, out = h.spawn(h.STAMP .. " --config " .. path)
+    assert.truthy(h.wait_for(out, "listening", 10), h.slurp(out))
+    assert.equal(2, received(port, K1))
+    write_cfg(path, port, K2)
+    os.execute("kill -HUP " .. pid)
+    assert.truthy(h.wait_for(out, "SIGHUP: hmac_key", 5), h.slurp(out))
+    local k2, k1 = received(port, K2), received(port, K1)
+    -- refused: each keeps K2 in force
+    write_cfg(path, port, "0011223344556677")                   -- 8 octets
+    os.execute("kill -HUP " .. pid)
+    assert.truthy(h.wait_for(out, "at least 16", 5), h.slurp(out))
+    write_cfg(path, port, K1 .. "zz")                             -- not hex
+    os.execute("kill -HUP " .. pid)
+    assert.truthy(h.wait_for(out, "hex digits", 5), h.slurp(out))
+    write_cfg(path, port, K1, "644")                              -- readable by others
+    os.execute("kill -HUP " .. pid)
+    assert.truthy(h.wait_for(out, "readable by group or others", 5), h.slurp(out))
+    local still = received(port, K2)
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    os.remove(path)
+    assert.equal(2, k2)
+    assert.equal(0, k1)
+    assert.equal(2, still)
+    assert.matches("SIGHUP: hmac_key changed", s)
+    assert.is_nil(s:find("it takes effect at restart", 1, true), s)
+    for _, k in ipairs { K1, K2, "0011223344556677" } do assert.is_nil(s:lower():find(k, 1, true), s) end
+  end)
+end)
+
+describe("--plot that --user cannot write (review 9: found only after the run)", function()
+  local function as_root()
+    return select(2, h.run("id -u")) == "0\n"
+  end
+
+  it("a directory only root may write: one line naming --plot at start, exit 2, nothing sent", function()
+    if not as_root() then pending("needs root (it drops to nobody)") return end
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -m 700 " .. dir)
+    local u, port = h.udp_peer(0)
+    local t0 = os.time()
+    local code, o, err = stamp_cmd(string.format("-r 127.0.0.1 -p %d -c 20 -d 50 --user nobody --plot %s/x.svg",
+      port, dir))
+    local got = u:receive()
+    u:close()
+    os.execute("rm -rf " .. dir)
+    assert.equal(2, code)
+    assert.equal("", o)
+    assert.equal(1, select(2, err:gsub("\n", "")), err)
+    assert.matches("invalid value for %-%-plot: '[^']*x%.svg' %(not writable as user 'nobody': Permission denied%)", err)
+    assert.is_nil(got)                    -- refused before any packet
+    assert.is_true(os.time() - t0 <= 1)
+  end)
+
+  it("a directory nobody may write: the run goes on and the plot is written", function()
+    if not as_root() then pending("needs root (it drops to nobody)") return end
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -m 777 " .. dir)
+    local rpid, rlog, rport = h.cli_reflector()
+    local code, _, err = stamp_cmd(string.format("-r 127.0.0.1 -p %d -c 2 -d 2 --user nobody --plot %s/x.svg",
+      rport, dir))
+    h.stop(rpid)
+    os.remove(rlog)
+    local svg = h.slurp(dir .. "/x.svg")
+    os.execute("rm -rf " .. dir)
+    assert.equal(0, code, err)
+    assert.matches("<svg ", svg)
+  end)
+
+  it("core.path_writable_as: this process, and another user", function()
+    local f = os.tmpname()
+    assert.is_true(core.path_writable_as(f))
+    assert.is_true(core.path_writable_as(f, "root"))
+    local ok, err = core.path_writable_as("/nonexistent-leftovers/x.svg")
+    assert.is_nil(ok)
+    assert.matches("No such file or directory", err)
+    if as_root() then
+      os.execute("chmod 600 " .. f)
+      ok, err = core.path_writable_as(f, "nobody")
+      assert.is_nil(ok)
+      assert.matches("not writable as user 'nobody'", err)
+    end
+    os.remove(f)
+    assert.has_error(function() core.path_writable_as() end)
+  end)
+end)
+
+describe("the config sandbox bounds memory too (review 9: 3.7 GB from a 57-octet file)", function()
+  local function cfg_file(text)
+    local f = os.tmpname()
+    local fh = assert(io.open(f, "wb"))
+    fh:write(text)
+    fh:close()
+    return f
+  end
+
+  for _, c in ipairs {
+    { "doubling a string 31 times", "local s = 'x' for i = 1, 31 do s = s .. s end return {}", "needs more than 67108864 octets of memory" },
+    { "('x'):rep(2^30)", "return { is_reflector = true, local_addr = ('x'):rep(2^30) }", "attempt to index a string value" },
+    { "a table of 10^8 entries", "local t = {} for i = 1, 1e8 do t[i] = i end return {}", "runs too long" },
+  } do
+    it(c[1] .. ": one line naming the file, exit 2", function()
+      local f = cfg_file(c[2])
+      local code, o, err = stamp_cmd("--config " .. f)
+      os.remove(f)
+      assert.equal(2, code)
+      assert.equal("", o)
+      assert.equal(1, select(2, err:gsub("\n", "")), err)
+      assert.truthy(err:find(f, 1, true), err)
+      assert.truthy(err:find(c[3], 1, true), err)
+    end)
+  end
+
+  it("--config /dev/zero: refused as larger than 1 MiB (it was read without end)", function()
+    local code, _, err = stamp_cmd("--config /dev/zero")
+    assert.equal(2, code)
+    assert.matches("invalid value for %-%-config: '/dev/zero' %(the config file is larger than 1048576 octets%)", err)
+  end)
+
+  it("core.config_eval: its own state, empty environment, memory and instruction bounds, data copied", function()
+    local t = assert(core.config_eval("return { a = 1, b = 'x', c = true, d = { 'p', 'q' }, e = 1.5 }", "=t",
+      1048576, 1000))
+    assert.same({ a = 1, b = "x", c = true, d = { "p", "q" }, e = 1.5 }, t)
+    local function fails(text, pattern, mem, ins)
+      local ok, err = core.config_eval(text, "=t", mem or 1048576, ins or 100000)
+      assert.is_nil(ok)
+      assert.matches(pattern, err)
+    end
+    fails("local s = 'x' for i = 1, 30 do s = s .. s end return {}", "needs more than 1048576 octets")
+    fails("while true do end", "runs too long")
+    assert.same({}, core.config_eval("return { os = os, s = string, r = require, l = load, g = _G }", "=t",
+      1048576, 1000))                                       -- nothing reachable
+    fails("return { n = ('x'):len() }", "attempt to index a string value") -- no string methods
+    fails("return { f = function() end }", "a function")
+    fails("return 7", "must return a table")
+    fails("\27Lua", "binary chunks")
+    fails("return {", "^t:1: ")
+  end)
+end)

@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/timex.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -95,6 +96,69 @@ int stamp_drop_privileges(const char *spec, char *err, size_t errcap)
         return STAMP_EINVAL;
     }
     return 0;
+}
+
+/* errno when `path` cannot be written by the calling process (created in its directory when absent), 0 if it can */
+static int path_write_errno(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return EISDIR;
+        return access(path, W_OK) == 0 ? 0 : errno;
+    }
+    if (errno != ENOENT) return errno;
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else if (slash == path) {
+        strcpy(dir, "/");
+    } else {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof dir) return ENAMETOOLONG;
+        memcpy(dir, path, n);
+        dir[n] = 0;
+    }
+    return access(dir, W_OK | X_OK) == 0 ? 0 : errno;
+}
+
+int stamp_path_writable_as(const char *path, const char *user_group, char *err, size_t errcap)
+{
+    if (!path || !*path || strlen(path) >= 4096) {
+        say(err, errcap, "no file name");
+        return STAMP_EINVAL;
+    }
+    unsigned u = 0, g = 0;
+    char name[256];
+    int e;
+    if (user_group) {
+        int rc = stamp_user_lookup(user_group, &u, &g, name, sizeof name, err, errcap);
+        if (rc) return rc;
+    }
+    if (!user_group || geteuid() != 0 || (uid_t)u == geteuid()) {
+        e = path_write_errno(path); /* no switch (or one only root could make: the drop reports that) */
+    } else {
+        gid_t groups[64];
+        int ng = 64;
+        if (getgrouplist(name, (gid_t)g, groups, &ng) < 0) ng = 0;
+        pid_t pid = fork();
+        if (pid < 0) return 0; /* cannot tell here: writing the file will say */
+        if (pid == 0) {        /* the user's view, in a child that exits at once */
+            if (setgroups((size_t)ng, groups) != 0 || setgid((gid_t)g) != 0 || setuid((uid_t)u) != 0) _exit(0);
+            e = path_write_errno(path);
+            _exit(e > 0 && e < 256 ? e : 0);
+        }
+        int st = 0;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        e = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+    }
+    if (!e) return 0;
+    if (user_group)
+        say(err, errcap, "not writable as user '%s': %s", user_group, strerror(e));
+    else
+        say(err, errcap, "not writable: %s", strerror(e));
+    return -e;
 }
 
 int stamp_set_process_name(const char *name)

@@ -260,6 +260,161 @@ static int l_drop_privileges(lua_State *L)
     return 1;
 }
 
+/* ---- the config file sandbox: a Lua state of its own, memory and instructions bounded ---- */
+
+typedef struct {
+    size_t used, cap;
+    int over; /* an allocation was refused for the cap */
+} capalloc_t;
+
+static void *cap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    capalloc_t *c = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        c->used -= old;
+        return NULL;
+    }
+    if (nsize > old && c->used - old + nsize > c->cap) {
+        c->over = 1;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p) c->used = c->used - old + nsize;
+    return p;
+}
+
+static void too_long(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    luaL_error(L, "the config file runs too long");
+}
+
+/* Copy the value at index i of S (a number, string, boolean, or a table of them, `depth` levels) onto L;
+ * 0, or -1 with a message in err. */
+static int copy_value(lua_State *S, int i, lua_State *L, int depth, char *err, size_t cap)
+{
+    switch (lua_type(S, i)) {
+    case LUA_TNUMBER:
+#if LUA_VERSION_NUM >= 503
+        if (lua_isinteger(S, i)) {
+            lua_pushinteger(L, lua_tointeger(S, i));
+            break;
+        }
+#endif
+        lua_pushnumber(L, lua_tonumber(S, i));
+        break;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(S, i, &n);
+        lua_pushlstring(L, s, n);
+        break;
+    }
+    case LUA_TBOOLEAN:
+        lua_pushboolean(L, lua_toboolean(S, i));
+        break;
+    case LUA_TTABLE:
+        if (depth <= 0) {
+            snprintf(err, cap, "a table nested too deep");
+            return -1;
+        }
+        if (i < 0) i = lua_gettop(S) + i + 1;
+        lua_newtable(L);
+        lua_pushnil(S);
+        while (lua_next(S, i)) {
+            if (copy_value(S, -2, L, 0, err, cap) || copy_value(S, -1, L, depth - 1, err, cap)) return -1;
+            lua_rawset(L, -3);
+            lua_pop(S, 1);
+        }
+        break;
+    default:
+        snprintf(err, cap, "a %s (settings are strings, numbers, booleans or lists)", lua_typename(S, lua_type(S, i)));
+        return -1;
+    }
+    return 0;
+}
+
+/***
+ * Run the text of a config file in a Lua state of its own: no libraries, an empty environment, text only,
+ * at most `max_bytes` of memory and about `max_instructions` instructions. A program whose allocations pass
+ * the bound fails there, before the host's memory is touched.
+ * @function config_eval
+ * @tparam string text the file's text
+ * @tparam string name chunk name for messages ("@path")
+ * @tparam integer max_bytes memory bound of the state
+ * @tparam integer max_instructions instruction bound
+ * @treturn table|nil|false the returned table (numbers, strings, booleans and tables of them), or nil, message;
+ * false when this Lua cannot make a state with a bounded allocator (LuaJIT on 64-bit hosts)
+ */
+static int l_config_eval(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    const char *name = luaL_checkstring(L, 2);
+    lua_Integer max_bytes = luaL_checkinteger(L, 3), max_ins = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, max_bytes >= 65536, 3, "at least 65536 expected");
+    luaL_argcheck(L, max_ins >= 1 && max_ins <= 0x7fffffff, 4, "1..2^31-1 expected");
+    if (len && text[0] == 27) {
+        lua_pushnil(L);
+        lua_pushstring(L, "binary chunks are not accepted");
+        return 2;
+    }
+    capalloc_t ca = {0, (size_t)max_bytes, 0};
+    lua_State *S = lua_newstate(cap_alloc, &ca);
+    if (!S) { /* LuaJIT on 64-bit hosts makes no state with another allocator: the caller falls back */
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, "no Lua state of its own here");
+        return 2;
+    }
+    char err[256] = "";
+    int rc = luaL_loadbuffer(S, text, len, name);
+    if (rc == 0) {
+        lua_newtable(S); /* the empty environment */
+#if LUA_VERSION_NUM >= 502
+        if (!lua_setupvalue(S, -2, 1)) lua_pop(S, 1);
+#else
+        lua_setfenv(S, -2);
+#endif
+        lua_sethook(S, too_long, LUA_MASKCOUNT, (int)max_ins);
+        rc = lua_pcall(S, 0, 1, 0);
+    }
+    if (rc == 0 && lua_type(S, -1) != LUA_TTABLE) {
+        snprintf(err, sizeof err, "it must return a table of settings");
+    } else if (rc == 0) {
+        lua_sethook(S, NULL, 0, 0);
+        if (copy_value(S, -1, L, 2, err, sizeof err)) lua_settop(L, 4);
+    } else if (ca.over || rc == LUA_ERRMEM) {
+        snprintf(err, sizeof err, "the config file needs more than %lld octets of memory", (long long)max_bytes);
+    } else {
+        const char *m = lua_tostring(S, -1);
+        snprintf(err, sizeof err, "%s", m ? m : "error");
+    }
+    lua_close(S);
+    if (err[0]) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return 1;
+}
+
+/***
+ * Whether a file could be written (or created) by USER[:GROUP] once privileges are dropped to it.
+ * @function path_writable_as
+ * @tparam string path
+ * @tparam[opt] string user "USER" or "USER:GROUP"; nil: this process
+ * @treturn true|nil true, or nil, message, code
+ */
+static int l_path_writable_as(lua_State *L)
+{
+    char err[512] = "";
+    int rc = stamp_path_writable_as(luaL_checkstring(L, 1), luaL_optstring(L, 2, NULL), err, sizeof err);
+    if (rc) return fail(L, rc, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /***
  * Name the process for `ps` and `top` (PR_SET_NAME and the argument area).
  * @function set_process_name
@@ -384,6 +539,8 @@ void ops_open(lua_State *L)
                                         {NULL, NULL}};
     static const luaL_Reg funcs[] = {{"metrics", l_metrics},
                                      {"drop_privileges", l_drop_privileges},
+                                     {"path_writable_as", l_path_writable_as},
+                                     {"config_eval", l_config_eval},
                                      {"set_process_name", l_set_process_name},
                                      {"key_file_read", l_key_file_read},
                                      {"user_lookup", l_user_lookup},

@@ -310,6 +310,10 @@ function M.parse(argv)
   end
   local kerr = ops.resolve_keys(args)
   if kerr then return nil, fail(kerr) end
+  if args.plot and args.user then -- written at the end of the run as --user: found unwritable now (review 9)
+    local wok, werr = core.path_writable_as(args.plot, args.user)
+    if not wok then return nil, fail(string.format("invalid value for --plot: '%s' (%s)", args.plot, werr)) end
+  end
   args.auth = args.auth_mode == "A"
   if not args.auth and not args.tlv_hmac and not args.verify_tlv_hmac then
     local unused = args.hmac_key_dir and "--hmac-key-dir" or args.hmac_key_file and "--hmac-key-file"

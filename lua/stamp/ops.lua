@@ -122,19 +122,39 @@ local function load_text(text, name)
   return chunk, err
 end
 
+-- Bounds of a config file: its size, the memory and the instructions its program may use.
+M.CONFIG_MAX_SIZE = 1024 * 1024
+M.CONFIG_MAX_MEMORY = 64 * 1024 * 1024
+local CONFIG_MAX_INSTRUCTIONS = 1000000
+
 --- Load a config file: Lua text returning a table, run in an empty environment
--- (no globals reachable) with a bounded number of instructions.
+-- (no globals reachable, no string methods) in a Lua state of its own, with a bounded
+-- size (1 MiB), memory (64 MiB) and number of instructions.
 -- @tparam string path
 -- @treturn table|nil the table, or nil and a message
 function M.load_config(path)
   local f, oerr = io.open(path, "rb")
   if not f then return nil, oerr end
-  local text = f:read("*a") or ""
+  local text = f:read(M.CONFIG_MAX_SIZE + 1) or ""
   f:close()
+  if #text > M.CONFIG_MAX_SIZE then
+    return nil, string.format("the config file is larger than %d octets", M.CONFIG_MAX_SIZE)
+  end
+  if core.config_eval then
+    local t, err = core.config_eval(text, "@" .. path, M.CONFIG_MAX_MEMORY, CONFIG_MAX_INSTRUCTIONS)
+    if t ~= false then return t, err end -- false: no state of its own here (LuaJIT): the sandbox below
+  end
   local chunk, err = load_text(text, "@" .. path)
   if not chunk then return nil, err end
   local co = coroutine.create(chunk)
-  debug.sethook(co, function() error("the config file runs too long", 0) end, "", 1000000)
+  local base, left = collectgarbage("count"), CONFIG_MAX_INSTRUCTIONS / 100
+  debug.sethook(co, function()
+    if collectgarbage("count") - base > M.CONFIG_MAX_MEMORY / 1024 then
+      error(string.format("the config file needs more than %d octets of memory", M.CONFIG_MAX_MEMORY), 0)
+    end
+    left = left - 1
+    if left <= 0 then error("the config file runs too long", 0) end
+  end, "", 100)
   local ok, t = coroutine.resume(co)
   if not ok then return nil, tostring(t) end
   if coroutine.status(co) ~= "dead" then return nil, "the config file must not yield" end
@@ -336,6 +356,11 @@ function M.resolve_keys(a)
     local uid, uerr = core.user_lookup(a.user)
     if not uid then return "invalid value for --user: '" .. a.user .. "' (" .. uerr .. ")" end
     a.user_uid = uid
+    if uid == 0 then -- accepted, but nothing is dropped: say so (review 9)
+      M.set_log_format(a.log_format)
+      M.log("warning", "--user " .. a.user .. " is root (uid 0): privileges are not dropped "
+        .. "(name an unprivileged user, e.g. --user nobody)")
+    end
   end
   if a.hmac_key_dir then
     if a.hmac_key or a.hmac_key_file then
@@ -364,7 +389,7 @@ end
 
 -- Settings a running reflector can change (config key -> how), and the others.
 local LIVE = { max_pps = "rate", reflector_rate_burst = "rate", session_admission = "admission", sessions = "admission",
-  reflected_control_max_rate = "t12", reflected_control_max_volume = "t12" }
+  reflected_control_max_rate = "t12", reflected_control_max_volume = "t12", hmac_key = "key" }
 
 -- A setting as a log shows it (a list: its items, comma-separated).
 local function shown(v)
@@ -394,6 +419,28 @@ local APPLY = {
     if not ok then return "session admission kept as it was: " .. tostring(err) end
     M.log("info", string.format("SIGHUP: session admission %s%s", mode,
       mode == "provisioned" and string.format(", %d session(s) %s", #list, shown(list)) or ""))
+  end,
+  -- the default key, with the rules of a key file: hex, at least 16 octets, the file not readable by
+  -- group or others; on any failure the key in force stays; the key is never logged
+  key = function(svc, cfg)
+    local a = svc.a
+    local what = "hmac_key in " .. a.config .. " kept as it was"
+    if a.hmac_key_dir then return what .. ": --hmac-key-dir gives the keys" end
+    local hex = cfg.hmac_key
+    if type(hex) ~= "string" then return what .. ": a key is needed (none in the file)" end
+    local key = core.hex_decode((hex:gsub("%s+", "")))
+    if not key then return what .. ": expected an even number of hex digits (not shown)" end
+    if #key < MIN_KEY then
+      return string.format("%s: a key of %d octets; at least %d needed", what, #key, MIN_KEY)
+    end
+    local okp, perr = core.key_path_check(a.config, "file", a.user_uid)
+    if not okp then return what .. ": " .. tostring(perr) end
+    local set = svc.engine.set_keys
+    if not set then return "this reflector cannot change its key while it runs" end
+    local ok, err = pcall(set, svc.engine, { default = key })
+    if not ok or not err then return what .. ": " .. tostring(err) end
+    a.hmac_key = key
+    M.log("info", string.format("SIGHUP: hmac_key changed: the new key (%d octets, not shown) is in force", #key))
   end,
   t12 = function(svc, cfg)
     local set = svc.engine.set_reflected_limit
@@ -429,7 +476,7 @@ local function reload_config(svc)
       if LIVE[k] then
         if not changed[LIVE[k]] then groups[#groups + 1] = LIVE[k] end
         changed[LIVE[k]] = true
-        M.log("info", "SIGHUP: " .. k .. " " .. shown(old[k]) .. " -> " .. shown(cfg[k]))
+        if LIVE[k] ~= "key" then M.log("info", "SIGHUP: " .. k .. " " .. shown(old[k]) .. " -> " .. shown(cfg[k])) end
       else
         M.log("warning", "SIGHUP: " .. k .. " changed in " .. a.config .. "; it takes effect at restart")
       end
