@@ -91,6 +91,7 @@ describe("type 12: an upper bound on the Interval (review 11: a burst slot held 
   it("the command: --reflected-control-max-interval-ns, over it one reply with C; -R and the summary count it", function()
     local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 -R --reflected-control-max-count 5 "
       .. "--reflected-control-max-interval-ns 100000000")
+    finally(function() h.stop(pid) end) -- stopped even when an assertion fails
     local u = h.udp_peer(0.5)
     assert(u:sendto(t12(1, 100, 3, 200 * MS), "127.0.0.1", port))  -- 200 ms > 100 ms
     local d = u:receive()
@@ -127,6 +128,7 @@ bad_flag_cases({
 describe("--session (review 11: silently unused in open admission; 7@::1:5 read as an address)", function()
   it("--session without --session-admission provisioned: one warning line, the reflector runs and answers", function()
     local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 --session 7")
+    finally(function() h.stop(pid) end) -- stopped even when an assertion fails
     local u = h.udp_peer(1)
     assert(u:sendto(codec.encode_test { seq = 1, ssid = 9 }, "127.0.0.1", port))
     local d = u:receive()
@@ -142,6 +144,7 @@ describe("--session (review 11: silently unused in open admission; 7@::1:5 read 
 
   it("with provisioned admission: no such warning", function()
     local pid, out = h.cli_reflector("--local-addr 127.0.0.1 --session 7 --session-admission provisioned")
+    finally(function() h.stop(pid) end) -- stopped even when an assertion fails
     h.stop(pid)
     local s = h.slurp(out)
     os.remove(out)
@@ -187,6 +190,7 @@ describe("values the reflector cannot use (review 11)", function()
     for _, v in ipairs { "0", "60" } do
       local pid, out = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 5 "
         .. "--reflected-control-max-size " .. v)
+      finally(function() h.stop(pid) end) -- stopped even when an assertion fails
       h.stop(pid)
       os.remove(out)
     end
@@ -311,6 +315,7 @@ describe("--user root (review 9: accepted without a word)", function()
   for _, u in ipairs { "0", "root", "root:root" } do
     it("--user " .. u .. ": one warning line that privileges are not dropped; the reflector runs", function()
       local pid, out = h.cli_reflector("--local-addr 127.0.0.1 --user " .. u)
+      finally(function() h.stop(pid) end) -- stopped even when an assertion fails
       h.stop(pid)
       local s = h.slurp(out)
       os.remove(out)
@@ -326,6 +331,7 @@ describe("--user root (review 9: accepted without a word)", function()
       return
     end
     local pid, out = h.cli_reflector("--local-addr 127.0.0.1 --user nobody")
+    finally(function() h.stop(pid) end) -- stopped even when an assertion fails
     h.stop(pid)
     local s = h.slurp(out)
     os.remove(out)
@@ -354,6 +360,7 @@ describe("SIGHUP applies hmac_key from the config file (review 9: only at restar
     local port = h.free_port()
     write_cfg(path, port, K1)
     local pid, out = h.spawn(h.STAMP .. " --config " .. path)
+    finally(function() h.stop(pid) end) -- stopped even when an assertion fails
     assert.truthy(h.wait_for(out, "listening", 10), h.slurp(out))
     assert.equal(2, received(port, K1))
     write_cfg(path, port, K2)
@@ -415,6 +422,7 @@ describe("--plot that --user cannot write (review 9: found only after the run)",
     os.remove(dir)
     os.execute("mkdir -m 777 " .. dir)
     local rpid, rlog, rport = h.cli_reflector()
+    finally(function() h.stop(rpid) end) -- stopped even when an assertion fails
     local code, _, err = stamp_cmd(string.format("-r 127.0.0.1 -p %d -c 2 -d 2 --user nobody --plot %s/x.svg",
       rport, dir))
     h.stop(rpid)
