@@ -59,10 +59,21 @@ function M.sender(s, o)
     -- next_timeout() rounds up to whole milliseconds, the resolution of libuv's timers
     timer:start(s:next_timeout(), 0, pump)
   end
-  poll:start("r", function(err)
-    if err then return finish(err) end
-    pump()
-  end)
+  local function watch()
+    poll:start("r", function(err)
+      if err == "EBADF" and not finished then
+        -- libuv reports POLLERR as EBADF and stops the handle; on this socket POLLERR means a kernel
+        -- transmit timestamp waits in its error queue (T1), which the next step reads: step, watch again
+        -- (a socket that is really gone makes the step fail, and that ends the sender)
+        pump()
+        if not finished then watch() end
+        return
+      end
+      if err then return finish(err) end
+      pump()
+    end)
+  end
+  watch()
   timer:start(0, 0, pump)
 end
 
