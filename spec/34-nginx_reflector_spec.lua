@@ -56,11 +56,13 @@ describe("reflector inside nginx (thread pool)", function()
       if took >= 0.05 then slow[#slow + 1] = took end
       h.sleep(0.03)
     end
-    for _ = 1, 200 do
+    for _ = 1, 1200 do -- 1 s of sending; up to 60 s for a sender slowed down (valgrind)
       if not alive(pid) then break end
       h.sleep(0.05)
     end
-    local summary = require("stamp.report").json_decode(h.slurp(out):match("%b{}")).summary
+    local text = h.slurp(out)
+    assert.truthy(text:match("%b{}"), "the sender printed no summary: " .. text)
+    local summary = require("stamp.report").json_decode(text:match("%b{}")).summary
     os.remove(out)
     assert.same({}, slow)
     assert.equal(200, summary.sent)

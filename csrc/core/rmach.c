@@ -46,7 +46,7 @@ typedef struct {
     /* the previous reply of this burst left at `prev` (monotonic); it was stamped T3 = prev_t3 at
      * monotonic prev_m3, and the kernel's transmit timestamp, when it comes, moves `prev` to it */
     stamp_ns_t prev, prev_m3, prev_t3;
-    stamp_ns_t handoff; /* when the previous reply was due to be handed to the kernel (monotonic) */
+    stamp_ns_t handoff; /* when the previous reply was handed to the kernel (monotonic) */
     int exact;          /* `prev` is the kernel's transmit timestamp, not an upper bound of it */
     size_t len;
     uint8_t *buf;       /* the reply as first built, before T3 and signatures */
@@ -864,7 +864,7 @@ void rmach_txts(stamp_rmach_t *m, uint32_t sess, uint32_t gen, uint32_t seq, sta
             if (x->k == 1) {
                 x->start = x->prev; /* the first reply really left: the burst's anchor */
             } else {
-                stamp_ns_t l = x->prev - x->handoff; /* from its deadline to the kernel */
+                stamp_ns_t l = x->prev - x->handoff; /* from the hand-over to the kernel */
                 if (l >= 0 && (m->txlat < 0 || l < m->txlat)) m->txlat = l;
             }
         }
@@ -892,7 +892,9 @@ int stamp_rmach_input(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const st
 static stamp_ns_t burst_due(const stamp_rmach_t *m, const burst_t *x)
 {
     stamp_ns_t a = x->start + (stamp_ns_t)x->k * x->ival, b = x->prev + x->ival;
-    return (a > b ? a : b) - (m->txlat > 0 ? m->txlat : 0);
+    stamp_ns_t early = m->txlat > 0 ? m->txlat : 0;
+    if (early > x->ival / 4) early = x->ival / 4; /* a send path that long is not a send path: never more */
+    return (a > b ? a : b) - early;
 }
 
 stamp_ns_t stamp_rmach_next_due(const stamp_rmach_t *m)
@@ -955,7 +957,7 @@ int rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t 
         rmach_finish(m, b, x->len, &ti, now);
         x->prev = x->prev_m3 = mono;
         x->prev_t3 = now;
-        x->handoff = first;
+        x->handoff = mono; /* when it was really handed over: a loop that woke up late is not send-path time */
         x->exact = 0;
         if (tis) tis[n] = ti;
         out[n] = x->r;
