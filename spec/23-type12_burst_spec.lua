@@ -258,15 +258,8 @@ describe("reply intervals when the reflector's loop wakes up late (a loaded mach
   -- lateness; otherwise the late wake-ups are taken for send-path time and the next reply is handed
   -- over that much early, a gap of a few microseconds where 1 ms was asked (seen under valgrind).
   it("never sends a reply less than the interval after the previous one", function()
-    local bin = os.tmpname()
     local req = codec.encode_test { seq = 1, tlvs = { stamp.tlv.reflected_control { count = 20, interval_ns = 1000000 } } }
-    local cmd = string.format("cc -std=c11 -Wall -Wextra -Werror -I'%s/csrc/core' -o %s '%s/spec/tools/burst_txlat.c' "
-      .. "'%s/build/libstamp_static.a' $(pkg-config --libs libcrypto libmicrohttpd) -lpthread -lm 2>&1 && %s %s 1000000 900000",
-      h.ROOT, bin, h.ROOT, h.ROOT, bin, (req:gsub(".", function(c) return string.format("%02x", c:byte()) end)))
-    local f = io.popen(cmd)
-    local out = f:read("*a")
-    f:close()
-    os.remove(bin)
+    local out = h.run_c_tool("burst_txlat", h.tohex(req) .. " 1000000 900000")
     assert.equal("19 extra replies, 0 too early\n", out)
   end)
 end)

@@ -23,13 +23,6 @@ local function answered(u, port, ssid, seq)
   return d ~= nil
 end
 
-local function tmpfile(text)
-  local p = os.tmpname()
-  local f = assert(io.open(p, "wb"))
-  f:write(text)
-  f:close()
-  return p
-end
 
 describe("session admission, the command", function()
   it("provisioned: the listed SSID is answered, another SSID, address or port is dropped and counted", function()
@@ -81,7 +74,7 @@ describe("session admission, the command", function()
     local port = h.free_port()
     local cfgtext = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d,"
       .. " session_admission = 'provisioned', sessions = { %s } }"
-    local cfg = tmpfile(string.format(cfgtext, port, "'7', '8@127.0.0.1'"))
+    local cfg = h.tmpfile(string.format(cfgtext, port, "'7', '8@127.0.0.1'"))
     local pid, out = h.spawn(h.STAMP .. " --config " .. cfg)
     assert.is_true(h.wait_for(out, "listening", 5), h.slurp(out))
     local a = udp_from("127.0.0.1")
@@ -114,7 +107,7 @@ describe("session admission, the command", function()
 
   it("a bad `sessions` in the config file gets one line naming the key", function()
     for _, v in ipairs { "'7'", "{ 'x' }" } do
-      local cfg = tmpfile("return { is_reflector = true, sessions = " .. v .. " }")
+      local cfg = h.tmpfile("return { is_reflector = true, sessions = " .. v .. " }")
       local code, o, err = h.run(h.STAMP .. " --config " .. cfg)
       os.remove(cfg)
       assert.equal(2, code)

@@ -335,14 +335,7 @@ describe("stats in C (stamp.core.stats) against the Lua accumulator", function()
   end)
 
   it("from C (stamp_stats_add as a sender's step calls it): no allocation while 100,000 results are added", function()
-    local bin = os.tmpname()
-    local cmd = string.format("cc -std=c11 -Wall -Wextra -Werror -I'%s/csrc/core' -o %s '%s/spec/tools/cstats_alloc.c' "
-      .. "'%s/build/libstamp_static.a' $(pkg-config --libs libcrypto libmicrohttpd) -lpthread -lm "
-      .. "-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc 2>&1 && %s", h.ROOT, bin, h.ROOT, h.ROOT, bin)
-    local f = io.popen(cmd)
-    local out = f:read("*a")
-    f:close()
-    os.remove(bin)
+    local out = h.run_c_tool("cstats_alloc", "", "-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc")
     assert.equal("allocs=0 received=99000 lost=1000 hist=1 refused=10000 t1_kernel=74000 t1_user=25000 err_ok=1 "
       .. "owd_valid=1 last_seq=99998 r_rxc=99000 episodes=1000\n", out)
   end)

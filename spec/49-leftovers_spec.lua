@@ -21,19 +21,6 @@ local C, U = 0x10, 0x80
 -- Run `stamp ARGS` (killed after 10 s: a value wrongly accepted starts a reflector); exit code, stdout, stderr.
 local function stamp_cmd(args) return h.run("timeout 10 " .. h.STAMP .. " " .. args) end
 
--- One `it` per case: `stamp ARGS` prints nothing on stdout, one line on stderr naming FLAG, exits 2.
-local function bad_flag_cases(cases)
-  for _, c in ipairs(cases) do
-    it("'" .. c[1] .. "' prints one line naming " .. c[2] .. " and exits 2", function()
-      local code, out, err = stamp_cmd(c[1])
-      assert.equal(2, code)
-      assert.equal("", out)
-      assert.equal(1, select(2, err:gsub("\n", "")), "one line expected: " .. err)
-      assert.truthy(err:find(c[2], 1, true), err)
-    end)
-  end
-end
-
 describe("type 12: an upper bound on the Interval (review 11: a burst slot held for (N-1) x 4.3 s)", function()
   it("reflector_machine: over reflected_max_interval_ns (1 s by default): one reply with C, counted extra_limited", function()
     local m = assert(core.reflector_machine { reflected_max_count = 10 })
@@ -120,7 +107,7 @@ describe("type 12: an upper bound on the Interval (review 11: a burst slot held 
   end)
 end)
 
-bad_flag_cases({
+h.bad_flag_cases(it, {
   { "-i --reflected-control-max-interval-ns 4294967296", "--reflected-control-max-interval-ns" },
   { "-i --reflected-control-max-interval-ns x", "--reflected-control-max-interval-ns" },
 })
@@ -165,7 +152,7 @@ describe("--session (review 11: silently unused in open admission; 7@::1:5 read 
   end)
 end)
 
-bad_flag_cases({
+h.bad_flag_cases(it, {
   { "-i --session-admission provisioned --session 7@::1:5", "--session" },
   { "-i --session 7@fe80::1:862", "--session" },
 })
@@ -177,7 +164,7 @@ it("--session 7@::1:5 says how to write it", function()
 end)
 
 describe("values the reflector cannot use (review 11)", function()
-  bad_flag_cases({
+  h.bad_flag_cases(it, {
     { "-i --reflected-control-max-count 5 --reflected-control-max-size 1", "--reflected-control-max-size" },
     { "-i --reflected-control-max-count 5 --reflected-control-max-size 59", "--reflected-control-max-size" },
     { "-i -A A --hmac-key 00112233445566778899aabbccddeeff --reflected-control-max-size 127",
@@ -452,13 +439,6 @@ describe("--plot that --user cannot write (review 9: found only after the run)",
 end)
 
 describe("the config sandbox bounds memory too (review 9: 3.7 GB from a 57-octet file)", function()
-  local function cfg_file(text)
-    local f = os.tmpname()
-    local fh = assert(io.open(f, "wb"))
-    fh:write(text)
-    fh:close()
-    return f
-  end
 
   for _, c in ipairs {
     { "doubling a string 31 times", "local s = 'x' for i = 1, 31 do s = s .. s end return {}", "needs more than 67108864 octets of memory" },
@@ -466,7 +446,7 @@ describe("the config sandbox bounds memory too (review 9: 3.7 GB from a 57-octet
     { "a table of 10^8 entries", "local t = {} for i = 1, 1e8 do t[i] = i end return {}", "runs too long" },
   } do
     it(c[1] .. ": one line naming the file, exit 2", function()
-      local f = cfg_file(c[2])
+      local f = h.tmpfile(c[2])
       local code, o, err = stamp_cmd("--config " .. f)
       os.remove(f)
       assert.equal(2, code)

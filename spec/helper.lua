@@ -85,6 +85,29 @@ function M.slurp(path)
   return s
 end
 
+-- A temporary file holding `text`; returns its path.
+function M.tmpfile(text)
+  local p = os.tmpname()
+  local f = assert(io.open(p, "wb"))
+  f:write(text)
+  f:close()
+  return p
+end
+
+-- Build spec/tools/NAME.c against the static core (internal headers too, `flags` added to the link),
+-- run it with `args`; returns what it printed (and the compiler's messages if it did not build).
+function M.run_c_tool(name, args, flags)
+  local bin = os.tmpname()
+  local cmd = string.format("cc -std=c11 -Wall -Wextra -Werror -I'%s/csrc/core' -o %s '%s/spec/tools/%s.c' "
+    .. "'%s/build/libstamp_static.a' $(pkg-config --libs libcrypto libmicrohttpd) -lpthread -lm %s 2>&1 && %s %s",
+    M.ROOT, bin, M.ROOT, name, M.ROOT, flags or "", bin, args or "")
+  local f = io.popen(cmd)
+  local out = f:read("*a")
+  f:close()
+  os.remove(bin)
+  return out
+end
+
 function M.sleep(s)
   require("socket").sleep(s)
 end
@@ -137,10 +160,11 @@ end
 
 -- One `it` per case: `stamp ARGS` must print nothing on stdout, exactly one line on
 -- stderr naming FLAG, and exit with code 2. `cases` is a list of { ARGS, FLAG }.
+-- (Killed after 10 s: a value wrongly accepted would start a reflector that never ends.)
 function M.bad_flag_cases(it, cases) -- busted gives each spec file its own `it`
   for _, c in ipairs(cases) do
     it("'" .. c[1] .. "' prints one line naming " .. c[2] .. " and exits 2", function()
-      local code, out, err = M.run(M.STAMP .. " " .. c[1])
+      local code, out, err = M.run("timeout 10 " .. M.STAMP .. " " .. c[1])
       assert.equal(2, code)
       assert.equal("", out)
       assert.equal(1, select(2, err:gsub("\n", "")), "one line expected: " .. err)

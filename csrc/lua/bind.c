@@ -27,6 +27,14 @@ stamp_clock_t clock_of(const char *format)
     return strcmp(format, "PTP") == 0 ? STAMP_CLOCK_PTP : STAMP_CLOCK_NTP;
 }
 
+/* "V out of range LO..HI", pushed on the stack (lua_pushfstring has no %lld). */
+const char *range_msg(lua_State *L, long long v, long long lo, long long hi)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "%lld out of range %lld..%lld", v, lo, hi);
+    return lua_pushstring(L, msg);
+}
+
 /* Read option `k` of the table at index t as an integer in [lo, hi]. */
 long long opt_int(lua_State *L, int t, const char *k, long long def, long long lo, long long hi)
 {
@@ -39,11 +47,7 @@ long long opt_int(lua_State *L, int t, const char *k, long long def, long long l
 #if LUA_VERSION_NUM >= 503
         v = (long long)lua_tointeger(L, -1);
 #endif
-        if (v < lo || v > hi) {
-            char msg[96]; /* lua_pushfstring has no %lld */
-            snprintf(msg, sizeof msg, "%lld out of range %lld..%lld", v, lo, hi);
-            luaL_error(L, "bad option '%s' (%s)", k, msg);
-        }
+        if (v < lo || v > hi) luaL_error(L, "bad option '%s' (%s)", k, range_msg(L, v, lo, hi));
     }
     lua_pop(L, 1);
     return v;
@@ -64,11 +68,7 @@ long long check_int(lua_State *L, int i, long long lo, long long hi)
             return luaL_argerror(L, i, "integer expected (NaN, infinite, fractional or huge number given)");
         v = (long long)n;
     }
-    if (v < lo || v > hi) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%lld out of range %lld..%lld", v, lo, hi);
-        return luaL_argerror(L, i, msg);
-    }
+    if (v < lo || v > hi) return luaL_argerror(L, i, range_msg(L, v, lo, hi));
     return v;
 }
 

@@ -62,6 +62,7 @@ BIND_HIDDEN stamp_metrics_t *metrics_check(lua_State *L, int i, int want_sender)
 BIND_HIDDEN int push_fail(lua_State *L, int code);
 /* Option `k` of the table at index t as an integer in [lo, hi] (default def when
  * nil); anything else (not an integer, NaN, infinite, out of range) raises. */
+BIND_HIDDEN const char *range_msg(lua_State *L, long long v, long long lo, long long hi);
 BIND_HIDDEN long long opt_int(lua_State *L, int t, const char *k, long long def, long long lo, long long hi);
 /* Option `k` as a string (nil: def); *len gets its length. The pointer stays
  * valid while the table is alive. */

@@ -66,11 +66,7 @@ static long long field_int(lua_State *L, int t, const char *k, long long def, lo
 #endif
         if (lua_type(L, -1) != LUA_TNUMBER || !ok)
             luaL_error(L, "bad field '%s' of the result (integer expected, got %s)", k, luaL_typename(L, -1));
-        if (v < lo || v > hi) {
-            char msg[96]; /* lua_pushfstring has no %lld */
-            snprintf(msg, sizeof msg, "%lld out of range %lld..%lld", v, lo, hi);
-            luaL_error(L, "bad field '%s' of the result (%s)", k, msg);
-        }
+        if (v < lo || v > hi) luaL_error(L, "bad field '%s' of the result (%s)", k, range_msg(L, v, lo, hi));
     }
     lua_pop(L, 1);
     return v;

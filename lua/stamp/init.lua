@@ -111,28 +111,33 @@ end
 
 -- sender:run without per-packet results (`keep = false`, no `on_result`): `sender:pump` hands every
 -- result to a C accumulator (and the metrics, `o.metrics`) and Lua runs only between pumps.
+-- A user callback of a run: if it raises, the next run() resumes with `st`.
+local function guarded(self, st, f, ...)
+  resumable[self] = st
+  f(...)
+  resumable[self] = nil
+end
+
+-- Before each step of a run: `o.stop()` or a trapped signal since the run began stops sending
+-- (a second signal, or "now", at once).
+local function check_stop(self, o, st)
+  st.n0 = st.n0 or signals()
+  local want = o.stop and o.stop()
+  local nsig = signals() - st.n0
+  if want or nsig > 0 then
+    st.interrupted = true
+    self:stop(want == "now" or nsig >= 2)
+  end
+end
+
 local function run_quiet(self, o, st)
   local sinks = { stats = st.cacc.core, metrics = o.metrics }
-  st.n0 = st.n0 or signals()
   while not self:done() do
-    local want = o.stop and o.stop()
-    local nsig = signals() - st.n0
-    if want or nsig > 0 then
-      st.interrupted = true
-      self:stop(want == "now" or nsig >= 2)
-    end
-    if o.pump then
-      resumable[self] = st
-      o.pump()
-      resumable[self] = nil
-    end
+    check_stop(self, o, st)
+    if o.pump then guarded(self, st, o.pump) end
     local n, err, code = self:pump(o.pump and 1 or 100, sinks)
     if not n then return nil, err, code end
-    if o.tick then
-      resumable[self] = st
-      o.tick(self)
-      resumable[self] = nil
-    end
+    if o.tick then guarded(self, st, o.tick, self) end
   end
   return {}, st.cacc:finish(self:counters(), st.interrupted)
 end
@@ -189,28 +194,16 @@ function sender_methods.run(self, o)
       if not r.aborted then acc:add(r) end
       if metrics then metrics:observe(r) end
       if keep then results[#results + 1] = r end
-      if on_result then
-        resumable[self] = st -- if it raises, the next run() resumes here
-        on_result(r)
-        resumable[self] = nil
-      end
+      if on_result then guarded(self, st, on_result, r) end -- if it raises, the next run() resumes here
     end
     st.queue, st.qi = {}, 1
   end
   deliver()
-  st.n0 = st.n0 or signals()
   while not self:done() do
-    local want = o.stop and o.stop()
-    local nsig = signals() - st.n0
-    if want or nsig > 0 then
-      st.interrupted = true
-      self:stop(want == "now" or nsig >= 2)
-    end
+    check_stop(self, o, st)
     local wait = self:next_timeout()
     if o.pump then
-      resumable[self] = st
-      o.pump()
-      resumable[self] = nil
+      guarded(self, st, o.pump)
       wait = math.min(wait < 0 and 10 or wait, 1)
     elseif wait < 0 or wait > 100 then
       wait = 100
@@ -219,11 +212,7 @@ function sender_methods.run(self, o)
     if not res then return nil, err, code end
     st.queue = res
     deliver()
-    if o.tick then
-      resumable[self] = st
-      o.tick(self)
-      resumable[self] = nil
-    end
+    if o.tick then guarded(self, st, o.tick, self) end
   end
   return results, acc:finish(self:counters(), st.interrupted) -- aborted packets are neither received nor lost
 end
