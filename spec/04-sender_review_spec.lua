@@ -208,3 +208,44 @@ describe("stamp.stats.finish (request a)", function()
     assert.same({ 0, 0 }, { sum.lost, sum.loss_pct })
   end)
 end)
+
+describe("a Type 12 TLV the sender did not send (review 10, finding 12)", function()
+  -- A hand-made reflector that adds a Type 12 TLV with C to every reply: the sender never asked for
+  -- a burst, so nothing was refused; the TLV is not one it sent, so it is not usable (RFC 8972 4).
+  local function run(quiet, sender_tlvs)
+    local u, port = h.udp_peer(0)
+    local s = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 5, send_delay = 2,
+      timeout = 1, tlvs = sender_tlvs })
+    local t12 = { type = 12, flags = stamp.tlv.C, count = 3, interval_ns = MS, length = 0 }
+    local pump = h.hand_reflector(u, function(t)
+      local tl = {}
+      for _, x in ipairs(t.tlvs or {}) do tl[#tl + 1] = x end
+      if #tl == 0 then tl[1] = t12 end -- unsolicited: added
+      for _, x in ipairs(tl) do if x.type == 12 then x.flags = stamp.tlv.C end end
+      return { tlvs = tl }
+    end)
+    local results, sum = s:run { pump = pump, keep = not quiet }
+    s:close()
+    u:close()
+    return results, sum
+  end
+
+  it("is not counted as a refused burst, with or without per-packet results", function()
+    for _, quiet in ipairs { false, true } do
+      local results, sum = run(quiet)
+      assert.equal(5, sum.received)
+      assert.equal(0, sum.extra_refused, quiet and "quiet" or "per packet")
+      if not quiet then
+        assert.equal(1, results[1].tlv_ignored)
+        assert.is_nil(results[1].tlvs.reflected_control)
+      end
+    end
+  end)
+
+  it("one the sender sent and the reflector refused (C) is counted", function()
+    for _, quiet in ipairs { false, true } do
+      local _, sum = run(quiet, { stamp.tlv.reflected_control { count = 3, interval_ns = MS } })
+      assert.equal(5, sum.extra_refused, quiet and "quiet" or "per packet")
+    end
+  end)
+end)

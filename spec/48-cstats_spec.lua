@@ -358,4 +358,23 @@ describe("stats in C (stamp.core.stats) against the Lua accumulator", function()
     assert.same(sum.rtt.n, cs.rtt.n)
     assert.same(sum.rtt.median, cs.rtt.median)
   end)
+
+  it("authenticated results fed by table need no `auth` option: a result says where its TLVs begin (review 10, 4)", function()
+    local KEY = string.rep("k", 16)
+    local r, s = h.loopback_pair({ auth = true, key = KEY, stateful = true },
+      { auth = true, key = KEY, count = 50, send_delay = 0.5, timeout = 5,
+        tlvs = { tlv.direct_measurement(), tlv.padding { length = 16 } } })
+    local results = s:run { pump = function() r:step(0) end }
+    local counters = s:counters()
+    r:close()
+    s:close()
+    assert.equal(core.AUTH_BASE_LEN, results[1].tlv_offset)
+    local _, c = both(results, nil, counters) -- stats.from_core() without `auth`
+    assert.equal("direct_measurement", c:finish(counters, false).loss.direction.method)
+    -- a result that says something else than a base length is refused, naming the field
+    local bad = {}
+    for k, v in pairs(results[1]) do bad[k] = v end
+    bad.tlv_offset = 50
+    assert.has_error(function() stats.from_core():add(bad) end, "bad field 'tlv_offset' of the result (44 or 112 expected, got 50)")
+  end)
 end)

@@ -58,6 +58,7 @@ struct stamp_sm {
     size_t dm_off[8];
     int ndm;
     long hmac_off;
+    int t12_sent;       /* a type 12 TLV is among ours */
     unsigned t12_count; /* RFC 10052: replies asked for by our type 12 TLV (0: none sent) */
     stamp_ns_t t12_interval; /* ... and the interval between them (ns) */
     uint64_t extra_pending;  /* further replies of granted bursts not seen yet */
@@ -134,6 +135,7 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
         while (stamp_tlv_next(m->tlvs, cfg->tlvs_len, &pos, &t) == 1) {
             if (t.type == STAMP_TLV_DM && t.len >= 4 && m->ndm < 8) m->dm_off[m->ndm++] = base + t.off + STAMP_TLV_HDR;
             if (t.type == STAMP_TLV_HMAC && t.len == STAMP_HMAC_LEN) m->hmac_off = (long)(base + t.off);
+            if (t.type == STAMP_TLV_REFLCTRL) m->t12_sent = 1;
             if (t.type == STAMP_TLV_REFLCTRL && t.len >= 12 && !m->t12_count) {
                 m->t12_count = rd16(m->tlvs + t.off + STAMP_TLV_HDR + 2);
                 m->t12_interval = (stamp_ns_t)rd32(m->tlvs + t.off + STAMP_TLV_HDR + 4);
@@ -428,6 +430,8 @@ static void tlv_usability(const stamp_sm_t *m, const uint8_t *b, size_t len, sta
     while (pos < len && (r = stamp_tlv_next(b, len, &pos, &t)) != 0) {
         if (t.flags & STAMP_TLV_I) flagged_i = 1;
         if (((t.flags & STAMP_TLV_M) || r < 0) && usable < 0) usable = n;
+        /* a type 12 TLV we never sent (a reflector adds none, RFC 8972 4): not ours to use, nor what follows */
+        if (t.type == STAMP_TLV_REFLCTRL && !m->t12_sent && usable < 0) usable = n;
         if (t.type == STAMP_TLV_HMAC && hmac_at < 0) hmac_at = n;
         if (t.type != STAMP_TLV_PADDING) only_padding = 0;
         n++;

@@ -238,7 +238,7 @@ typedef struct {
     uint32_t s_txc, r_rxc, r_txc;
 } dm_t;
 
-/* The reply's TLVs as the binding lists them: a Type 12 TLV with C anywhere (refused burst),
+/* The reply's TLVs as the binding lists them: a usable Type 12 TLV with C (refused burst),
  * and the first Direct Measurement TLV among the usable ones. */
 static int scan_tlvs(const stamp_result_t *r, size_t base, dm_t *dm)
 {
@@ -248,7 +248,7 @@ static int scan_tlvs(const stamp_result_t *r, size_t base, dm_t *dm)
     size_t pos = base;
     stamp_tlv_t t;
     while ((rc = stamp_tlv_next(r->pkt, r->pkt_len, &pos, &t)) != 0) {
-        if (t.type == STAMP_TLV_REFLCTRL && (t.flags & STAMP_TLV_C)) refused = 1;
+        if (t.type == STAMP_TLV_REFLCTRL && (t.flags & STAMP_TLV_C) && i < r->tlv_usable) refused = 1;
         if (t.type == STAMP_TLV_DM && !dm->present && i < r->tlv_usable) {
             dm->present = 1;
             dm->u = (t.flags & STAMP_TLV_U) != 0;

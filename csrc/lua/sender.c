@@ -137,6 +137,7 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
     set_int(L, "length", (long long)r->pkt_len);
     lua_pushlstring(L, (const char *)r->pkt, r->pkt_len);
     lua_setfield(L, -2, "packet");
+    set_int(L, "tlv_offset", (long long)base); /* where the TLVs of `packet` begin: the mode's base length */
     if (r->tlv_hmac >= 0) {
         lua_pushboolean(L, r->tlv_hmac);
         lua_setfield(L, -2, "tlv_hmac_ok");
@@ -178,7 +179,8 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
  * @tparam[opt=0] integer timeout milliseconds, -2^31..2^31-1 (negative: until a result, at most about 100 ms)
  * @treturn table|nil array of results (fields seq, lost, t1..t4, rtt, fwd, bwd in ns, ttl, refl_seq, ...;
  *   `t1_source` "kernel" when T1 is the kernel's transmit timestamp, "user" otherwise; `t1_user` the
- *   user-space time, also sent in the packet's Timestamp field), or nil, message, code
+ *   user-space time, also sent in the packet's Timestamp field; `packet` the reply's octets and `tlv_offset`
+ *   where its TLVs begin, 44 or 112), or nil, message, code
  */
 static int s_step(lua_State *L)
 {

@@ -108,9 +108,11 @@ static int field_ee(lua_State *L, int t, const char *k, stamp_ee_t *ee, double *
 
 /***
  * Add one per-packet result table, as `sender:step` returns them (aborted ones are ignored). The TLVs
- * are read from `packet` (and `tlv_ignored`), as the sender's own results give them; nothing is kept.
+ * are read from `packet` from `tlv_offset` on (the result's own, else the `auth` option's base length) and
+ * `tlv_ignored`, as the sender's own results give them; nothing is kept.
  * Fields: `seq`, `lost`, `aborted`, `t1_source`, `clock_error`, `rtt`, `fwd`, `bwd`, `refl_seq`,
- * `rx_replies`, `sender_ee` and `refl_ee` (`s`, `error_ns` or `scale`/`mult`), `packet`, `tlv_ignored`.
+ * `rx_replies`, `sender_ee` and `refl_ee` (`s`, `error_ns` or `scale`/`mult`), `packet`, `tlv_offset`,
+ * `tlv_ignored`.
  * @function stats:add
  * @tparam table r
  */
@@ -122,6 +124,7 @@ static int st_add(lua_State *L)
     memset(&r, 0, sizeof r);
     unsigned flags = 0;
     double err = 0;
+    size_t base = o->base;
     r.seq = (uint32_t)field_int(L, 2, "seq", 0, 0, 0xffffffffLL, 1);
     r.status = field_bool(L, 2, "aborted") ? STAMP_RES_ABORTED
                : field_bool(L, 2, "lost")  ? STAMP_RES_LOST
@@ -149,16 +152,28 @@ static int st_add(lua_State *L)
                 flags |= STAMP_STATS_NO_EE;
             }
         }
+        lua_getfield(L, 2, "tlv_offset"); /* a result says where its TLVs begin (a sender's results do) */
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TNUMBER)
+                luaL_error(L, "bad field 'tlv_offset' of the result (%d or %d expected, got %s)", STAMP_BASE_LEN,
+                           STAMP_AUTH_BASE_LEN, luaL_typename(L, -1));
+            lua_Number off = lua_tonumber(L, -1);
+            if (off != STAMP_BASE_LEN && off != STAMP_AUTH_BASE_LEN)
+                luaL_error(L, "bad field 'tlv_offset' of the result (%d or %d expected, got %s)", STAMP_BASE_LEN,
+                           STAMP_AUTH_BASE_LEN, lua_tostring(L, -1));
+            base = (size_t)off;
+        }
+        lua_pop(L, 1);
         lua_getfield(L, 2, "packet");
         size_t len = 0;
         const char *pkt = lua_tolstring(L, -1, &len);
         if (pkt && lua_type(L, -1) == LUA_TSTRING) {
             r.pkt = (const uint8_t *)pkt;
             r.pkt_len = len;
-            size_t pos = o->base;
+            size_t pos = base;
             stamp_tlv_t t;
             int rc;
-            while (len > o->base && (rc = stamp_tlv_next(r.pkt, len, &pos, &t)) != 0) {
+            while (len > base && (rc = stamp_tlv_next(r.pkt, len, &pos, &t)) != 0) {
                 r.tlv_count++;
                 if (rc < 0) break;
             }
@@ -168,7 +183,7 @@ static int st_add(lua_State *L)
         /* the packet string stays referenced by the table at 2 while stamp_stats_add_ex reads it */
         lua_pop(L, 1);
     }
-    stamp_stats_add_ex(o->obj.h, &r, o->base, flags, err);
+    stamp_stats_add_ex(o->obj.h, &r, base, flags, err);
     return 0;
 }
 

@@ -411,9 +411,10 @@ function Acc:add(r)
     lost_seq(self, seq)
     return
   end
-  local tl = r.tlv_list -- a reply whose Type 12 TLV has C: the reflector did not grant the burst (RFC 10052 3)
+  local tl = r.tlv_list -- a reply whose usable Type 12 TLV has C: the reflector did not grant the burst (RFC 10052 3)
   if tl then
-    for _, t in ipairs(tl) do
+    for i = 1, #tl - math.min(r.tlv_ignored or 0, #tl) do
+      local t = tl[i]
       if t.c and (t.type == 12 or t.key == "reflected_control") then self.extra_refused = self.extra_refused + 1 break end
     end
   end
@@ -632,7 +633,8 @@ CoreAcc.__index = CoreAcc
 -- same summary for the same results (the C accumulator keeps what `Acc:add` keeps, in the same bounded
 -- memory, with the same float32 sample and histogram buckets).
 -- @param core a `stamp.core.stats` object, or an options table for a new one (`stateful_reflector`,
---   `auth` = "open" or "auth": where the TLVs of a result's `packet` begin)
+--   `auth` = "open" or "auth": where the TLVs of a result's `packet` begin when the result has no
+--   `tlv_offset`; a sender's results have one)
 -- @treturn table with `add(result)`, `summary(counters)`, `finish(counters, interrupted)` and `core`
 function M.from_core(core)
   if type(core) ~= "userdata" then
