@@ -118,6 +118,33 @@ describe("output formats", function()
     local _, quiet = h.run("script -qec '" .. cmd .. " --quiet' /dev/null")
     assert.not_matches("received %d+  loss", quiet)
   end)
+
+  it("the progress line costs no Lua per packet: on a terminal the sender still runs in C, and the line is right (review 10, 5)", function()
+    if (h.run("command -v script")) ~= 0 then pending("no script(1) to make a terminal") return end
+    local probe = os.tmpname()
+    local function run(extra)
+      os.remove(probe)
+      local env = string.format("LUA_INIT=@%s/spec/tools/path_probe.lua STAMP_ROOT=%s STAMP_PATH_PROBE=%s ", h.ROOT, h.ROOT, probe)
+      local cmd = string.format("%s -r 127.0.0.1 -p %d -o %d -c 12 -d 200 %s", STAMP, port, h.free_port(), extra)
+      local _, tty = h.run("script -qec '" .. env .. cmd .. "' /dev/null")
+      return tty, h.slurp(probe)
+    end
+    local tty, path = run("")
+    assert.equal("pump\n", path)
+    -- a line a second: sent and received so far, loss, last and average RTT from the C statistics
+    local lines = 0
+    for sent, recv, last, avg in tty:gmatch("\r\27%[Ksent (%d+)  received (%d+)  loss 0%.0%%  last ([%d.]+) ms  avg ([%d.]+) ms") do
+      lines = lines + 1
+      assert.equal(sent, recv)
+      assert.is_true(tonumber(sent) >= 1 and tonumber(sent) <= 12, tty)
+      assert.is_true(tonumber(last) > 0 and tonumber(avg) > 0 and tonumber(avg) < 50, tty)
+    end
+    assert.is_true(lines >= 2, tty) -- 2.4 s of sending: a line about every second
+    -- an output that shows packets takes the per-packet way
+    _, path = run("-R")
+    assert.equal("step\n", path)
+    os.remove(probe)
+  end)
 end)
 
 describe("--plot", function()

@@ -51,6 +51,7 @@ local function both(results, opts, counters)
   assert_same_summary(a:summary(), c:summary(), "without counters")
   if counters then assert_same_summary(a:summary(counters), c:summary(counters), "with counters") end
   assert_same_summary(a:finish(counters, true), c:finish(counters, true), "finish")
+  assert_same_summary(a:progress(), c:progress(), "progress") -- the live line's figures too
   return a, c
 end
 

@@ -970,6 +970,14 @@ STAMP_API void stamp_stats_add_ex(stamp_stats_t *st, const stamp_result_t *r, si
                                   double err_ns);
 /** The figures so far (finishes a pending switch to histograms first). */
 STAMP_API void stamp_stats_figures(stamp_stats_t *st, stamp_stats_figures_t *f);
+/** What a live progress line needs: cheap at any time (finishes nothing, unlike stamp_stats_figures). */
+typedef struct {
+    uint64_t received, lost;
+    uint64_t rtt_n;    /* received packets with a usable RTT (clock errors left out) */
+    double rtt_mean;   /* ns, meaningless while rtt_n == 0 */
+    int64_t rtt_last;  /* ns, the RTT of the packet added last (among rtt_n) */
+} stamp_stats_progress_t;
+STAMP_API void stamp_stats_progress(const stamp_stats_t *st, stamp_stats_progress_t *p);
 /** Sample mode: the number of records in the sample. */
 STAMP_API size_t stamp_stats_sample_len(const stamp_stats_t *st);
 /**

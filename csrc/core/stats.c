@@ -42,6 +42,7 @@ struct stamp_stats {
     uint64_t *rpos;
     uint64_t rc, pos;
     int64_t max_seen;
+    int64_t last_rtt; /* the RTT added last (progress) */
 };
 
 static void mom_init(stamp_moments_t *m) { memset(m, 0, sizeof *m); }
@@ -292,6 +293,7 @@ void stamp_stats_add_ex(stamp_stats_t *st, const stamp_result_t *r, size_t base,
     }
     int64_t v[3] = {r->rtt, r->fwd, r->bwd};
     for (int k = 0; k < 3; k++) mom_add(&f->dist[k], v[k]);
+    st->last_rtt = r->rtt;
     if (f->owd_valid) {
         const char *why = NULL;
         if (flags & STAMP_STATS_NO_EE)
@@ -358,6 +360,15 @@ void stamp_stats_figures(stamp_stats_t *st, stamp_stats_figures_t *f)
 {
     if (st->f.hist) convert(st, SIZE_MAX);
     *f = st->f;
+}
+
+void stamp_stats_progress(const stamp_stats_t *st, stamp_stats_progress_t *p)
+{
+    p->received = st->f.received;
+    p->lost = st->f.lost;
+    p->rtt_n = st->f.dist[STAMP_STATS_RTT].n;
+    p->rtt_mean = st->f.dist[STAMP_STATS_RTT].mean;
+    p->rtt_last = st->last_rtt;
 }
 
 size_t stamp_stats_sample_len(const stamp_stats_t *st) { return st->f.hist ? 0 : st->ns; }

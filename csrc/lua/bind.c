@@ -32,7 +32,8 @@ const char *range_msg(lua_State *L, long long v, long long lo, long long hi)
 {
     char msg[96];
     snprintf(msg, sizeof msg, "%lld out of range %lld..%lld", v, lo, hi);
-    return lua_pushstring(L, msg);
+    lua_pushstring(L, msg); /* returns void on Lua 5.1 */
+    return lua_tostring(L, -1);
 }
 
 /* Read option `k` of the table at index t as an integer in [lo, hi]. */

@@ -344,7 +344,30 @@ static void st_describe(lua_State *L, const void *h)
     lua_pushfstring(L, "%d received, %d lost", (int)f.received, (int)f.lost);
 }
 
-static const luaL_Reg STATS_METHODS[] = {{"add", st_add}, {"snapshot", st_snapshot}, {NULL, NULL}};
+/***
+ * What a live progress line needs, cheap at any time (unlike `snapshot`, it finishes nothing).
+ * @function stats:progress
+ * @treturn table `received`, `lost`, and when a received packet had a usable RTT: `rtt_mean` and
+ *   `rtt_last` (ns, the packet added last)
+ */
+static int st_progress(lua_State *L)
+{
+    lstats_t *o = bind_check(L, 1, &STATS);
+    stamp_stats_progress_t p;
+    stamp_stats_progress(o->obj.h, &p);
+    lua_createtable(L, 0, 4);
+    set_int(L, "received", (long long)p.received);
+    set_int(L, "lost", (long long)p.lost);
+    if (p.rtt_n) {
+        lua_pushnumber(L, p.rtt_mean);
+        lua_setfield(L, -2, "rtt_mean");
+        set_int(L, "rtt_last", p.rtt_last);
+    }
+    return 1;
+}
+
+static const luaL_Reg STATS_METHODS[] = {{"add", st_add}, {"snapshot", st_snapshot}, {"progress", st_progress},
+                                         {NULL, NULL}};
 
 static const bind_class_t STATS = {
     .name = "stamp.stats",

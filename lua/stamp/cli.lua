@@ -508,8 +508,9 @@ local function make_output(a, campaign)
   local prog = { sent = 0, received = 0, sum = 0, last = nil, last_draw = 0 }
 
   if fmt == "csv" then out((campaign and "session," or "") .. report.csv_header()) end
-  -- does any output need the results one by one? (the progress line and -R lines, records, plots, intervals)
-  o.per_packet = fmt ~= "text" or a.R or a.plot or a.report_interval or progress or false
+  -- does any output need the results one by one? (-R lines, records, plots, intervals; the progress
+  -- line needs only the running figures, `acc:progress()`)
+  o.per_packet = fmt ~= "text" or a.R or a.plot or a.report_interval or false
 
   function o.packet(r, session)
     if r.aborted then -- abandoned by a second Ctrl-C: neither received nor lost, in the records only
@@ -571,7 +572,8 @@ local function make_output(a, campaign)
   end
 
   -- called often; throttles itself (`final`: flush the last, partial interval)
-  function o.tick(total, done_count, final)
+  -- `acc`: the run's statistics so far (`acc:progress()`), else the packets seen by o.packet (campaigns)
+  function o.tick(total, done_count, final, acc)
     local now = core.mono()
     if a.report_interval and (now - interval_start >= a.report_interval * 1e9 or (final and interval_acc)) then
       local sum = (interval_acc or stamp.stats.new()):summary()
@@ -593,8 +595,13 @@ local function make_output(a, campaign)
       if total and total > 0 and done_count and a.send_delay then
         eta = (total - done_count) * a.send_delay / 1000
       end
-      io.stderr:write("\r\27[K", report.progress_line { sent = prog.sent, received = prog.received, last_rtt = prog.last,
-        avg_rtt = prog.received > 0 and prog.sum / prog.received or nil, eta = eta })
+      local line = { sent = prog.sent, received = prog.received, last_rtt = prog.last,
+        avg_rtt = prog.received > 0 and prog.sum / prog.received or nil, eta = eta }
+      if acc then
+        local p = acc:progress()
+        line.sent, line.received, line.last_rtt, line.avg_rtt = p.received + p.lost, p.received, p.rtt_last, p.rtt_mean
+      end
+      io.stderr:write("\r\27[K", report.progress_line(line))
       io.stderr:flush()
     end
   end
@@ -664,7 +671,7 @@ local function run_sender(a)
     -- per-packet Lua work only for an output that shows packets; otherwise the results stay in C
     on_result = o.per_packet and o.packet or nil,
     metrics = svc.metrics,
-    tick = function(snd) o.tick((a.duration and not a.count_given) and 0 or a.count, snd:counters().sent) end,
+    tick = function(snd, acc) o.tick((a.duration and not a.count_given) and 0 or a.count, snd:counters().sent, false, acc) end,
   }
   o.finish()
   svc:close()

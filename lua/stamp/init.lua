@@ -137,7 +137,7 @@ local function run_quiet(self, o, st)
     if o.pump then guarded(self, st, o.pump) end
     local n, err, code = self:pump(o.pump and 1 or 100, sinks)
     if not n then return nil, err, code end
-    if o.tick then guarded(self, st, o.tick, self) end
+    if o.tick then guarded(self, st, o.tick, self, st.cacc) end
   end
   return {}, st.cacc:finish(self:counters(), st.interrupted)
 end
@@ -162,8 +162,9 @@ end
 -- @tparam[opt] table o `on_result` (function(result) per final packet), `keep` (keep results, default true;
 --   `false` keeps nothing per packet), `metrics` (a sender's `stamp.core.metrics`: every result is
 --   observed, in C without `on_result`), `stop` (function returning true to stop, `"now"` to stop at once),
---   `pump` (function called between steps, e.g. to step an in-process reflector), `tick(sender)` (called
---   after every step), `stateful_reflector` (hint for loss direction)
+--   `pump` (function called between steps, e.g. to step an in-process reflector), `tick(sender, acc)` (called
+--   after every step with the run's statistics so far: `acc:progress()` is cheap, e.g. for a live line),
+--   `stateful_reflector` (hint for loss direction)
 -- @treturn table|nil results (array of per-packet tables, in completion order; empty with `keep = false`)
 -- @treturn table summary (see `stamp.stats.summary`) with `interrupted` and `aborted`
 function sender_methods.run(self, o)
@@ -212,7 +213,7 @@ function sender_methods.run(self, o)
     if not res then return nil, err, code end
     st.queue = res
     deliver()
-    if o.tick then guarded(self, st, o.tick, self) end
+    if o.tick then guarded(self, st, o.tick, self, acc) end
   end
   return results, acc:finish(self:counters(), st.interrupted) -- aborted packets are neither received nor lost
 end

@@ -427,6 +427,7 @@ function Acc:add(r)
   end
   local rtt, fwd, bwd = r.rtt, r.fwd, r.bwd
   self.n = self.n + 1
+  self.last_rtt = rtt
   mom_add(self.rtt, rtt)
   mom_add(self.fwd, fwd)
   mom_add(self.bwd, bwd)
@@ -583,6 +584,14 @@ local function render(f)
   }
 end
 
+--- What a live progress line needs, cheap at any time (finishes nothing).
+-- @treturn table `received`, `lost`, `rtt_mean` and `rtt_last` (ns; absent until a usable RTT)
+function Acc:progress()
+  local p = { received = self.n, lost = self.lost }
+  if self.rtt.n > 0 then p.rtt_mean, p.rtt_last = self.rtt.mean, self.last_rtt end
+  return p
+end
+
 --- Summary of everything added so far (the accumulator can go on afterwards).
 -- @tparam[opt] table counters a sender's counters (authoritative for `sent`, `duplicates`, `late`; also
 --   the source of `tx_errors`, `drop_hmac`, `drop_invalid`)
@@ -645,6 +654,10 @@ function M.from_core(core)
   end
   return setmetatable({ core = core }, CoreAcc)
 end
+
+--- What a live progress line needs, cheap at any time (see `stamp.core` `stats:progress`).
+-- @treturn table `received`, `lost`, `rtt_mean` and `rtt_last` (ns; absent until a usable RTT)
+function CoreAcc:progress() return self.core:progress() end
 
 --- Add one per-packet result table to the C accumulator (see `stamp.core` `stats:add`).
 -- @tparam table r
