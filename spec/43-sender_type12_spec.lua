@@ -62,6 +62,28 @@ describe("type 12 on the sender, against the real reflector", function()
     end)
 end)
 
+describe("type 12 asked of a reflector that does not support it (U)", function()
+  it("is counted (extra_unsupported), warned about in text and shown in JSON; the run is not delayed", function()
+    local pid, log, port = h.cli_reflector("--local-addr 127.0.0.1") -- type 12 off: answered once with U
+    finally(function() h.stop(pid) os.remove(log) end)
+    local doc = json_run(port, "-c 3 -d 50 -L 0.5 --reflected-count 3 --reflected-interval-ns 1000000")
+    local s = doc.summary
+    assert.same({ 3, 3, 0, 0, 3 }, { s.sent, s.received, s.extra_replies, s.extra_missing, s.extra_unsupported })
+    local code, out = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 2 -d 50 -L 0.5 --reflected-count 4",
+      h.STAMP, port, h.free_port()))
+    assert.equal(0, code)
+    assert.matches("WARNING: Type 12 not supported by the reflector (U) on 2 replies", out, 1, true)
+    -- and in Lua, with or without per-packet results
+    for _, keep in ipairs { true, false } do
+      local snd = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 2, send_delay = 20,
+        timeout = 0.5, tlvs = { tlv.reflected_control { count = 3, interval_ns = MS } } })
+      local _, sum = snd:run { keep = keep }
+      snd:close()
+      assert.equal(2, sum.extra_unsupported)
+    end
+  end)
+end)
+
 describe("type 12 in the I/O-free machine", function()
   local T12 = tlv.encode { tlv.reflected_control { count = 3, interval_ns = 2 * MS } }
   local function granted_reply(pkt, flags)

@@ -410,15 +410,21 @@ static int micro_ok(const stamp_sm_t *m, const uint8_t *b, size_t len)
     return 0; /* no Micro-session ID TLV in the reply: nothing confirms it */
 }
 
-/* RFC 10052 3: does the reply carry our type 12 TLV, granted (no U, M, I or C)? */
-static int t12_granted(const stamp_sm_t *m, const uint8_t *b, size_t len)
+/* RFC 10052 3: the flags of the reply's type 12 TLV (ours, the first), -1 when it has none */
+static int t12_flags(const stamp_sm_t *m, const uint8_t *b, size_t len)
 {
     size_t pos = m->base;
     stamp_tlv_t t;
     while (len > m->base && stamp_tlv_next(b, len, &pos, &t) == 1)
-        if (t.type == STAMP_TLV_REFLCTRL)
-            return !(t.flags & (STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C));
-    return 0;
+        if (t.type == STAMP_TLV_REFLCTRL) return t.flags;
+    return -1;
+}
+
+/* ... granted (no U, M, I or C)? */
+static int t12_granted(const stamp_sm_t *m, const uint8_t *b, size_t len)
+{
+    int f = t12_flags(m, b, len);
+    return f >= 0 && !(f & (STAMP_TLV_U | STAMP_TLV_M | STAMP_TLV_I | STAMP_TLV_C));
 }
 
 /* RFC 8972 4 and 4.8: which of the reply's TLVs the sender may use (see stamp_result_t). */
@@ -534,6 +540,10 @@ int stamp_sm_reply(stamp_sm_t *m, const uint8_t *b, size_t len, const stamp_rxme
     }
     sl->state = SLOT_DONE;
     m->ctr.received++;
+    if (m->t12_sent) { /* the reflector does not support type 12: say so, nothing follows */
+        int f = t12_flags(m, b, len);
+        if (f >= 0 && (f & STAMP_TLV_U)) m->ctr.extra_unsupported++;
+    }
     if (m->t12_count > 1 && t12_granted(m, b, len)) {
         /* its further replies come Number - 1 intervals apart: awaited until the packet's timeout
            plus that span (a reply delayed up to the timeout delays its burst as much) */

@@ -770,6 +770,8 @@ typedef struct {
     uint64_t access_failed;      /* 1 when it was given up: no echo after access_retries retransmissions */
     uint64_t rx_overflow; /* datagrams the kernel dropped at our socket, its receive queue full (SO_MEMINFO
                              SK_MEMINFO_DROPS; filled by the socket driver, 0 from the I/O-free machine) */
+    uint64_t extra_unsupported; /* RFC 10052 / RFC 8972 4: replies whose (usable) type 12 TLV came back with U:
+                                   the reflector does not support it, no burst follows */
 } stamp_sender_counters_t;
 
 /* After a stall the schedule never shifts: of the grid points that fell due, the newest

@@ -30,6 +30,7 @@ const counter_t sender_counter_names[] = {SC(sent),       SC(received),  SC(lost
                                           SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), SC(extra_replies), SC(clock_errors),
                                           SC(t1_kernel), SC(t1_user), SC(extra_missing),
                                           SC(access_sent), SC(access_retransmits), SC(access_acked), SC(access_failed), SC(rx_overflow),
+                                          SC(extra_unsupported),
                                           {NULL, 0}};
 _Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 

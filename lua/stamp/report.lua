@@ -149,6 +149,10 @@ function M.text_summary(s)
     add("WARNING: Type 12 not granted by the reflector (C) on %d replies (over its limits; e.g. an interval below its minimum)",
       s.extra_refused)
   end
+  if (s.extra_unsupported or 0) > 0 then
+    add("WARNING: Type 12 not supported by the reflector (U) on %d replies (no further replies were sent)",
+      s.extra_unsupported)
+  end
   if (s.extra_missing or 0) > 0 then add("Extra replies missing (granted, not seen in time): %d", s.extra_missing) end
   local ar = s.access_report
   if ar then
@@ -240,7 +244,7 @@ function M.summary_record(s)
     type = "summary",
     sent = s.sent, received = s.received, lost = s.lost, loss_pct = s.loss_pct,
     duplicates = s.duplicates, extra_replies = s.extra_replies, extra_missing = s.extra_missing,
-    extra_refused = s.extra_refused, late = s.late,
+    extra_refused = s.extra_refused, extra_unsupported = s.extra_unsupported, late = s.late,
     access_report = s.access_report,
     tx_errors = s.tx_errors, rx_errors = s.rx_errors, rx_overflow = s.rx_overflow, drop_hmac = s.drop_hmac, drop_invalid = s.drop_invalid,
     clock_errors = s.clock_errors, t1_kernel = s.t1_kernel, t1_user = s.t1_user,
@@ -255,7 +259,7 @@ end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
   "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "extra_missing", "extra_refused",
-  "access_report", "late", "tx_errors", "rx_errors", "rx_overflow",
+  "extra_unsupported", "access_report", "late", "tx_errors", "rx_errors", "rx_overflow",
   "drop_hmac", "drop_invalid", "clock_errors", "t1_kernel", "t1_user", "interrupted",
   "refl_seq", "t1", "t1_source", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
   "owd_valid", "clock_error", "owd_error_ms", "owd", "ipdv_ms", "pdv_ms", "loss", "reordering", "ttl", "reply_ttl", "reply_tos", "ssid",

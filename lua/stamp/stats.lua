@@ -501,6 +501,7 @@ local function figures(self, counters)
     drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
     extra_replies = counters and counters.extra_replies or 0,
     extra_missing = counters and counters.extra_missing or 0, extra_refused = self.extra_refused,
+    extra_unsupported = counters and counters.extra_unsupported or 0,
     access_report = counters and (counters.access_sent or 0) > 0 and { sent = counters.access_sent,
       retransmits = counters.access_retransmits or 0, echoed = (counters.access_acked or 0) > 0,
       gave_up = (counters.access_failed or 0) > 0 } or nil,
@@ -557,7 +558,7 @@ local function render(f)
     received = f.received,
     lost = lost,
     aborted = f.aborted, extra_replies = f.extra_replies, extra_missing = f.extra_missing,
-    extra_refused = f.extra_refused,
+    extra_refused = f.extra_refused, extra_unsupported = f.extra_unsupported,
     access_report = f.access_report,
     loss_pct = counted > 0 and (100 * lost / counted) or 0,
     duplicates = f.duplicates,
@@ -598,7 +599,8 @@ end
 -- @treturn table `sent`, `received`, `lost`, `aborted` (from the counters: abandoned, neither received nor lost),
 --   `loss_pct` (of the packets not aborted), `duplicates`, `extra_replies` (further replies of granted
 --   type 12 bursts), `extra_missing` (further replies of granted bursts not seen in time), `extra_refused`
---   (replies whose Type 12 TLV has C: the burst was not granted), `access_report`
+--   (replies whose Type 12 TLV has C: the burst was not granted), `extra_unsupported` (from the counters:
+--   replies whose Type 12 TLV came back with U, the reflector does not support it), `access_report`
 --   (with an Access Report TLV: `sent`, `retransmits`, `echoed`, `gave_up`; RFC 8972 4.6), `late`, `tx_errors` (sends that failed),
 --   `drop_hmac` (replies failing their HMAC), `drop_invalid` (replies that are not valid STAMP or do not echo the
 --   Sender Sequence Number, Timestamp and Error Estimate sent), `clock_errors` (replies received with T4 before T1
@@ -705,7 +707,7 @@ function M.merge(parts, counters)
   end
   local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
     rx_overflow = 0,
-    extra_replies = 0, extra_missing = 0, extra_refused = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
+    extra_replies = 0, extra_missing = 0, extra_refused = 0, extra_unsupported = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
     owd_valid = true, err_bound = 0, episodes = 0,
     longest = 0, burst_total = 0, reordered = 0, ext = mom_new(), dists = {} }
   local method, fwd, bwd, und, directions = nil, 0, 0, 0, true
@@ -717,6 +719,7 @@ function M.merge(parts, counters)
     f.extra_replies = f.extra_replies + (x.extra_replies or 0)
     f.extra_missing = f.extra_missing + (x.extra_missing or 0)
     f.extra_refused = f.extra_refused + (x.extra_refused or 0)
+    f.extra_unsupported = f.extra_unsupported + (x.extra_unsupported or 0)
     f.rx_overflow = f.rx_overflow + (x.rx_overflow or 0)
     f.clock_errors = f.clock_errors + x.clock_errors
     f.t1_kernel, f.t1_user = f.t1_kernel + x.t1_kernel, f.t1_user + x.t1_user
