@@ -132,17 +132,17 @@ describe("output formats", function()
     local tty, path = run("")
     assert.equal("pump\n", path)
     -- a line a second: sent and received so far, loss, last and average RTT from the C statistics
-    local lines = 0
+    local n = 0
     for sent, recv, last, avg in tty:gmatch("\r\27%[Ksent (%d+)  received (%d+)  loss 0%.0%%  last ([%d.]+) ms  avg ([%d.]+) ms") do
-      lines = lines + 1
+      n = n + 1
       assert.equal(sent, recv)
       assert.is_true(tonumber(sent) >= 1 and tonumber(sent) <= 12, tty)
       assert.is_true(tonumber(last) > 0 and tonumber(avg) > 0 and tonumber(avg) < 50, tty)
     end
-    assert.is_true(lines >= 2, tty) -- 2.4 s of sending: a line about every second
+    assert.is_true(n >= 2, tty) -- 2.4 s of sending: a line about every second
     -- an output that shows packets takes the per-packet way
-    _, path = run("-R")
-    assert.equal("step\n", path)
+    local _, path2 = run("-R")
+    assert.equal("step\n", path2)
     os.remove(probe)
   end)
 end)
