@@ -97,6 +97,24 @@ describe("session admission, the command", function()
     assert.matches("Dropped %(no provisioned session[^\n]*: 2", s)
   end)
 
+  it("SIGHUP to open admission with sessions still listed: the reload says they are not used", function()
+    local port = h.free_port()
+    local cfgtext = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d,"
+      .. " session_admission = '%s', sessions = { '7' } }"
+    local cfg = h.tmpfile(string.format(cfgtext, port, "provisioned"))
+    local pid, out = h.spawn(h.STAMP .. " --config " .. cfg)
+    finally(function() h.stop(pid) os.remove(out) os.remove(cfg) end)
+    assert.is_true(h.wait_for(out, "listening", 5), h.slurp(out))
+    local f = assert(io.open(cfg, "wb"))
+    f:write(string.format(cfgtext, port, "open"))
+    f:close()
+    os.execute("kill -HUP " .. pid)
+    assert.is_true(h.wait_for(out, "SIGHUP: session admission open", 5), h.slurp(out))
+    local a = udp_from("127.0.0.1")
+    assert.is_true(answered(a, port, 9)) -- open: every SSID
+    assert.is_true(h.wait_for(out, "sessions given but session_admission is open", 2), h.slurp(out))
+  end)
+
   h.bad_flag_cases(it, {
     { "-i --session x", "--session" },
     { "-i --session 70000", "--session" },

@@ -419,6 +419,10 @@ local APPLY = {
     if not ok then return "session admission kept as it was: " .. tostring(err) end
     M.log("info", string.format("SIGHUP: session admission %s%s", mode,
       mode == "provisioned" and string.format(", %d session(s) %s", #list, shown(list)) or ""))
+    if mode ~= "provisioned" and #list > 0 then -- as at start (--session without provisioned admission)
+      M.log("warning", "SIGHUP: sessions given but session_admission is open: every SSID is answered and the "
+        .. "sessions are not used")
+    end
   end,
   -- the default key, with the rules of a key file: hex, at least 16 octets, the file not readable by
   -- group or others; on any failure the key in force stays; the key is never logged
