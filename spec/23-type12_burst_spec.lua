@@ -131,6 +131,32 @@ describe("the Sequence Number check counts every packet of the session (RFC 1005
     assert.equal(2, #x.got[2])
     assert.equal("000c000c", h.tohex(x.got[1][2]:sub(45, 48)))
   end)
+
+  -- review 911, finding 3: the check was against the previous packet only, and a refused packet became
+  -- the reference, so a replayed series of requests got every burst but the first
+  it("the reference is the highest Sequence Number seen: a replayed series gets no burst, a far-off stray moves nothing", function()
+    local x = rig({ reflected_max_count = 5 })
+    local function ask(seq, want, label) -- want: number of replies; the first one's type 12 flags
+      local before = #x.got[1]
+      x.send(1, test(seq, t12(0, 2, 2000000)))
+      x.pump(0.06)
+      assert.equal(want[1], #x.got[1] - before, label)
+      if want[2] then assert.equal(want[2], h.tohex(x.got[1][before + 1]:sub(45, 48)), label) end
+    end
+    ask(20, { 2, "000c000c" }, "B(20): granted")
+    ask(15, { 1, "800c000c" }, "B(15): U")
+    ask(16, { 1, "800c000c" }, "B(16), below 20: U")
+    ask(18, { 1, "800c000c" }, "B(18), below 20: U")
+    ask(20 + 2147483648, { 1, "800c000c" }, "B(20 + 2^31), not ahead in serial arithmetic: U")
+    ask(21, { 2, "000c000c" }, "B(21): granted (the stray moved nothing)")
+    ask(21, { 1, "800c000c" }, "B(21) again: U")
+    -- Number 0 asks for no reply at all (RFC 10052 3, MUST NOT): a replayed one gets none either
+    x.send(1, test(19, t12(0, 0, 0)))
+    x.pump(0.03)
+    local c = x.close()
+    assert.equal(2 + 1 + 1 + 1 + 1 + 2 + 1, #x.got[1])
+    assert.equal(1, c.no_reply)
+  end)
 end)
 
 describe("every grant is exact: Number replies, or one reply with C (RFC 10052 3)", function()

@@ -578,6 +578,14 @@ static void start_burst(stamp_rmach_t *m, uint32_t e, rt_session_t *s, uint8_t *
     s->burst = b + 1;
 }
 
+/* RFC 10052 5: the session's reference is the highest Sequence Number seen (serial arithmetic); a packet
+ * that does not increase it (a replay, a reordered copy, a far-off stray) leaves it where it is. */
+static void seq_seen(rt_session_t *s, uint32_t seq)
+{
+    if (!s->has_sender_seq || (int32_t)(seq - s->sender_seq) > 0) s->sender_seq = seq;
+    s->has_sender_seq = 1;
+}
+
 int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_rxmeta_t *meta, stamp_ns_t mono,
                   uint8_t *out, stamp_reply_t *r, rmach_txinfo_t *ti)
 {
@@ -712,8 +720,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         }
         if (s) {
             s->rx++;
-            s->sender_seq = t.seq;
-            s->has_sender_seq = 1;
+            seq_seen(s, t.seq);
         }
         if (c.no_reply) {
             if (f & STAMP_TLV_U) CTR_ADD(m, tlv_unknown, 1);
@@ -765,8 +772,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         olen = len;
         if (s) {
             s->rx++;
-            s->sender_seq = t.seq;
-            s->has_sender_seq = 1;
+            seq_seen(s, t.seq);
         }
     }
     if (!has_from && meta->dst.len) {

@@ -41,7 +41,7 @@ typedef struct {
     uint32_t prev, next;  /* LRU links; `next` also chains free entries */
     uint32_t gen;         /* bumped each time the entry holds a new session (0: free) */
     uint32_t burst;       /* Type 12 burst slot + 1, 0 none */
-    uint32_t sender_seq;  /* type 12: the previous packet's Sequence Number */
+    uint32_t sender_seq;  /* type 12: the highest Sequence Number seen (RFC 10052 5) */
     uint32_t replay_top;  /* highest authenticated sequence number seen */
     uint64_t replay_bits; /* bit k: replay_top - k seen */
     uint64_t replay_ts;   /* newest authenticated Sender Timestamp (wire value, big-endian order) */

@@ -334,7 +334,7 @@ typedef struct {
     stamp_ns_t prev_tx;
     int has_prev;
     uint32_t sender_seq;        /* this packet's Sequence Number */
-    uint32_t last_sender_seq;   /* the session's previous packet's Sequence Number ... */
+    uint32_t last_sender_seq;   /* the session's highest Sequence Number so far ... */
     int has_last_sender_seq;    /* ... when there was one (type 12: non-increasing -> one reply, U) */
     size_t max_len;             /* largest reply the egress path carries (UDP payload), 0 = STAMP_MAX_PKT */
     size_t nopad_len;           /* set by stamp_tlv_reflect(): base + TLVs other than Extra Padding */

@@ -537,12 +537,12 @@ static int r_reflctrl(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     int sub = walk_subs(c, v, len, 8, refl_sub);
     if (sub & STAMP_TLV_DROP) return sub;
     if (sub & STAMP_TLV_M) return STAMP_TLV_M;
-    /* RFC 10052 5: a Sequence Number that does not increase gets one plain reply, U */
-    if (c->has_last_sender_seq && (int32_t)(c->sender_seq - c->last_sender_seq) <= 0) return STAMP_TLV_U;
-    if (count == 0) { /* RFC 10052 3: no reply at all */
+    if (count == 0) { /* RFC 10052 3: no reply at all (MUST NOT: before the U of a replay, which would be one) */
         c->no_reply = 1;
         return 0;
     }
+    /* RFC 10052 5: a Sequence Number that does not increase the session's highest gets one plain reply, U */
+    if (c->has_last_sender_seq && (int32_t)(c->sender_seq - c->last_sender_seq) <= 0) return STAMP_TLV_U;
     if (c->nopad_len == 0) return STAMP_TLV_C; /* the TLV area does not parse: one reply as it is */
     /* reply length: max(base + TLVs other than Extra Padding, requested length rounded up to 4) */
     size_t target = round4(plen);
