@@ -203,3 +203,51 @@ describe("review 9 #31: the reflector's -R line", function()
     assert.equal(tonumber(rx), tonumber(refl) + drops, last)
   end)
 end)
+
+describe("review 911 #6: Type 12 in the metrics", function()
+  it("the reflector counts the extra replies it sent and those it cancelled", function()
+    local mport = tcp_port()
+    local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 5 --metrics-addr 127.0.0.1:" .. mport)
+    local code, sout = h.run(string.format("%s -r 127.0.0.1 -p %d -o 0 -c 5 -d 20 -L 0.5 --reflected-count 3 "
+      .. "--reflected-interval-ns 1000000", h.STAMP, port))
+    assert.equal(0, code, sout)
+    local body, status = scrape(mport)
+    h.stop(pid)
+    assert.equal(200, status, h.slurp(out))
+    os.remove(out)
+    assert.equal(5, sample(body, "stamp_reflector_packets_reflected_total"), body)
+    assert.equal(10, sample(body, "stamp_reflector_extra_replies_total"), body)
+    assert.equal(0, sample(body, "stamp_reflector_extra_cancelled_total"), body)
+    promtool_check(body)
+  end)
+
+  it("the sender counts extra replies received, missing, and replies whose Type 12 came back U", function()
+    local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 5")
+    local upid, uout, uport = h.cli_reflector("--local-addr 127.0.0.1") -- type 12 off: U
+    local function run(p)
+      local mport = tcp_port()
+      local spid, sout = h.spawn(string.format("%s -r 127.0.0.1 -p %d -c 0 -d 20 --reflected-count 3 "
+        .. "--reflected-interval-ns 1000000 --metrics-addr 127.0.0.1:%d", h.STAMP, p, mport))
+      local body
+      for _ = 1, 100 do
+        h.sleep(0.05)
+        body = scrape(mport)
+        if (sample(body, "stamp_sender_packets_received_total") or 0) >= 5 then break end
+      end
+      h.stop(spid)
+      os.remove(sout)
+      promtool_check(body)
+      return body
+    end
+    local b1, b2 = run(port), run(uport)
+    h.stop(pid)
+    h.stop(upid)
+    os.remove(out)
+    os.remove(uout)
+    assert.truthy(sample(b1, "stamp_sender_extra_replies_total") >= 8, b1) -- 2 per reply, the last burst may be on its way
+    assert.equal(0, sample(b1, "stamp_sender_extra_unsupported_total"), b1)
+    assert.truthy(sample(b1, "stamp_sender_extra_missing_total"), b1)
+    assert.equal(0, sample(b2, "stamp_sender_extra_replies_total"), b2)
+    assert.truthy(sample(b2, "stamp_sender_extra_unsupported_total") >= 5, b2)
+  end)
+end)

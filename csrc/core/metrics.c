@@ -50,6 +50,8 @@ typedef struct {
     _Atomic int64_t sum_ns;
 } hist_t;
 
+#define SND_PUB 11 /* sender counters published for the scraper thread */
+
 struct stamp_metrics {
     struct stamp_metrics *next; /* every live metrics object, under g_lock */
     stamp_metrics_role_t role;
@@ -57,7 +59,7 @@ struct stamp_metrics {
     const stamp_sender_t *snd;
     hist_t proc, rtt, fwd, bwd;
     _Atomic uint64_t extra[STAMP_METRICS_EXTRA_MAX];
-    _Atomic uint64_t snd_pub[8]; /* sender counters published by the packet thread */
+    _Atomic uint64_t snd_pub[SND_PUB]; /* sender counters published by the packet thread */
     _Atomic int snd_published;
     struct MHD_Daemon *httpd;
     int listen_fd;
@@ -127,7 +129,7 @@ int stamp_metrics_new(stamp_metrics_role_t role, stamp_metrics_t **out)
     hist_init(&m->fwd, DELAY_NS, DELAY_LE, (int)(sizeof DELAY_NS / sizeof DELAY_NS[0]));
     hist_init(&m->bwd, DELAY_NS, DELAY_LE, (int)(sizeof DELAY_NS / sizeof DELAY_NS[0]));
     for (int i = 0; i < STAMP_METRICS_EXTRA_MAX; i++) atomic_init(&m->extra[i], 0);
-    for (int i = 0; i < 8; i++) atomic_init(&m->snd_pub[i], 0);
+    for (int i = 0; i < SND_PUB; i++) atomic_init(&m->snd_pub[i], 0);
     atomic_init(&m->snd_published, 0);
     pthread_mutex_lock(&g_lock);
     m->next = g_all;
@@ -195,8 +197,10 @@ void stamp_metrics_publish_sender(stamp_metrics_t *m)
     if (!m->snd) return;
     stamp_sender_counters_t c;
     stamp_sender_counters(m->snd, &c);
-    const uint64_t v[8] = {c.sent, c.received, c.lost, c.duplicates, c.late, c.drop_hmac, c.drop_invalid, c.tx_errors};
-    for (int i = 0; i < 8; i++) atomic_store_explicit(&m->snd_pub[i], v[i], memory_order_relaxed);
+    const uint64_t v[SND_PUB] = {c.sent,         c.received,   c.lost,          c.duplicates,
+                                 c.late,         c.drop_hmac,  c.drop_invalid,  c.tx_errors,
+                                 c.extra_replies, c.extra_missing, c.extra_unsupported};
+    for (int i = 0; i < SND_PUB; i++) atomic_store_explicit(&m->snd_pub[i], v[i], memory_order_relaxed);
     atomic_store_explicit(&m->snd_published, 1, memory_order_release);
 }
 
@@ -324,6 +328,11 @@ static void render_reflector(const stamp_metrics_t *m, out_t *o)
            "Sessions forgotten to make room under max_sessions (the one idle longest).", c.sessions_evicted);
     scalar(o, "stamp_reflector_replays_total", "counter",
            "Authenticated test packets seen as replays (answered or not, see drop_replayed).", c.replayed);
+    scalar(o, "stamp_reflector_extra_replies_total", "counter",
+           "Further replies of Type 12 bursts sent (RFC 10052; not in packets_reflected_total).", c.extra_replies);
+    scalar(o, "stamp_reflector_extra_cancelled_total", "counter",
+           "Further replies of granted Type 12 bursts cancelled (session gone or no longer admitted).",
+           c.extra_cancelled);
     scalar(o, "stamp_reflector_extra_refused_total", "counter",
            "Type 12 bursts not started for want of a burst slot (answered once with C).", c.extra_refused);
     scalar(o, "stamp_reflector_extra_limited_total", "counter",
@@ -347,10 +356,11 @@ static void render_sender(const stamp_metrics_t *m, out_t *o)
     stamp_sender_counters_t c;
     memset(&c, 0, sizeof c);
     if (atomic_load_explicit(&m->snd_published, memory_order_acquire)) {
-        uint64_t v[8];
-        for (int i = 0; i < 8; i++) v[i] = atomic_load_explicit(&m->snd_pub[i], memory_order_relaxed);
+        uint64_t v[SND_PUB];
+        for (int i = 0; i < SND_PUB; i++) v[i] = atomic_load_explicit(&m->snd_pub[i], memory_order_relaxed);
         c.sent = v[0], c.received = v[1], c.lost = v[2], c.duplicates = v[3], c.late = v[4], c.drop_hmac = v[5],
-        c.drop_invalid = v[6], c.tx_errors = v[7];
+        c.drop_invalid = v[6], c.tx_errors = v[7], c.extra_replies = v[8], c.extra_missing = v[9],
+        c.extra_unsupported = v[10];
     } else {
         pthread_mutex_lock(&g_lock);
         if (m->snd) stamp_sender_counters(m->snd, &c);
@@ -365,6 +375,12 @@ static void render_sender(const stamp_metrics_t *m, out_t *o)
     scalar(o, "stamp_sender_packets_late_total", "counter", "Replies after their packet was declared lost.", c.late);
     scalar(o, "stamp_sender_send_errors_total", "counter",
            "Test packets the host failed to send (counted in sent, and in lost after the timeout).", c.tx_errors);
+    scalar(o, "stamp_sender_extra_replies_total", "counter",
+           "Further replies of granted Type 12 bursts received (RFC 10052; not duplicates).", c.extra_replies);
+    scalar(o, "stamp_sender_extra_missing_total", "counter",
+           "Further replies of granted Type 12 bursts not seen in time.", c.extra_missing);
+    scalar(o, "stamp_sender_extra_unsupported_total", "counter",
+           "Replies whose Type 12 TLV came back with U: the reflector does not support it.", c.extra_unsupported);
     labelled_t inv[] = {{"hmac", c.drop_hmac}, {"invalid", c.drop_invalid}};
     family(o, "stamp_sender_replies_dropped_total", "Replies discarded, by reason.", "reason", inv, 2);
     histogram(o, "stamp_sender_rtt_seconds", "Round-trip time without the reflector's residence time.", &m->rtt);
