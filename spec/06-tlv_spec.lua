@@ -211,6 +211,18 @@ describe("TLV reflector fill (hand-built vectors through real sockets)", functio
     assert.equal("000a0008000200047f000002", reply_tlvs(res[1]))
   end)
 
+  it("Return Path: a Return Address that is not unicast is refused (U, reply to the source) whatever the allow list (review 911, 7)", function()
+    for _, a in ipairs { "224.0.0.1", "239.1.2.3", "255.255.255.255", "0.0.0.0", "0.1.2.3", "127.255.255.255", "240.0.0.1" } do
+      local res = exchange({ allow_return_address = { "0.0.0.0/0" } },
+        { tlvs = { tlv.return_path { return_addr = a } }, local_addr = "0.0.0.0" })
+      assert.is_false(res[1].lost, a)
+      assert.equal("800a0008", reply_tlvs(res[1]):sub(1, 8), a)
+    end
+    local res = exchange({ allow_return_address = { "0.0.0.0/0" } },
+      { tlvs = { tlv.return_path { return_addr = "127.0.0.2" } }, local_addr = "0.0.0.0" })
+    assert.equal("000a0008000200047f000002", reply_tlvs(res[1])) -- unicast: used
+  end)
+
   it("Return Path: SR-MPLS and SRv6 sub-TLVs are answered with U", function()
     local res = exchange({}, { tlvs = { tlv.return_path { srv6 = { "2001:db8::1" } } } })
     assert.equal("800a001480040010", reply_tlvs(res[1]):sub(1, 16))

@@ -421,6 +421,28 @@ static int r_destnode(stamp_tlv_ctx_t *c, uint8_t *v, uint16_t len)
     return STAMP_TLV_U; /* not one of our addresses */
 }
 
+/* A Return Address a reply may go to: unicast only (RFC 9503 6: the reflector may refuse addresses). Not
+ * 0.0.0.0/8, multicast, the reserved 240/4 and the limited broadcast (224.0.0.0/3), 127.255.255.255, nor
+ * ::, ff00::/8 and IPv4-mapped forms of the IPv4 ones. A directed broadcast of another subnet is the
+ * allow list's to exclude (the kernel refuses it anyway without SO_BROADCAST: counted as a send failure). */
+static int unicast_return(const uint8_t *v, uint16_t len)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (len == 16 && memcmp(v, mapped, 12) == 0) {
+        v += 12;
+        len = 4;
+    }
+    if (len == 4) {
+        if (v[0] == 0 || v[0] >= 224) return 0;
+        if (v[0] == 127 && v[1] == 255 && v[2] == 255 && v[3] == 255) return 0;
+        return 1;
+    }
+    if (v[0] == 0xff) return 0;
+    for (int i = 0; i < 16; i++)
+        if (v[i]) return 1;
+    return 0; /* :: */
+}
+
 static int rp_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
 {
     uint8_t *val = sub + STAMP_TLV_HDR;
@@ -442,6 +464,7 @@ static int rp_sub(stamp_tlv_ctx_t *c, uint8_t *sub, uint8_t type, uint16_t len)
     if (type == 2) { /* Return Address */
         if (len != 4 && len != 16) return STAMP_TLV_M | (STAMP_TLV_M << 8);
         const stamp_tlv_policy_t *p = c->pol;
+        if (!unicast_return(val, len)) return STAMP_TLV_U | (STAMP_TLV_U << 8); /* never there: to the source */
         for (int i = 0; i < p->n_allow_return; i++) {
             int fam_len = p->allow_return[i].family == AF_INET ? 4 : 16;
             if (fam_len == len && prefix_match(val, p->allow_return[i].addr, p->allow_return[i].plen)) {
