@@ -61,6 +61,19 @@ describe("trust: authenticated mode obeys only TLVs a valid HMAC TLV covers", fu
     assert.equal(1, c.tlv_integrity)
   end)
 
+  it("an HMAC TLV whose Length is not 16: M on it (malformed, not a forgery), I on the TLVs before, none acted on (review 911, 8)", function()
+    local seq4 = h.hex("00000004")
+    -- a correct 16-octet HMAC followed by 16 zero octets, in a TLV of Length 32
+    local tl = COS .. T12 .. h.hex("80080020") .. codec.hmac(KEY, seq4 .. COS .. T12) .. string.rep("\0", 16)
+    local replies, c = exchange(AUTH, auth_pkt(4, tl))
+    assert.equal(1, #replies)
+    local back = replies[1].data:sub(113)
+    assert.equal("a0040004b8000000", h.tohex(back:sub(1, 8)))
+    assert.equal("a00c000c", h.tohex(back:sub(9, 12)))
+    assert.equal("c0080020", h.tohex(back:sub(25, 28))) -- U (as sent) and M
+    assert.same({ 1, 0, 0 }, { c.tlv_malformed, c.tlv_integrity, c.extra_replies })
+  end)
+
   it("a Return Path 'no reply' without HMAC TLV is not obeyed: the packet is answered with I", function()
     local replies, c = exchange(AUTH, auth_pkt(4, h.hex("800a0008 80010004 00000000")))
     assert.equal(1, #replies)
