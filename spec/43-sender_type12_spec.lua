@@ -84,6 +84,46 @@ describe("type 12 asked of a reflector that does not support it (U)", function()
   end)
 end)
 
+describe("a sender that asks for no reply (review 911, 5)", function()
+  -- Return Path Control Code 0 (RFC 9503 4.1.1) or Type 12 Number 0 (RFC 10052 3): the packets that get
+  -- no reply, as asked, are neither received nor lost
+  local pid, log, port
+  setup(function() pid, log, port = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 5") end)
+  teardown(function() h.stop(pid) os.remove(log) end)
+
+  for _, flag in ipairs { "--no-reply", "--reflected-count 0" } do
+    it(flag .. ": no loss reported, counted no_reply, exit 0; -R says so per packet", function()
+      local code, out, err = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 3 -d 10 -L 0.2 %s --output-format json",
+        h.STAMP, port, h.free_port(), flag))
+      assert.equal(0, code, err)
+      local s = assert(report.json_decode(out)).summary
+      assert.same({ 3, 0, 0, 3, 0 }, { s.sent, s.received, s.lost, s.no_reply, s.loss_pct })
+      local code2, text = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 2 -d 10 -L 0.2 -R %s", h.STAMP, port,
+        h.free_port(), flag))
+      assert.equal(0, code2)
+      assert.matches("Packets lost: 0", text, 1, true)
+      assert.matches("No reply asked for: 2", text, 1, true)
+      assert.matches("seq=0 no reply (asked for)", text, 1, true)
+    end)
+  end
+
+  it("in Lua: results say no_reply, the summary counts them apart, quiet or not", function()
+    for _, keep in ipairs { true, false } do
+      local snd = assert(stamp.sender { remote_addr = "127.0.0.1", remote_port = port, count = 3, send_delay = 10,
+        timeout = 0.2, tlvs = { tlv.return_path { no_reply = true } } })
+      local results, sum = snd:run { keep = keep }
+      local c = snd:counters()
+      snd:close()
+      assert.same({ 3, 0, 0, 3, 0 }, { sum.sent, sum.received, sum.lost, sum.no_reply, sum.loss_pct })
+      assert.same({ 0, 3 }, { c.lost, c.no_reply })
+      if keep then
+        assert.is_true(results[1].no_reply)
+        assert.is_false(results[1].lost)
+      end
+    end
+  end)
+end)
+
 describe("type 12 in the I/O-free machine", function()
   local T12 = tlv.encode { tlv.reflected_control { count = 3, interval_ns = 2 * MS } }
   local function granted_reply(pkt, flags)

@@ -59,6 +59,7 @@ struct stamp_sm {
     int ndm;
     long hmac_off;
     int t12_sent;       /* a type 12 TLV is among ours */
+    int no_reply;       /* our TLVs ask for no reply (Return Path Control Code 0, type 12 Number 0) */
     unsigned t12_count; /* RFC 10052: replies asked for by our type 12 TLV (0: none sent) */
     stamp_ns_t t12_interval; /* ... and the interval between them (ns) */
     uint64_t extra_pending;  /* further replies of granted bursts not seen yet */
@@ -131,14 +132,23 @@ int stamp_sm_new(const stamp_sender_cfg_t *cfg, stamp_sm_t **out)
         memcpy(m->tlvs, cfg->tlvs, cfg->tlvs_len);
         /* where the per-packet values go, found once */
         size_t pos = 0;
+        int rp_seen = 0;
         stamp_tlv_t t;
         while (stamp_tlv_next(m->tlvs, cfg->tlvs_len, &pos, &t) == 1) {
             if (t.type == STAMP_TLV_DM && t.len >= 4 && m->ndm < 8) m->dm_off[m->ndm++] = base + t.off + STAMP_TLV_HDR;
             if (t.type == STAMP_TLV_HMAC && t.len == STAMP_HMAC_LEN) m->hmac_off = (long)(base + t.off);
-            if (t.type == STAMP_TLV_REFLCTRL) m->t12_sent = 1;
-            if (t.type == STAMP_TLV_REFLCTRL && t.len >= 12 && !m->t12_count) {
+            if (t.type == STAMP_TLV_REFLCTRL && t.len >= 12 && !m->t12_sent) { /* the first one is acted on */
                 m->t12_count = rd16(m->tlvs + t.off + STAMP_TLV_HDR + 2);
                 m->t12_interval = (stamp_ns_t)rd32(m->tlvs + t.off + STAMP_TLV_HDR + 4);
+                if (m->t12_count == 0) m->no_reply = 1; /* RFC 10052 3: Number 0, no reply */
+            }
+            if (t.type == STAMP_TLV_REFLCTRL) m->t12_sent = 1;
+            if (t.type == STAMP_TLV_RETURNPATH && !rp_seen++) { /* RFC 9503 4.1: the first one counts */
+                const uint8_t *v = m->tlvs + t.off + STAMP_TLV_HDR;
+                size_t sp = 0;
+                stamp_tlv_t st;
+                while (stamp_tlv_next(v, t.len, &sp, &st) == 1)
+                    if (st.type == 1 && st.len == 4 && !(rd32(v + st.off + STAMP_TLV_HDR) & 1u)) m->no_reply = 1;
             }
             if (t.type == STAMP_TLV_ACCESS && t.len == 4 && m->ar_off < 0) {
                 m->ar_off = (long)(base + t.off);
@@ -614,6 +624,10 @@ int stamp_sm_expire(stamp_sm_t *m, stamp_ns_t now, stamp_result_t *res, int max)
             sl->state = SLOT_ABORTED;
             m->ctr.aborted++;
             result_init(&res[n++], STAMP_RES_ABORTED, sl);
+        } else if (sl->deadline <= now && m->no_reply) { /* none asked for, none came: not lost */
+            sl->state = SLOT_LOST;
+            m->ctr.no_reply++;
+            result_init(&res[n++], STAMP_RES_NO_REPLY, sl);
         } else if (sl->deadline <= now) {
             sl->state = SLOT_LOST;
             m->ctr.lost++;

@@ -720,7 +720,9 @@ typedef struct {
 
 /* How a packet ended: answered, no reply within the timeout, or still outstanding when the
  * run was aborted (stop now) - every packet ends exactly once in one of them. */
-enum { STAMP_RES_OK = 0, STAMP_RES_LOST = 1, STAMP_RES_ABORTED = 2 };
+enum { STAMP_RES_OK = 0, STAMP_RES_LOST = 1, STAMP_RES_ABORTED = 2,
+       STAMP_RES_NO_REPLY = 3 /* no reply in time to a packet that asked for none (Return Path Control Code 0,
+                                 RFC 9503 4.1.1; type 12 Number 0, RFC 10052 3): neither received nor lost */ };
 
 /** One per-packet result. */
 typedef struct {
@@ -772,6 +774,7 @@ typedef struct {
                              SK_MEMINFO_DROPS; filled by the socket driver, 0 from the I/O-free machine) */
     uint64_t extra_unsupported; /* RFC 10052 / RFC 8972 4: replies whose (usable) type 12 TLV came back with U:
                                    the reflector does not support it, no burst follows */
+    uint64_t no_reply;   /* packets that asked for no reply and got none in time (not in lost) */
 } stamp_sender_counters_t;
 
 /* After a stall the schedule never shifts: of the grid points that fell due, the newest

@@ -270,7 +270,7 @@ static int scan_tlvs(const stamp_result_t *r, size_t base, dm_t *dm)
 void stamp_stats_add_ex(stamp_stats_t *st, const stamp_result_t *r, size_t base, unsigned flags, double err_ns)
 {
     stamp_stats_figures_t *f = &st->f;
-    if (r->status == STAMP_RES_ABORTED) return; /* neither received nor lost */
+    if (r->status == STAMP_RES_ABORTED || r->status == STAMP_RES_NO_REPLY) return; /* neither received nor lost */
     uint32_t seq = r->seq;
     if (r->status == STAMP_RES_LOST) {
         f->lost++;

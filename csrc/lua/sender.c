@@ -30,7 +30,7 @@ const counter_t sender_counter_names[] = {SC(sent),       SC(received),  SC(lost
                                           SC(drop_hmac),  SC(drop_invalid), SC(tx_errors), SC(aborted), SC(extra_replies), SC(clock_errors),
                                           SC(t1_kernel), SC(t1_user), SC(extra_missing),
                                           SC(access_sent), SC(access_retransmits), SC(access_acked), SC(access_failed), SC(rx_overflow),
-                                          SC(extra_unsupported),
+                                          SC(extra_unsupported), SC(no_reply),
                                           {NULL, 0}};
 _Static_assert(sizeof(stamp_sender_counters_t) <= BIND_COUNTERS_MAX, "BIND_COUNTERS_MAX too small");
 
@@ -111,6 +111,10 @@ void sender_push_result(lua_State *L, const stamp_result_t *r, size_t base)
     if (r->status == STAMP_RES_ABORTED) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "aborted");
+    }
+    if (r->status == STAMP_RES_NO_REPLY) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "no_reply");
     }
     if (r->status != STAMP_RES_OK) return;
     set_int(L, "refl_seq", r->refl_seq);

@@ -126,7 +126,8 @@ static int st_add(lua_State *L)
     double err = 0;
     size_t base = o->base;
     r.seq = (uint32_t)field_int(L, 2, "seq", 0, 0, 0xffffffffLL, 1);
-    r.status = field_bool(L, 2, "aborted") ? STAMP_RES_ABORTED
+    r.status = field_bool(L, 2, "aborted")    ? STAMP_RES_ABORTED
+               : field_bool(L, 2, "no_reply") ? STAMP_RES_NO_REPLY
                : field_bool(L, 2, "lost")  ? STAMP_RES_LOST
                                            : STAMP_RES_OK;
     if (r.status == STAMP_RES_OK) {

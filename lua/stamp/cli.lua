@@ -513,7 +513,7 @@ local function make_output(a, campaign)
   o.per_packet = fmt ~= "text" or a.R or a.plot or a.report_interval or false
 
   function o.packet(r, session)
-    if r.aborted then -- abandoned by a second Ctrl-C: neither received nor lost, in the records only
+    if r.aborted or r.no_reply then -- abandoned by a second Ctrl-C / none asked for: in the records only
       if fmt == "text" and a.R then out((session and ("[" .. session .. "] ") or "") .. report.packet_line(r))
       elseif fmt == "csv" then out((session and (session .. ",") or "") .. report.csv_row(r))
       elseif fmt == "jsonl" then
@@ -695,7 +695,8 @@ local function run_sender(a)
     out(report.json(report.summary_record(summary)))
   end
   if not o.write_plot(string.format("STAMP %s port %d", a.remote_addr, a.remote_port), summary) then return 1 end
-  return summary.received > 0 and 0 or 1
+  -- like ping: 1 when nothing came back, unless nothing was asked to come back
+  return (summary.received > 0 or (summary.no_reply > 0 and summary.lost == 0)) and 0 or 1
 end
 
 local function run_campaign(a)

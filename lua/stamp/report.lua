@@ -75,6 +75,7 @@ end
 function M.packet_line(r)
   if r.lost then return string.format("seq=%d lost", r.seq) end
   if r.aborted then return string.format("seq=%d aborted", r.seq) end
+  if r.no_reply then return string.format("seq=%d no reply (asked for)", r.seq) end
   local t = {
     -- a TWAMP-Light reply (36/38 octets) has no Sender TTL: unknown, shown as `ttl=?`
     string.format("seq=%d rtt=%sms ttl=%s reflector_recv_ts=%d reflector_send_ts=%d",
@@ -144,6 +145,7 @@ function M.text_summary(s)
     add("Reordered: %d (%.2f%%), max extent %d", s.reordering.reordered, 100 * s.reordering.ratio, s.reordering.max_extent)
   end
   if (s.duplicates or 0) > 0 then add("Duplicates: %d", s.duplicates) end
+  if (s.no_reply or 0) > 0 then add("No reply asked for: %d (Return Path Control Code 0 or type 12 Number 0; not lost)", s.no_reply) end
   if (s.extra_replies or 0) > 0 then add("Extra replies (type 12 bursts): %d", s.extra_replies) end
   if (s.extra_refused or 0) > 0 then
     add("WARNING: Type 12 not granted by the reflector (C) on %d replies (over its limits; e.g. an interval below its minimum)",
@@ -206,8 +208,9 @@ end
 -- @tparam table r result
 -- @treturn table
 function M.packet_record(r)
-  local o = { type = "packet", seq = r.seq, lost = r.lost, t1 = r.t1, aborted = r.aborted or nil }
-  if r.lost or r.aborted then return o end
+  local o = { type = "packet", seq = r.seq, lost = r.lost, t1 = r.t1, aborted = r.aborted or nil,
+    no_reply = r.no_reply or nil }
+  if r.lost or r.aborted or r.no_reply then return o end
   local ok = require("stamp.stats").owd_ok(r)
   o.refl_seq, o.t2, o.t3, o.t4 = r.refl_seq, r.t2, r.t3, r.t4
   o.rtt_ms, o.fwd_ms, o.bwd_ms, o.owd_valid = ms3(r.rtt), ms3(r.fwd), ms3(r.bwd), ok
@@ -253,12 +256,12 @@ function M.summary_record(s)
     ipdv_ms = s.ipdv and { rtt = dist_ms(s.ipdv.rtt), fwd = dist_ms(s.ipdv.fwd), bwd = dist_ms(s.ipdv.bwd) },
     pdv_ms = s.pdv and { rtt = dist_ms(s.pdv.rtt), fwd = dist_ms(s.pdv.fwd), bwd = dist_ms(s.pdv.bwd) },
     loss = s.loss, reordering = s.reordering, interrupted = s.interrupted,
-    aborted = s.aborted,
+    aborted = s.aborted, no_reply = s.no_reply,
   }
 end
 
 local KEYORDER = { "summary", "sessions", "overall", "packets", "type", "session", "remote", "elapsed_s", "seq", "sent",
-  "received", "lost", "aborted", "loss_pct", "duplicates", "extra_replies", "extra_missing", "extra_refused",
+  "received", "lost", "aborted", "no_reply", "loss_pct", "duplicates", "extra_replies", "extra_missing", "extra_refused",
   "extra_unsupported", "access_report", "late", "tx_errors", "rx_errors", "rx_overflow",
   "drop_hmac", "drop_invalid", "clock_errors", "t1_kernel", "t1_user", "interrupted",
   "refl_seq", "t1", "t1_source", "t2", "t3", "t4", "rtt_ms", "fwd_ms", "bwd_ms",
@@ -330,7 +333,7 @@ function M.run_record(results, summary)
 end
 
 -- The keys of a packet record without TLVs, in KEYORDER's order (after "type" and "session").
-local PACKET_KEYS = { "seq", "lost", "aborted", "refl_seq", "t1", "t1_source", "t2", "t3", "t4", "rtt_ms", "fwd_ms",
+local PACKET_KEYS = { "seq", "lost", "aborted", "no_reply", "refl_seq", "t1", "t1_source", "t2", "t3", "t4", "rtt_ms", "fwd_ms",
   "bwd_ms", "owd_valid", "clock_error", "owd_error_ms", "ttl", "reply_ttl", "reply_tos", "ssid" }
 
 --- One packet record as compact JSON: the same text as `json(packet_record(r))` (with `session`),

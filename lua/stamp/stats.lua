@@ -403,7 +403,8 @@ end
 --- Add one per-packet result (as returned by `sender:step`; aborted ones are ignored). Nothing of `r` is kept.
 -- @tparam table r
 function Acc:add(r)
-  if r.aborted then return end -- abandoned at a second Ctrl-C: neither received nor lost
+  -- abandoned at a second Ctrl-C, or no reply asked for and none came: neither received nor lost
+  if r.aborted or r.no_reply then return end
   local seq = r.seq
   if seq > self.max_seq then self.max_seq = seq end
   if r.lost then
@@ -499,6 +500,7 @@ local function figures(self, counters)
     tx_errors = counters and counters.tx_errors or 0, drop_hmac = counters and counters.drop_hmac or 0,
     rx_overflow = counters and counters.rx_overflow or 0,
     drop_invalid = counters and counters.drop_invalid or 0, aborted = counters and counters.aborted or 0,
+    no_reply = counters and counters.no_reply or 0,
     extra_replies = counters and counters.extra_replies or 0,
     extra_missing = counters and counters.extra_missing or 0, extra_refused = self.extra_refused,
     extra_unsupported = counters and counters.extra_unsupported or 0,
@@ -548,8 +550,9 @@ end
 -- The summary table from figures.
 local function render(f)
   local d = f.dists
-  local lost = f.sent - f.received - f.aborted -- aborted: abandoned at a second Ctrl-C, neither received nor lost
-  local counted = f.sent - f.aborted
+  -- aborted (abandoned at a second Ctrl-C) and no_reply (none asked for): neither received nor lost
+  local lost = f.sent - f.received - f.aborted - f.no_reply
+  local counted = f.sent - f.aborted - f.no_reply
   local rtt = dist_describe(d.rtt)
   local fwd = dist_describe(d.fwd)
   local bwd = dist_describe(d.bwd)
@@ -557,7 +560,7 @@ local function render(f)
     sent = f.sent,
     received = f.received,
     lost = lost,
-    aborted = f.aborted, extra_replies = f.extra_replies, extra_missing = f.extra_missing,
+    aborted = f.aborted, no_reply = f.no_reply, extra_replies = f.extra_replies, extra_missing = f.extra_missing,
     extra_refused = f.extra_refused, extra_unsupported = f.extra_unsupported,
     access_report = f.access_report,
     loss_pct = counted > 0 and (100 * lost / counted) or 0,
@@ -597,7 +600,8 @@ end
 -- @tparam[opt] table counters a sender's counters (authoritative for `sent`, `duplicates`, `late`; also
 --   the source of `tx_errors`, `drop_hmac`, `drop_invalid`)
 -- @treturn table `sent`, `received`, `lost`, `aborted` (from the counters: abandoned, neither received nor lost),
---   `loss_pct` (of the packets not aborted), `duplicates`, `extra_replies` (further replies of granted
+--   `no_reply` (from the counters: packets that asked for no reply and got none, neither received nor lost),
+--   `loss_pct` (of the packets neither aborted nor no_reply), `duplicates`, `extra_replies` (further replies of granted
 --   type 12 bursts), `extra_missing` (further replies of granted bursts not seen in time), `extra_refused`
 --   (replies whose Type 12 TLV has C: the burst was not granted), `extra_unsupported` (from the counters:
 --   replies whose Type 12 TLV came back with U, the reflector does not support it), `access_report`
@@ -622,8 +626,9 @@ end
 function M.finish(summary, counters, interrupted)
   summary.interrupted = interrupted and true or false
   summary.aborted = counters and counters.aborted or summary.aborted or 0
-  local counted = summary.sent - summary.aborted
-  summary.lost = summary.sent - summary.received - summary.aborted
+  summary.no_reply = counters and counters.no_reply or summary.no_reply or 0
+  local counted = summary.sent - summary.aborted - summary.no_reply
+  summary.lost = counted - summary.received
   summary.loss_pct = counted > 0 and 100 * summary.lost / counted or 0
   return summary
 end
@@ -706,6 +711,7 @@ function M.merge(parts, counters)
     fs[i] = figures(acc, counters and counters[i] or default)
   end
   local f = { sent = 0, received = 0, duplicates = 0, late = 0, tx_errors = 0, drop_hmac = 0, drop_invalid = 0, aborted = 0,
+    no_reply = 0,
     rx_overflow = 0,
     extra_replies = 0, extra_missing = 0, extra_refused = 0, extra_unsupported = 0, clock_errors = 0, t1_kernel = 0, t1_user = 0,
     owd_valid = true, err_bound = 0, episodes = 0,
@@ -716,6 +722,7 @@ function M.merge(parts, counters)
     f.duplicates, f.late = f.duplicates + x.duplicates, f.late + x.late
     f.tx_errors, f.drop_hmac = f.tx_errors + x.tx_errors, f.drop_hmac + x.drop_hmac
     f.drop_invalid, f.aborted = f.drop_invalid + x.drop_invalid, f.aborted + x.aborted
+    f.no_reply = f.no_reply + (x.no_reply or 0)
     f.extra_replies = f.extra_replies + (x.extra_replies or 0)
     f.extra_missing = f.extra_missing + (x.extra_missing or 0)
     f.extra_refused = f.extra_refused + (x.extra_refused or 0)
