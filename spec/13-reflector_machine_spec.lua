@@ -221,6 +221,18 @@ describe("reflector trust", function()
 end)
 
 describe("reflector abuse resistance", function()
+  it("a max_pps so small that its interval does not fit in 64 bits is no limit lifted (review 911, 11)", function()
+    for _, pps in ipairs { 1e-9, 1e-12, 1e-300 } do
+      local m = machine { max_pps = pps }
+      local n = 0
+      for i = 0, 9 do
+        local t = (i + 1) * S
+        if m:input(test_packet { seq = i }, meta(40000), t, T0 + t) then n = n + 1 end
+      end
+      assert.equal(1, n, tostring(pps)) -- the first packet (a burst of 1), then nothing for years
+    end
+  end)
+
   it("holds a flood from one source to max_pps (within 10 %) while a second source loses nothing", function()
     local m = machine { max_pps = 1000, rate_burst = 10 }
     local a, b = 0, 0

@@ -145,13 +145,21 @@ describe("Access Report retransmission timer (RFC 8972 4.6)", function()
       -- the command sends only the Access IDs RFC 8972 4.6 defines (1, 2): a reflector that does not process
       -- TLVs (--tlv-mode ignore) returns the TLV with U, which is not an echo
       local ipid, ilog, iport = h.cli_reflector("--local-addr 127.0.0.1 --tlv-mode ignore")
-      local code, out, err = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 30 -d 5 --access-report 1 "
-        .. "--access-report-timeout 0.02 --access-report-retries 2", h.STAMP, iport, h.free_port()))
+      local cmd = string.format("%s -r 127.0.0.1 -p %d -o %d -c 30 -d 5 --access-report 1 "
+        .. "--access-report-timeout 0.02 --access-report-retries 2", h.STAMP, iport, h.free_port())
+      local code, out, err = h.run(cmd)
+      -- the warning is a log line: timestamped, and JSON with --log-format json (review 911, 10)
+      local code2, _, err2 = h.run(cmd .. " --log-format json")
       h.stop(ipid)
       os.remove(ilog)
       assert.equal(0, code, err)
       assert.matches("Access Report: WARNING: never echoed, gave up (sent 3 times, 2 resends)", out, 1, true)
-      assert.matches("warning: no reply echoed the Access Report TLV; gave up after 2 resends", err, 1, true)
+      assert.matches("^%d%d%d%d%-[%d%-]+T[%d:.]+Z warning: no reply echoed the Access Report TLV; gave up after 2 resends", err)
+      assert.equal(0, code2, err2)
+      local rec = assert(require("stamp.report").json_decode(err2), err2)
+      assert.equal("warning", rec.level)
+      assert.matches("gave up after 2 resends", rec.msg, 1, true)
+      assert.truthy(rec.ts)
     end)
 
     it("JSON summary carries access_report", function()

@@ -299,10 +299,13 @@ int stamp_rmach_set_rate(stamp_rmach_t *m, double max_pps, unsigned burst)
         return STAMP_OK;
     }
     if (burst == 0) burst = max_pps >= 10 ? (unsigned)(max_pps / 10) : 1;
-    stamp_ns_t em = (stamp_ns_t)(1e9 / max_pps);
-    if (em < 1) em = 1;
+    /* clamped in double before converting (a rate below ~1e-10/s would not fit in 64 bits): at most 1e17 ns
+     * (about 3 years) between packets, and the burst tolerance at most 4e18 ns */
+    double e = 1e9 / max_pps;
+    stamp_ns_t em = e > 1e17 ? (stamp_ns_t)1e17 : e < 1 ? 1 : (stamp_ns_t)e;
+    double tol = (double)(burst - 1) * (double)em;
     atomic_store_explicit(&m->rate_emission_a, em, memory_order_relaxed);
-    atomic_store_explicit(&m->rate_tol_a, (stamp_ns_t)(burst - 1) * em, memory_order_relaxed);
+    atomic_store_explicit(&m->rate_tol_a, tol > 4e18 ? (stamp_ns_t)4e18 : (stamp_ns_t)tol, memory_order_relaxed);
     atomic_store_explicit(&m->rate_on_a, 1, memory_order_relaxed);
     return STAMP_OK;
 }

@@ -364,9 +364,10 @@ function M.parse(argv)
   if args.schedule == "poisson" and burst_ms > 0 and not args.is_reflector then
     local mean = args.send_delay or 1000
     local share = mean > 0 and 1 - math.exp(-burst_ms / mean) or 1
-    io.stderr:write(string.format("stamp: warning: --schedule poisson with a type 12 burst of %d replies %d ns apart "
+    ops.set_log_format(args.log_format)
+    ops.log("warning", string.format("--schedule poisson with a type 12 burst of %d replies %d ns apart "
       .. "(%g ms): %.0f%% of the gaps (mean %g ms) are shorter, so the next request may start before the burst "
-      .. "ends (RFC 10052 5 SHOULD NOT); use the periodic schedule to avoid it\n", n12, gap12, burst_ms, share * 100, mean))
+      .. "ends (RFC 10052 5 SHOULD NOT); use the periodic schedule to avoid it", n12, gap12, burst_ms, share * 100, mean))
   end
   if args.destination_address and (args.ssid or 0) == 0 then
     return nil, fail("invalid value for --destination-address: needs a non-zero --ssid (RFC 9503 3)")
@@ -616,7 +617,7 @@ local function make_output(a, campaign)
     if not a.plot then return true end
     local ok, err = stamp.plot.write(a.plot, points, { title = title, summary = summary })
     if not ok then
-      io.stderr:write("stamp: cannot write --plot file: ", tostring(err), "\n")
+      ops.log("error", "cannot write --plot file: " .. tostring(err))
       return false
     end
     return true
@@ -676,15 +677,15 @@ local function run_sender(a)
   o.finish()
   svc:close()
   if not results then
-    io.stderr:write("stamp: ", tostring(summary), "\n")
+    ops.log("error", tostring(summary)) -- a failure while running: a log line (timestamped, --log-format)
     s:close()
     return 1
   end
   s:close()
   local fmt = a.output_format
   if summary.access_report and summary.access_report.gave_up then
-    io.stderr:write(string.format("stamp: warning: no reply echoed the Access Report TLV; gave up after %d resends "
-      .. "(RFC 8972 4.6)\n", summary.access_report.retransmits))
+    ops.log("warning", string.format("no reply echoed the Access Report TLV; gave up after %d resends "
+      .. "(RFC 8972 4.6)", summary.access_report.retransmits))
   end
   if fmt == "text" then
     if a.R then out("") end
