@@ -17,7 +17,7 @@ end
 local function c_flag(d) return math.floor(d:byte(45) / 16) % 2 == 1 end -- C of the first TLV
 
 -- Run `script` (Lua) inside a new network namespace with lo up at MTU 1280; its stdout, or nil, why.
-local function in_netns(script)
+local function in_netns(script, setup)
   if os.execute("unshare -n true >/dev/null 2>&1") ~= true and os.execute("unshare -n true >/dev/null 2>&1") ~= 0 then
     return nil, "cannot create a network namespace here (unshare -n)"
   end
@@ -27,7 +27,7 @@ local function in_netns(script)
     h.ROOT .. "/lua/?.lua;" .. h.ROOT .. "/lua/?/init.lua;" .. h.ROOT .. "/spec/?.lua;", h.ROOT .. "/build/?.so;"))
   fh:write(script)
   fh:close()
-  local _, out, err = h.run("unshare -n sh -c 'ip link set lo up mtu 1280 && lua5.4 " .. f .. "'")
+  local _, out, err = h.run("unshare -n sh -c 'ip link set lo up mtu 1280 && " .. (setup or "") .. " lua5.4 " .. f .. "'")
   os.remove(f)
   return out .. err
 end
@@ -87,6 +87,37 @@ end
     assert.matches("127.0.0.1 refreshed\tR 1 1372 true", out, 1, true)
     assert.matches("::1\tR 1 1232 true\t0", out, 1, true)
     assert.matches("::1 refreshed\tR 1 1352 true", out, 1, true)
+  end)
+
+  it("the route's MTU, not only the interface's: a route to 127.0.0.2 locked at 1000 bounds its replies (review 911, 12)", function()
+    local out, why = in_netns(NS_COMMON .. [[
+local r = assert(stamp.reflector { local_addr = "127.0.0.1", local_port = 0, reflected_max_count = 5 })
+local _, port = r:local_addr()
+for _, from in ipairs { "127.0.0.2", "127.0.0.1" } do
+  local u = socket.udp()
+  assert(u:setsockname(from, 0))
+  u:settimeout(0)
+  assert(u:sendto(t12(1, 1100, 2, 1000000), "127.0.0.1", port))
+  local got, t0 = {}, socket.gettime()
+  repeat
+    r:step(5)
+    local d = u:receive()
+    while d do got[#got + 1] = d; d = u:receive() end
+  until socket.gettime() - t0 > 0.3
+  u:close()
+  local lens = {}
+  for i, d in ipairs(got) do lens[i] = #d end
+  print(from, #got, table.concat(lens, ","), got[1] and math.floor(got[1]:byte(45) / 16) % 2 == 1)
+end
+r:close()
+]], "ip route replace local 127.0.0.2 dev lo mtu lock 1000 table local &&")
+    if not out then
+      pending(why)
+      return
+    end
+    -- 1000 - 20 - 8 = 972 octets of UDP payload toward 127.0.0.2; the interface's 1280 toward 127.0.0.1
+    assert.matches("127.0.0.2\t1\t972\ttrue", out, 1, true)
+    assert.matches("127.0.0.1\t2\t1100,1100\tfalse", out, 1, true)
   end)
 
   it("the command: --reflected-control-max-size 1500 above the MTU, the MTU wins (one 1280-octet datagram, C)", function()

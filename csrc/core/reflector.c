@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "rmach.h"
 
@@ -35,6 +38,20 @@ typedef struct {
 
 #define MTU_CACHE 32
 #define MTU_TTL (5 * STAMP_NS_PER_SEC)
+
+/* The path MTU toward each sender (the route's: `mtu lock`, tunnels, PMTU), read with IP_MTU / IPV6_MTU on a
+ * probe socket connected to it, cached per address like the interface MTU. Only for datagrams that can carry
+ * a Type 12 TLV. */
+typedef struct {
+    uint8_t addr[16];
+    int mtu;
+    stamp_ns_t at;
+} route_ent_t;
+
+#define ROUTE_CACHE 256
+#ifndef IP_MTU
+#define IP_MTU 14 /* Linux */
+#endif
 
 /* Type 12 extra replies: the last this many ns before one is due are spun, not slept (as the sender) */
 #ifndef REFL_SPIN_NS
@@ -61,8 +78,11 @@ struct stamp_reflector {
     txrec_t txrec[TXREC];
     uint32_t txts_next; /* number of the next timestamped reply */
     int t12;            /* Type 12 on: the arrival interface's MTU is looked up */
+    size_t tlv_min;     /* ... and the route's for datagrams at least this long */
     _Atomic int mtu_flush; /* stamp_reflector_refresh(): forget the cache at the next packet */
     mtu_ent_t mtu[MTU_CACHE];
+    route_ent_t route[ROUTE_CACHE];
+    int probe4, probe6; /* UDP sockets connected to a sender to read its route's MTU; -1 until needed */
     uint32_t txts_wait; /* transmit timestamps asked and not yet read: no error-queue read when none */
     stamp_proc_hist_t proc; /* worker threads only: their processing time (the first engine's is the host's) */
     uint8_t mem[];      /* 2 * STAMP_BATCH * STAMP_MAX_PKT octets */
@@ -78,6 +98,8 @@ void stamp_reflector_free(stamp_reflector_t *r)
         stamp_reflector_free(r->workers[i]);
     }
     if (r->fd >= 0) close(r->fd);
+    if (r->probe4 >= 0) close(r->probe4);
+    if (r->probe6 >= 0) close(r->probe6);
     stamp_rmach_free(r->m);
     free(r);
 }
@@ -140,13 +162,14 @@ static int new_one(const stamp_reflector_cfg_t *cfg, stamp_reflector_t **out)
     size_t memsz = (size_t)2 * STAMP_BATCH * STAMP_MAX_PKT;
     stamp_reflector_t *r = calloc(1, sizeof *r + memsz);
     if (!r) return STAMP_ENOMEM;
-    r->fd = -1;
+    r->fd = r->probe4 = r->probe6 = -1;
     int rc = stamp_rmach_new(cfg, &r->m);
     if (rc) {
         stamp_reflector_free(r);
         return rc;
     }
     r->t12 = cfg->tlv.refl_max_count > 0;
+    r->tlv_min = stamp_base_len(cfg->mode) + STAMP_TLV_HDR + 12; /* the smallest request with a type 12 TLV */
     r->batch = cfg->batch <= 0 || cfg->batch > STAMP_BATCH ? STAMP_BATCH : cfg->batch;
     for (int i = 0; i < STAMP_BATCH; i++) {
         r->rxbuf[i] = r->mem + (size_t)i * STAMP_MAX_PKT;
@@ -229,8 +252,11 @@ void stamp_reflector_refresh(stamp_reflector_t *r)
 /* The MTU of interface `ifindex` (cached, read again after MTU_TTL), 0 when unknown. */
 static int if_mtu(stamp_reflector_t *r, int ifindex, stamp_ns_t mono)
 {
+    if (atomic_exchange_explicit(&r->mtu_flush, 0, memory_order_relaxed)) {
+        memset(r->mtu, 0, sizeof r->mtu);
+        memset(r->route, 0, sizeof r->route); /* route_mtu() is asked after if_mtu() */
+    }
     if (ifindex <= 0) return 0;
-    if (atomic_exchange_explicit(&r->mtu_flush, 0, memory_order_relaxed)) memset(r->mtu, 0, sizeof r->mtu);
     mtu_ent_t *e = &r->mtu[(unsigned)ifindex % MTU_CACHE];
     if (e->ifindex == ifindex && mono - e->at < MTU_TTL) return e->mtu;
     struct ifreq ifr;
@@ -239,6 +265,50 @@ static int if_mtu(stamp_reflector_t *r, int ifindex, stamp_ns_t mono)
     if (if_indextoname((unsigned)ifindex, ifr.ifr_name) && ioctl(r->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0)
         mtu = ifr.ifr_mtu;
     e->ifindex = ifindex;
+    e->mtu = mtu;
+    e->at = mono;
+    return mtu;
+}
+
+/* The path MTU toward `a` (cached, read again after MTU_TTL), 0 when unknown. */
+static int route_mtu(stamp_reflector_t *r, const stamp_addr_t *a, stamp_ns_t mono)
+{
+    uint8_t key[16];
+    uint16_t port;
+    rt_addr_key(a, key, &port);
+    uint32_t hsh = 2166136261u;
+    for (int i = 0; i < 16; i++) hsh = (hsh ^ key[i]) * 16777619u;
+    route_ent_t *e = &r->route[hsh % ROUTE_CACHE];
+    if (e->at && memcmp(e->addr, key, 16) == 0 && mono - e->at < MTU_TTL) return e->mtu;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    int v4 = memcmp(key, mapped, 12) == 0, mtu = 0;
+    int *fd = v4 ? &r->probe4 : &r->probe6;
+    if (*fd < 0) *fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (*fd >= 0) {
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        memset(&ss, 0, sizeof ss);
+        if (v4) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            s4->sin_family = AF_INET;
+            s4->sin_port = htons(9); /* any port: connect() only looks up the route */
+            memcpy(&s4->sin_addr, key + 12, 4);
+            sl = sizeof *s4;
+        } else {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            s6->sin6_family = AF_INET6;
+            s6->sin6_port = htons(9);
+            memcpy(&s6->sin6_addr, key, 16);
+            if (a->addr.ss_family == AF_INET6) s6->sin6_scope_id = ((const struct sockaddr_in6 *)&a->addr)->sin6_scope_id;
+            sl = sizeof *s6;
+        }
+        int v = 0;
+        socklen_t vl = sizeof v;
+        if (connect(*fd, (struct sockaddr *)&ss, sl) == 0 &&
+            getsockopt(*fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_MTU : IPV6_MTU, &v, &vl) == 0 && v > 0)
+            mtu = v;
+    }
+    memcpy(e->addr, key, 16);
     e->mtu = mtu;
     e->at = mono;
     return mtu;
@@ -362,7 +432,14 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
         int ntx = 0;
         for (int i = 0; i < n; i++) {
             size_t len = r->rxlen[i] > STAMP_MAX_PKT ? STAMP_MAX_PKT + 1 : r->rxlen[i];
-            if (r->t12) r->meta[i].mtu = if_mtu(r, r->meta[i].ifindex, mono);
+            if (r->t12) {
+                r->meta[i].mtu = if_mtu(r, r->meta[i].ifindex, mono);
+                /* room for a type 12 TLV: the route toward the sender may carry less than the interface */
+                if (len >= r->tlv_min) {
+                    int pm = route_mtu(r, &r->meta[i].src, mono);
+                    if (pm > 0 && (r->meta[i].mtu <= 0 || pm < r->meta[i].mtu)) r->meta[i].mtu = pm;
+                }
+            }
             /* the reply is built in txbuf[ntx]: replies stay packed at the front */
             if (rmach_prepare(r->m, r->rxbuf[i], len, &r->meta[i], mono, r->txbuf[ntx], &r->rep[ntx],
                               &r->txi[ntx]))
