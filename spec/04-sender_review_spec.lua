@@ -155,6 +155,29 @@ describe("sender machine: catching up after a stall (issue 10)", function()
   end)
 end)
 
+describe("sender machine: a stall with Type 12 bursts (review 911, 17)", function()
+  it("catches up no closer than the burst it asked for (RFC 10052 5): no request before the last burst ended", function()
+    local tl = stamp.tlv.encode { stamp.tlv.reflected_control { count = 2, interval_ns = 5 * MS } }
+    local m = core.sender_machine { count = 0, interval_ns = 10 * MS, timeout_ns = S, tlvs = tl }
+    local t0 = S
+    assert.equal(1, #m:build_due(t0))
+    local at = t0 + 100 * MS + 1 * MS -- a 100 ms stall: 10 grid points fell due
+    local sent, times = 0, {}
+    for step = 0, 40 do -- 0 .. 40 ms after the stall, every 0.5 ms
+      local now = at + step * MS / 2
+      local k = #m:build_due(now, 64)
+      for _ = 1, k do times[#times + 1] = now end
+      sent = sent + k
+    end
+    assert.is_true(sent >= 3, "sent " .. sent)
+    for i = 2, #times do
+      assert.is_true(times[i] - times[i - 1] >= 5 * MS, string.format("requests %d ns apart", times[i] - times[i - 1]))
+    end
+    -- the grid is kept: the one sent late at the end of the stall, then every request on a grid point
+    for i = 3, #times do assert.equal(0, (times[i] - t0) % (10 * MS) < MS / 2 and 0 or 1) end
+  end)
+end)
+
 describe("sender machine: done() (#8)", function()
   it("is true as soon as every packet is answered, with outstanding() 0 and no deadline", function()
     local m = core.sender_machine { count = 2, interval_ns = 0, timeout_ns = S }

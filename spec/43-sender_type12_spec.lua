@@ -35,6 +35,12 @@ describe("type 12 on the sender, against the real reflector", function()
     assert.same({ 3, 3, 0, 6, 0, 0 }, { s.sent, s.received, s.lost, s.extra_replies, s.duplicates, s.extra_missing })
   end)
 
+  it("more packets than the sender's ring (64): every extra reply counted as such, none duplicate or missing (review 911, 16)", function()
+    local doc = json_run(port, "-c 150 -d 20 -L 0.1 --reflected-count 2 --reflected-interval-ns 2000000")
+    local s = doc.summary
+    assert.same({ 150, 150, 0, 150, 0, 0 }, { s.sent, s.received, s.lost, s.extra_replies, s.duplicates, s.extra_missing })
+  end)
+
   it("the text summary shows the extra replies, and no duplicates", function()
     local code, out = h.run(string.format("%s -r 127.0.0.1 -p %d -o %d -c 2 -d 50 -L 0.5 --reflected-count 4 "
       .. "--reflected-interval-ns 1000000", h.STAMP, port, h.free_port()))

@@ -60,6 +60,8 @@ struct stamp_sm {
     long hmac_off;
     int t12_sent;       /* a type 12 TLV is among ours */
     int no_reply;       /* our TLVs ask for no reply (Return Path Control Code 0, type 12 Number 0) */
+    int t12_last_set;
+    stamp_ns_t t12_last; /* when the last request left (caller's monotonic clock) */
     unsigned t12_count; /* RFC 10052: replies asked for by our type 12 TLV (0: none sent) */
     stamp_ns_t t12_interval; /* ... and the interval between them (ns) */
     uint64_t extra_pending;  /* further replies of granted bursts not seen yet */
@@ -327,6 +329,20 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
         m->next_send += skip * m->cfg.interval;
         if (!sending(m)) return 0;
     }
+    /* RFC 10052 5 SHOULD NOT: no type 12 request before the previous one's burst should have ended; after
+     * a stall the grid points that would break that are skipped (the grid never shifts) */
+    if (m->t12_count > 1 && m->t12_last_set) {
+        stamp_ns_t until = m->t12_last + (stamp_ns_t)(m->t12_count - 1u) * m->t12_interval;
+        if (now < until) {
+            if (m->cfg.interval > 0) {
+                stamp_ns_t skip = (until - m->next_send + m->cfg.interval - 1) / m->cfg.interval;
+                if (skip > 0) m->next_send += skip * m->cfg.interval;
+            } else {
+                m->next_send = until;
+            }
+            return 0;
+        }
+    }
     int rc = ring_room(m);
     if (rc) return rc;
     stamp_clock_refresh(&m->clk, m->cfg.clock, now, 0);
@@ -352,7 +368,10 @@ int stamp_sm_build(stamp_sm_t *m, stamp_ns_t now, stamp_ns_t t1, uint8_t *buf, s
     sl->t1 = t1;
     sl->t1k = 0;
     sl->deadline = now + m->cfg.timeout;
+    sl->extra = 0; /* a reused slot: this packet's burst counts from zero */
     m->nsent++;
+    m->t12_last = now;
+    m->t12_last_set = 1;
     m->ctr.sent++;
     if (seq_out) *seq_out = t.seq;
     /* the schedule: absolute deadlines anchored at the first packet */
