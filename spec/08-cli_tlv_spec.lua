@@ -115,7 +115,7 @@ describe("stamp command with TLVs", function()
       assert.matches("Packets lost: 0", out)
       assert.matches("No reply asked for: 3", out)
     end)
-    assert.matches("Not answered %(Return Path: no reply%): 3", rep)
+    assert.matches("Not answered %(no reply asked for: Return Path, type 12 Number 0%): 3", rep)
   end)
 
   it("--micro-session-id against --reflector-member-link-id", function()

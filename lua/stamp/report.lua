@@ -442,7 +442,7 @@ local REFLECTOR_ROWS = {
   { "drop_sessions", "Dropped (session table full)" },
   { "drop_tx", "Dropped (send failed)" },
   { "drop_micro", "Dropped (micro-session ID mismatch)" },
-  { "no_reply", "Not answered (Return Path: no reply)" },
+  { "no_reply", "Not answered (no reply asked for: Return Path, type 12 Number 0)" },
   { "extra_replies", "Extra replies (type 12)" },
   { "tlv_unknown", "Packets with unknown TLVs (U)" },
   { "tlv_malformed", "Packets with malformed TLVs (M)" },
