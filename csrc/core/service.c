@@ -278,6 +278,64 @@ int stamp_clock_state_check(char *err, size_t errcap)
     return 0;
 }
 
+static int key_name_ok(const char *nm, size_t l)
+{
+    if (l == 11 && strcmp(nm, "default.key") == 0) return 1;
+    if (l != 8 || strcmp(nm + 4, ".key") != 0) return 0;
+    for (int i = 0; i < 4; i++) {
+        char c = nm[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return 0;
+    }
+    return 1;
+}
+
+/* ".key" in any case somewhere in the name */
+static int key_name_like(const char *nm, size_t l)
+{
+    for (size_t i = 0; i + 4 <= l; i++) {
+        if (nm[i] == '.' && (nm[i + 1] | 0x20) == 'k' && (nm[i + 2] | 0x20) == 'e' && (nm[i + 3] | 0x20) == 'y')
+            return 1;
+    }
+    return 0;
+}
+
+int stamp_key_dir_misnamed(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        say(err, errcap, "cannot read key directory %s: %s", dir, strerror(e));
+        return -e;
+    }
+    size_t n = 0;
+    int count = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        size_t l = strlen(nm);
+        if (l > 255 || key_name_ok(nm, l) || !key_name_like(nm, l)) {
+            errno = 0;
+            continue;
+        }
+        count++;
+        if (n + l + 1 <= cap) {
+            memcpy(names + n, nm, l);
+            names[n + l] = '\n';
+            n += l + 1;
+        }
+        errno = 0;
+    }
+    int e = errno;
+    closedir(d);
+    if (e) {
+        say(err, errcap, "cannot read key directory %s: %s", dir, strerror(e));
+        return -e;
+    }
+    *len = n;
+    return count;
+}
+
 int stamp_key_dir_list(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap)
 {
     DIR *d = opendir(dir);

@@ -1099,6 +1099,13 @@ STAMP_API int stamp_clock_state_check(char *err, size_t errcap);
  * shell, no child process. Returns how many, or a negative code with one line in `err`.
  */
 STAMP_API int stamp_key_dir_list(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap);
+/**
+ * The names in `dir` that look meant as a key but cannot be one: ".key" in any case somewhere in the name
+ * (`42.key`, `002a.KEY`, `002a.key.bak`, `002a.key~`) and not `XXXX.key` (4 hex digits) nor `default.key`.
+ * Same output as stamp_key_dir_list (names longer than 255 octets are skipped); the names that do not fit
+ * in `cap` are counted but not written. Returns how many, or a negative code with one line in `err`.
+ */
+STAMP_API int stamp_key_dir_misnamed(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap);
 STAMP_API int stamp_key_path_check(const char *path, int is_dir, long also_uid, char *err, size_t errcap);
 
 #ifdef __cplusplus

@@ -530,6 +530,38 @@ static int l_key_dir_list(lua_State *L)
     return 1;
 }
 
+/***
+ * The names in a key directory that look meant as a key but are not `XXXX.key` (4 hex digits) nor
+ * `default.key` (`42.key`, `002a.KEY`, `002a.key.bak`, `002a.key~`): the reflector ignores them.
+ * @function key_dir_misnamed
+ * @tparam string dir
+ * @treturn table|nil the names (in directory order), or nil, message, code
+ */
+static int l_key_dir_misnamed(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    size_t cap = 64u * 1024u, len = 0;
+    char *names = malloc(cap);
+    if (!names) return luaL_error(L, "out of memory");
+    char err[512] = "";
+    int n = stamp_key_dir_misnamed(dir, names, cap, &len, err, sizeof err);
+    if (n < 0) {
+        free(names);
+        return fail(L, n, err);
+    }
+    lua_createtable(L, n, 0);
+    size_t start = 0;
+    int i = 0;
+    for (size_t k = 0; k < len; k++) {
+        if (names[k] != '\n') continue;
+        lua_pushlstring(L, names + start, k - start);
+        lua_rawseti(L, -2, ++i);
+        start = k + 1;
+    }
+    free(names);
+    return 1;
+}
+
 void ops_open(lua_State *L)
 {
     static const luaL_Reg mmethods[] = {{"attach", m_attach},   {"render", m_render},
@@ -545,6 +577,7 @@ void ops_open(lua_State *L)
                                      {"key_file_read", l_key_file_read},
                                      {"user_lookup", l_user_lookup},
                                      {"key_dir_list", l_key_dir_list},
+                                     {"key_dir_misnamed", l_key_dir_misnamed},
                                      {"clock_state_check", l_clock_state_check},
                                      {"key_path_check", l_key_path_check},
                                      {NULL, NULL}};

@@ -249,19 +249,30 @@ local function read_key_file(path, uid)
 end
 
 --- Parse and check the command line.
+-- With `reload` (SIGHUP: the same command line, its `--config` file read again), the same checks
+-- run but nothing is printed, no key file is read (keys have their own reload) and a failure
+-- returns nil and the message.
 -- @tparam table argv
--- @treturn table|nil args, or nil and the exit code after printing one line
-function M.parse(argv)
+-- @tparam[opt] table reload `{ has_key = boolean }`: whether a key is in force (for the checks that need one)
+-- @treturn table|nil args, or nil and the exit code after printing one line (with `reload`: nil and the message)
+function M.parse(argv, reload)
   local p = build_parser()
   if #argv == 0 then
+    if reload then return nil, "no command line" end
     io.stderr:write(p:get_usage(), "\n")
     return nil, 2
   end
+  local function bad(msg)
+    if reload then return nil, msg end
+    return nil, fail(msg)
+  end
   local cerr
+  local argv0 = argv
   argv, cerr = ops.merge_config(argv, OPTIONS, FLAGS)
-  if not argv then return nil, fail(cerr) end
+  if not argv then return bad(cerr) end
   local ok, args = p:pparse(glue_negative(argv))
-  if not ok then return nil, fail((args:gsub("\n.*", ""))) end
+  if not ok then return bad((args:gsub("\n.*", ""))) end
+  args.argv = argv0
   for _, v in ipairs(argv) do -- --duration alone sends as many packets as fit in it
     if v == "-c" or v:match("^%-%-count") or v:match("^%-c.") then args.count_given = true end
     -- --metrics-addr (flag or config key) implies --metrics: an address nobody serves on would be silent
@@ -273,13 +284,13 @@ function M.parse(argv)
     if REPEATABLE[o[1]] and type(v) == "table" then
       for _, x in ipairs(v) do
         local amb = o[1] == "session" and session_ambiguous(x)
-        if amb then return nil, fail(string.format("invalid value for %s: %s", o[3], amb)) end
-        if check(x) == nil then return nil, fail(string.format("invalid value for %s: '%s' (expected %s)", o[3], x, what)) end
+        if amb then return bad(string.format("invalid value for %s: %s", o[3], amb)) end
+        if check(x) == nil then return bad(string.format("invalid value for %s: '%s' (expected %s)", o[3], x, what)) end
       end
     elseif check and v ~= nil then
       local conv = check(v)
       if conv == nil then
-        return nil, fail(string.format("invalid value for %s: %s (expected %s)", o[3], ops.shown_value(o[3], v), what))
+        return bad(string.format("invalid value for %s: %s (expected %s)", o[3], ops.shown_value(o[3], v), what))
       end
       args[o[1]] = conv
     end
@@ -287,49 +298,57 @@ function M.parse(argv)
   -- the smallest reply a type 12 request can get: the base packet and the type 12 TLV (12 octets of Value)
   local smax, smin = args.reflected_control_max_size, (args.auth_mode == "A" and 112 or 44) + 16
   if smax and smax ~= 0 and smax < smin then
-    return nil, fail(string.format("invalid value for --reflected-control-max-size: %d (0 = no limit, or at least %d "
+    return bad(string.format("invalid value for --reflected-control-max-size: %d (0 = no limit, or at least %d "
       .. "octets: the smallest reply to a type 12 request%s)", smax, smin, args.auth_mode == "A" and ", authenticated" or ""))
   end
-  if args.session and #args.session > 0 and args.session_admission ~= "provisioned" then
+  if args.session and #args.session > 0 and args.session_admission ~= "provisioned" and not reload then
     ops.set_log_format(args.log_format)
     ops.log("warning", "--session given but --session-admission is open: every SSID is answered and the sessions "
       .. "are not used (add --session-admission provisioned)")
   end
   local imax, imin = args.reflected_control_max_interval_ns, args.reflected_control_min_interval_ns
   if imax and imin and imax ~= 0 and imax < imin then
-    return nil, fail(string.format("invalid value for --reflected-control-max-interval-ns: %d is below "
+    return bad(string.format("invalid value for --reflected-control-max-interval-ns: %d is below "
       .. "--reflected-control-min-interval-ns %d (every type 12 burst would be refused)", imax, imin))
   end
-  if args.hmac_key_file then
-    if args.hmac_key then return nil, fail("give either --hmac-key or --hmac-key-file, not both") end
+  if reload then
+    -- keys are read again by their own reload (the key directory) or the config's hmac_key; a file
+    -- given by --hmac-key-file stays as read at start (it may no longer be readable as --user)
+    if args.hmac_key_file and args.hmac_key then return bad("give either --hmac-key or --hmac-key-file, not both") end
+    if args.hmac_key_dir and args.hmac_key then
+      return bad("give either --hmac-key-dir or --hmac-key/--hmac-key-file, not both")
+    end
+    args.key_in_force = reload.has_key
+  elseif args.hmac_key_file then
+    if args.hmac_key then return bad("give either --hmac-key or --hmac-key-file, not both") end
     if args.user and not args.user_uid then args.user_uid = core.user_lookup(args.user) end
     local key, err = read_key_file(args.hmac_key_file, args.user_uid)
     if key and #key < MIN_KEY then key, err = nil, string.format("a key of %d octets; at least %d needed", #key, MIN_KEY) end
-    if not key then return nil, fail(string.format("invalid value for --hmac-key-file: '%s' (%s)", args.hmac_key_file, err)) end
+    if not key then return bad(string.format("invalid value for --hmac-key-file: '%s' (%s)", args.hmac_key_file, err)) end
     args.hmac_key = key
   end
-  local kerr = ops.resolve_keys(args)
-  if kerr then return nil, fail(kerr) end
-  if args.plot and args.user then -- written at the end of the run as --user: found unwritable now (review 9)
+  local kerr = not reload and ops.resolve_keys(args)
+  if kerr then return bad(kerr) end
+  if args.plot and args.user and not reload then -- written at the end of the run as --user: found unwritable now (review 9)
     local wok, werr = core.path_writable_as(args.plot, args.user)
-    if not wok then return nil, fail(string.format("invalid value for --plot: '%s' (%s)", args.plot, werr)) end
+    if not wok then return bad(string.format("invalid value for --plot: '%s' (%s)", args.plot, werr)) end
   end
   args.auth = args.auth_mode == "A"
   if not args.auth and not args.tlv_hmac and not args.verify_tlv_hmac then
     local unused = args.hmac_key_dir and "--hmac-key-dir" or args.hmac_key_file and "--hmac-key-file"
       or (args.hmac_key and not args.hmac_key_from_env) and "--hmac-key"
       or args.drop_replayed and "--drop-replayed" or args.replay_max_age and "--replay-max-age"
-    if unused then
+    if unused and not reload then
       ops.set_log_format(args.log_format)
       ops.log("warning", unused .. " given but --auth-mode is O: keys are not used, nothing is authenticated "
         .. "(add -A A, or --verify-tlv-hmac)")
     end
   end
-  if args.auth and not args.hmac_key then
-    return nil, fail("invalid value for --auth-mode: 'A' (authenticated mode needs --hmac-key or --hmac-key-file)")
+  if args.auth and not (args.hmac_key or args.key_in_force) then
+    return bad("invalid value for --auth-mode: 'A' (authenticated mode needs --hmac-key or --hmac-key-file)")
   end
-  if (args.tlv_hmac or args.verify_tlv_hmac) and not args.hmac_key then
-    return nil, fail(string.format("invalid value for %s: HMAC TLVs need --hmac-key or --hmac-key-file",
+  if (args.tlv_hmac or args.verify_tlv_hmac) and not (args.hmac_key or args.key_in_force) then
+    return bad(string.format("invalid value for %s: HMAC TLVs need --hmac-key or --hmac-key-file",
       args.tlv_hmac and "--tlv-hmac" or "--verify-tlv-hmac"))
   end
   if args.allow_return_address then
@@ -339,7 +358,7 @@ function M.parse(argv)
       local okaddr, oct = pcall(core.tlv_encode, { { type = 9, addr = addr or "" } })
       plen = tonumber(plen)
       if not okaddr or (plen and plen > (#oct - 4) * 8) then
-        return nil, fail(string.format("invalid value for --allow-return-address: '%s' (expected PREFIX/LEN)", pfx))
+        return bad(string.format("invalid value for --allow-return-address: '%s' (expected PREFIX/LEN)", pfx))
       end
       list[#list + 1] = pfx
     end
@@ -347,21 +366,21 @@ function M.parse(argv)
   end
   -- RFC 9503 4.1 and 3, RFC 10052 4.3: combinations a sender must never send
   if args.no_reply and args.return_address then
-    return nil, fail("invalid value for --no-reply: a Control Code goes with no Return Address (RFC 9503 4.1)")
+    return bad("invalid value for --no-reply: a Control Code goes with no Return Address (RFC 9503 4.1)")
   end
   if args.no_reply and args.reflected_count ~= 0 and (args.reflected_count or args.reflected_length or args.reflected_interval_ns) then
-    return nil, fail("invalid value for --no-reply: never together with a type 12 request (RFC 10052 4.3)")
+    return bad("invalid value for --no-reply: never together with a type 12 request (RFC 10052 4.3)")
   end
   local n12, gap12 = args.reflected_count or 1, args.reflected_interval_ns or 0
   if n12 > 1 and (n12 - 1) * gap12 > (args.send_delay or 1000) * 1e6 then
-    return nil, fail(string.format("invalid value for --reflected-interval-ns: %d replies %d ns apart outlast "
+    return bad(string.format("invalid value for --reflected-interval-ns: %d replies %d ns apart outlast "
       .. "--send-delay (%g ms); the next request must not start before the burst ends (RFC 10052 5)", n12, gap12,
       args.send_delay or 1000))
   end
   -- RFC 10052 5 SHOULD NOT: with Poisson gaps (exponential, mean --send-delay) any burst can outlast
   -- a gap; we warn (one line) with the chance that it does, and send as asked
   local burst_ms = n12 > 1 and (n12 - 1) * gap12 / 1e6 or 0
-  if args.schedule == "poisson" and burst_ms > 0 and not args.is_reflector then
+  if args.schedule == "poisson" and burst_ms > 0 and not args.is_reflector and not reload then
     local mean = args.send_delay or 1000
     local share = mean > 0 and 1 - math.exp(-burst_ms / mean) or 1
     ops.set_log_format(args.log_format)
@@ -370,24 +389,24 @@ function M.parse(argv)
       .. "ends (RFC 10052 5 SHOULD NOT); use the periodic schedule to avoid it", n12, gap12, burst_ms, share * 100, mean))
   end
   if args.destination_address and (args.ssid or 0) == 0 then
-    return nil, fail("invalid value for --destination-address: needs a non-zero --ssid (RFC 9503 3)")
+    return bad("invalid value for --destination-address: needs a non-zero --ssid (RFC 9503 3)")
   end
   for _, k in ipairs { "destination_address", "return_address" } do
     local v = args[k]
     if v and not pcall(core.tlv_encode, { { type = 9, addr = v } }) then
-      return nil, fail(string.format("invalid value for --%s: '%s' (expected an IPv4 or IPv6 address)", k:gsub("_", "-"), v))
+      return bad(string.format("invalid value for --%s: '%s' (expected an IPv4 or IPv6 address)", k:gsub("_", "-"), v))
     end
   end
   if args.micro_session_id then
     local sid, rid = args.micro_session_id:match("^(%d+):?(%d*)$")
     sid, rid = tonumber(sid), tonumber(rid) or 0
     if not sid or sid > 65535 or rid > 65535 then
-      return nil, fail(string.format("invalid value for --micro-session-id: '%s' (expected S or S:R, 0-65535)", args.micro_session_id))
+      return bad(string.format("invalid value for --micro-session-id: '%s' (expected S or S:R, 0-65535)", args.micro_session_id))
     end
     args.micro_session_id = { sender_id = sid, reflector_id = rid }
   end
   if not args.is_reflector and not args.campaign and not args.remote_addr then
-    return nil, fail("missing --remote-addr (the Session-Reflector to measure; -i to be one)")
+    return bad("missing --remote-addr (the Session-Reflector to measure; -i to be one)")
   end
   return args
 end
@@ -446,6 +465,10 @@ local function run_reflector(a)
       if (ctr[k] or 0) ~= 0 then t[#t + 1] = string.format(" %s=%d", k, ctr[k]) end
     end
     return table.concat(t)
+  end
+  -- SIGHUP: the config file is checked exactly as at start (the same command line parsed again)
+  svc.check_config = function()
+    return M.parse(a.argv, { has_key = a.hmac_key ~= nil or a.hmac_keys ~= nil })
   end
   local c, rerr = svc:run{
     reload = function() return ops.reload(svc) end,

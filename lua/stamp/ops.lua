@@ -109,6 +109,10 @@ end
 
 -- ---------------------------------------------------------------- config file
 
+-- HMAC keys: at least 16 octets (RFC 8762 4.4), on every path (start, SIGHUP, environment).
+local MIN_KEY = 16
+M.MIN_KEY = MIN_KEY
+
 local function load_text(text, name)
   local env = {}
   local chunk, err
@@ -273,6 +277,11 @@ function M.merge_config(argv, options, flags)
           M.shown_value(k, tostring(v)), o[8] or "a string or a number")
       end
       v = tostring(v)
+      local short = k == "hmac_key" and core.hex_decode((v:gsub("%s+", "")))
+      if short and #short < MIN_KEY then -- say why, as a key file does
+        return nil, string.format("config %s: bad value for '%s': %s (a key of %d octets; at least %d needed)", path, k,
+          M.shown_value(k, v), #short, MIN_KEY)
+      end
       if o[7] and o[7](v) == nil then
         return nil, string.format("config %s: bad value for '%s': %s (expected %s)", path, k, M.shown_value(k, v), o[8])
       end
@@ -289,9 +298,6 @@ end
 
 -- ---------------------------------------------------------------- keys
 
--- HMAC keys: at least 16 octets (RFC 8762 4.4), on every path (start, SIGHUP, environment).
-local MIN_KEY = 16
-M.MIN_KEY = MIN_KEY
 
 --- Read the per-SSID keys of a directory: `XXXX.key` (4 hex digits, the SSID)
 -- and `default.key`, hex digits each, at least 16 octets. Refused: a directory
@@ -324,6 +330,49 @@ function M.read_key_dir(dir, uid)
   end
   if n == 0 then return nil, string.format("no key in %s (expected XXXX.key per SSID, or default.key)", dir) end
   return keys
+end
+
+-- What a misnamed key file was probably meant to be (a hint for the warning), or nil.
+local function meant_as(name)
+  local stem = name:match("^(.-)%.[kK][eE][yY]")
+  if not stem then return nil end
+  if stem:match("^%x%x%x%x$") then return stem:lower() .. ".key" end
+  if stem:lower() == "default" then return "default.key" end
+  local n = stem:match("^%d+$") and tonumber(stem)
+  if n and n <= 65535 then return string.format("%04x.key (SSID %d)", n, n) end
+end
+
+--- Say what a key directory holds, at start and on every SIGHUP: the SSIDs that have their own key
+-- (never the keys), and one warning per name that looks meant as a key but is ignored (`42.key`,
+-- `002a.KEY`, `002a.key.bak`, `002a.key~`: not `XXXX.key` with 4 hex digits nor `default.key`), so a
+-- misnamed per-SSID key does not silently leave its SSID on the default key.
+-- @tparam string dir
+-- @tparam table keys what `read_key_dir` returned
+-- @tparam[opt] string prefix put in front of each line (e.g. "SIGHUP: ")
+-- @tparam[opt] boolean quiet no info line (warnings only; e.g. a sender)
+function M.report_key_dir(dir, keys, prefix, quiet)
+  prefix = prefix or ""
+  if not quiet then
+    local own = {}
+    for k in pairs(keys) do if k ~= "default" then own[#own + 1] = k end end
+    table.sort(own)
+    for i, k in ipairs(own) do own[i] = string.format("%d", k) end
+    M.log("info", string.format("%s--hmac-key-dir %s: %s; %s", prefix, dir,
+      #own > 0 and ("own key for SSID " .. table.concat(own, ", ")) or "no SSID has its own key",
+      keys.default and "default.key for every other SSID" or "no default.key: other SSIDs are not answered"))
+  end
+  local names, err = core.key_dir_misnamed(dir)
+  if not names then
+    M.log("warning", prefix .. "--hmac-key-dir " .. dir .. ": names not checked: " .. tostring(err))
+    return
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local hint = meant_as(name)
+    M.log("warning", string.format("%s--hmac-key-dir %s: '%s' is ignored: a key file is named XXXX.key (the SSID "
+      .. "in 4 hex digits) or default.key%s", prefix, dir, name:gsub("%c", "?"),
+      hint and ("; rename it " .. hint) or ""))
+  end
 end
 
 --- A short, key-free description of a key table and what changed from `old`.
@@ -369,6 +418,8 @@ function M.resolve_keys(a)
     local keys, err = M.read_key_dir(a.hmac_key_dir, a.user_uid)
     if not keys then return string.format("invalid value for --hmac-key-dir: '%s' (%s)", a.hmac_key_dir, err) end
     a.hmac_keys = keys
+    M.set_log_format(a.log_format)
+    M.report_key_dir(a.hmac_key_dir, keys, nil, not a.is_reflector)
     a.hmac_key = (not a.is_reflector and a.ssid and keys[a.ssid]) or keys.default
     if not a.hmac_key then
       for _, v in pairs(keys) do a.hmac_key = a.hmac_key or v end
@@ -401,18 +452,25 @@ local function shown(v)
   return tostring(v)
 end
 
+-- Call a setter of the engine: nil when it took the value, else why not (it raised, or returned nil, message).
+local function call_setter(set, engine, ...)
+  local ok, res, msg = pcall(set, engine, ...)
+  if not ok then return tostring(res) end
+  if not res then return tostring(msg) end
+end
+
 -- What a running reflector is told when a live group changed; a message when it cannot be.
+-- `n` is the new command line as `stamp.cli` parses it (the file checked as at start: every value
+-- converted and in range, the command line's flags winning over the file).
 local APPLY = {
-  rate = function(svc, cfg)
+  rate = function(svc, n)
     local set = svc.engine.set_rate
-    local pps = tonumber(cfg.max_pps) or 0
-    if not set or pps < 0 then return "this reflector cannot change its rate limit while it runs" end
-    set(svc.engine, pps, math.floor(tonumber(cfg.reflector_rate_burst) or 0))
+    if not set then return "this reflector cannot change its rate limit while it runs" end
+    local err = call_setter(set, svc.engine, n.max_pps or 0, n.reflector_rate_burst or 0)
+    if err then return "rate limit kept as it was: " .. err end
   end,
-  admission = function(svc, cfg)
-    local a, given_set = svc.a, M.cli_given or {}
-    local mode = given_set["--session-admission"] and a.session_admission or cfg.session_admission or "open"
-    local list = given_set["--session"] and a.session or cfg.sessions or {}
+  admission = function(svc, n)
+    local mode, list = n.session_admission or "open", n.session or {}
     local set = svc.engine.set_admission
     if not set then return "this reflector cannot change its session admission while it runs" end
     local ok, err = pcall(set, svc.engine, mode, list)
@@ -426,14 +484,12 @@ local APPLY = {
   end,
   -- the default key, with the rules of a key file: hex, at least 16 octets, the file not readable by
   -- group or others; on any failure the key in force stays; the key is never logged
-  key = function(svc, cfg)
+  key = function(svc, n)
     local a = svc.a
     local what = "hmac_key in " .. a.config .. " kept as it was"
     if a.hmac_key_dir then return what .. ": --hmac-key-dir gives the keys" end
-    local hex = cfg.hmac_key
-    if type(hex) ~= "string" then return what .. ": a key is needed (none in the file)" end
-    local key = core.hex_decode((hex:gsub("%s+", "")))
-    if not key then return what .. ": expected an even number of hex digits (not shown)" end
+    local key = n.hmac_key
+    if type(key) ~= "string" then return what .. ": a key is needed (none in the file)" end
     if #key < MIN_KEY then
       return string.format("%s: a key of %d octets; at least %d needed", what, #key, MIN_KEY)
     end
@@ -441,34 +497,51 @@ local APPLY = {
     if not okp then return what .. ": " .. tostring(perr) end
     local set = svc.engine.set_keys
     if not set then return "this reflector cannot change its key while it runs" end
-    local ok, err = pcall(set, svc.engine, { default = key })
-    if not ok or not err then return what .. ": " .. tostring(err) end
+    local err = call_setter(set, svc.engine, { default = key })
+    if err then return what .. ": " .. err end
     a.hmac_key = key
     M.log("info", string.format("SIGHUP: hmac_key changed: the new key (%d octets, not shown) is in force", #key))
   end,
-  t12 = function(svc, cfg)
+  t12 = function(svc, n)
     local set = svc.engine.set_reflected_limit
     if not set then return "this reflector cannot change its type 12 limit while it runs" end
-    local count = tonumber(cfg.reflected_control_max_count or svc.a.reflected_control_max_count) or 0
-    local rate = tonumber(cfg.reflected_control_max_rate) or (count > 0 and 1250000 or 0)
-    local ok, err = pcall(set, svc.engine, rate, tonumber(cfg.reflected_control_max_volume) or 0)
-    if not ok then return "type 12 limit kept as it was: " .. tostring(err) end
+    -- the defaults of the constructor: 1,250,000 octets/s with type 12 on, the volume from the rate
+    local rate = n.reflected_control_max_rate or ((n.reflected_control_max_count or 0) > 0 and 1250000 or 0)
+    local err = call_setter(set, svc.engine, rate, n.reflected_control_max_volume or 0)
+    if err then return "type 12 limit kept as it was: " .. err end
   end,
 }
 
--- SIGHUP with --config: read the file again; apply what can change live (the
--- rate limits, the session admission), say which other settings changed (they take effect at restart).
--- Returns nil when nothing failed, else false.
+-- The new settings, checked exactly as at start: the command's parser over the same command line
+-- (`svc.check_config`, set by `stamp.cli`), or over `--config FILE -i` for a host that set none.
+local function check_config(svc)
+  if svc.check_config then return svc.check_config() end
+  local a = svc.a
+  return require("stamp.cli").parse({ "-i", "--config", a.config }, { has_key = a.hmac_key ~= nil or a.hmac_keys ~= nil })
+end
+
+-- SIGHUP with --config: read the file again and check it as at start (anything wrong: everything
+-- stays as it was, one line naming the key); apply what can change live (each group of settings
+-- compared with what is in force: a group that failed is tried again at the next SIGHUP), say which
+-- other settings changed (they take effect at restart). Returns nil when nothing failed, else false.
 local function reload_config(svc)
   local a = svc.a
-  local cfg, err = M.load_config(a.config)
-  if not cfg then
-    M.log("error", "SIGHUP: --config " .. a.config .. " kept as it was: " .. tostring(err))
+  local function kept(why)
+    M.log("error", "SIGHUP: --config " .. a.config .. " kept as it was: " .. tostring(why))
     return false
+  end
+  local cfg, err = M.load_config(a.config)
+  if not cfg then return kept(err) end
+  local n, nerr = check_config(svc)
+  if not n then
+    -- "config FILE: bad value for 'max_pps': ..." -> "bad value for 'max_pps': ..."
+    nerr = tostring(nerr)
+    local prefix = "config " .. a.config .. ": "
+    if nerr:sub(1, #prefix) == prefix then nerr = nerr:sub(#prefix + 1) end
+    return kept(nerr)
   end
   local given_set = M.cli_given or {}
   local old = svc.config or {}
-  svc.config = cfg
   local keys = {}
   for k in pairs(cfg) do keys[#keys + 1] = tostring(k) end
   for k in pairs(old) do if cfg[k] == nil then keys[#keys + 1] = tostring(k) end end
@@ -486,14 +559,19 @@ local function reload_config(svc)
       end
     end
   end
+  -- what is in force from now: the new file, but for a group that failed its settings as they were
+  local now = {}
+  for k, v in pairs(cfg) do now[k] = v end
   local failed = false
   for _, g in ipairs(groups) do
-    local aerr = APPLY[g](svc, cfg)
+    local aerr = APPLY[g](svc, n)
     if aerr then
       M.log("error", "SIGHUP: " .. aerr)
       failed = true
+      for k, grp in pairs(LIVE) do if grp == g then now[k] = old[k] end end
     end
   end
+  svc.config = now
   if failed then return false end
 end
 
@@ -529,6 +607,7 @@ function M.reload(svc)
   end
   a.hmac_keys = keys
   M.log("info", "SIGHUP: keys reloaded", what)
+  M.report_key_dir(a.hmac_key_dir, keys, "SIGHUP: ")
   return cfg_ok
 end
 
