@@ -187,3 +187,242 @@ describe("--hmac-key-dir says what it holds (review 911: 4)", function()
     for _, k in ipairs { K1, K2, K3 } do assert.is_nil(s:lower():find(k, 1, true), s) end
   end)
 end)
+
+describe("SIGHUP applies the TLV policy live (review 911: 9)", function()
+  local MS = 1000000
+  local function t12(seq, len, num, ival)
+    return codec.encode_test { seq = seq } .. h.hex(string.format("800c000c %04x%04x %08x 00000000", len, num, ival))
+  end
+  local function u_flag(d) return d:byte(45) >= 128 end -- U of the first TLV
+  local function udp(addr, port)
+    local u = socket.udp()
+    assert(u:setsockname(addr, port or 0))
+    u:settimeout(0.5)
+    return u
+  end
+  -- every reply to one request: the datagrams, until 0.3 s pass without one
+  local function replies(u, pkt, port)
+    assert(u:sendto(pkt, "127.0.0.1", port))
+    local got = {}
+    local d = u:receive()
+    while d do
+      got[#got + 1] = d
+      u:settimeout(0.3)
+      d = u:receive()
+    end
+    u:settimeout(0.5)
+    return got
+  end
+  local function start(text)
+    local cfg = write(os.tmpname(), text)
+    local pid, out = h.spawn(h.STAMP .. " --config " .. cfg)
+    assert.is_true(h.wait_for(out, "listening", 10), h.slurp(out))
+    return pid, out, cfg
+  end
+  local function hup(pid, out, what)
+    local n0 = select(2, h.slurp(out):gsub(what:gsub("%p", "%%%0"), ""))
+    os.execute("kill -HUP " .. pid)
+    for _ = 1, 100 do
+      if select(2, h.slurp(out):gsub(what:gsub("%p", "%%%0"), "")) > n0 then return true end
+      h.sleep(0.05)
+    end
+    return false
+  end
+
+  it("type 12: a request for 3 replies gets 3; after SIGHUP with count 0 it is answered once with U", function()
+    local port = h.free_port()
+    local text = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, reflected_control_max_count = %d }"
+    local pid, out, cfg = start(string.format(text, port, 5))
+    finally(function() h.stop(pid) os.remove(cfg) end)
+    local u = udp("127.0.0.1")
+    local before = replies(u, t12(1, 100, 3, 2 * MS), port)
+    write(cfg, string.format(text, port, 0))
+    assert.is_true(hup(pid, out, "SIGHUP: TLV policy in force"), h.slurp(out))
+    local after = replies(u, t12(2, 100, 3, 2 * MS), port)
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.equal(3, #before)
+    assert.is_false(u_flag(before[1]))
+    assert.equal(1, #after)
+    assert.is_true(u_flag(after[1]))
+    assert.matches("SIGHUP: reflected_control_max_count 5 %-> 0", s)
+    assert.matches("SIGHUP: TLV policy in force: type 12 off", s)
+    assert.is_nil(s:find("takes effect at restart", 1, true), s)
+  end)
+
+  it("Return Address: allowed in 127.0.0.0/8, then SIGHUP narrowing it to 10.0.0.0/8: U, reply to the source", function()
+    local port = h.free_port()
+    local text = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, allow_return_address = '%s' }"
+    local pid, out, cfg = start(string.format(text, port, "127.0.0.0/8"))
+    finally(function() h.stop(pid) os.remove(cfg) end)
+    local src = udp("127.0.0.1")
+    local _, sport = src:getsockname()
+    local ret = udp("127.0.0.5", sport) -- the Return Address, same port
+    local function ask(seq)
+      assert(src:sendto(codec.encode_test { seq = seq } .. h.hex("800a0008 80020004 7f000005"), "127.0.0.1", port))
+      ret:settimeout(0.5)
+      local at_ret = ret:receive()
+      src:settimeout(at_ret and 0.1 or 0.5)
+      return at_ret, src:receive()
+    end
+    local r1, s1 = ask(1)
+    write(cfg, string.format(text, port, "10.0.0.0/8"))
+    assert.is_true(hup(pid, out, "SIGHUP: TLV policy in force"), h.slurp(out))
+    local r2, s2 = ask(2)
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.truthy(r1, s)          -- to the Return Address, U clear
+    assert.is_false(u_flag(r1))
+    assert.is_nil(s1)
+    assert.is_nil(r2)             -- narrowed: to the source, U set
+    assert.truthy(s2, s)
+    assert.is_true(u_flag(s2))
+    assert.matches("SIGHUP: allow_return_address 127%.0%.0%.0/8 %-> 10%.0%.0%.0/8", s)
+  end)
+
+  it("verify_tlv_hmac turned on: HMAC TLVs under a wrong key are flagged I from the next packet", function()
+    local port = h.free_port()
+    local K1, K2 = "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"
+    local text = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, hmac_key = '%s', "
+      .. "verify_tlv_hmac = %s }"
+    local pid, out, cfg = start(string.format(text, port, K1, "false"))
+    os.execute("chmod 600 " .. cfg)
+    finally(function() h.stop(pid) os.remove(cfg) end)
+    local function send()
+      local _, res = h.run(string.format("%s -r 127.0.0.1 -p %d -c 2 -d 2 -L 0.5 --timestamp-info --tlv-hmac "
+        .. "--hmac-key %s", h.STAMP, port, K2))
+      return tonumber(res:match("Packets received: (%d+)"))
+    end
+    local n1 = send()
+    write(cfg, string.format(text, port, K1, "true"), "600")
+    assert.is_true(hup(pid, out, "SIGHUP: TLV policy in force"), h.slurp(out))
+    local n2 = send()
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.same({ 2, 2 }, { n1, n2 })       -- answered either way (I flags the TLVs, RFC 8972 4.8)
+    assert.equal(2, tonumber(s:match("Packets failing the HMAC TLV %(I%): (%d+)")), s)
+    assert.matches("SIGHUP: verify_tlv_hmac false %-> true", s)
+  end)
+
+  it("a running burst the new caps allow goes on; one they forbid stops, counted extra_cancelled", function()
+    local port = h.free_port()
+    local text = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, reflected_control_max_count = %d }"
+    local pid, out, cfg = start(string.format(text, port, 10))
+    finally(function() h.stop(pid) os.remove(cfg) end)
+    local a, b = udp("127.0.0.1"), udp("127.0.0.1")
+    assert(a:sendto(t12(1, 100, 3, 300 * MS), "127.0.0.1", port))   -- 0.6 s: Number 3, within a cap of 4
+    assert(b:sendto(t12(1, 100, 8, 300 * MS), "127.0.0.1", port))   -- 2.1 s: Number 8, over it
+    h.sleep(0.1)
+    write(cfg, string.format(text, port, 4))
+    assert.is_true(hup(pid, out, "SIGHUP: TLV policy in force"), h.slurp(out))
+    local function count(u)
+      local n = 0
+      u:settimeout(1)
+      while u:receive() do n = n + 1 end
+      return n
+    end
+    local na, nb = count(a), count(b)
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.equal(3, na)
+    assert.truthy(nb >= 1 and nb < 8, nb)
+    assert.equal(8 - nb, tonumber(s:match("Type 12 extra replies cancelled: (%d+)")), s)
+  end)
+
+  it("a policy the reflector cannot take (type 12 on, off at start): one error line, the old policy kept, "
+    .. "tried again at the next SIGHUP", function()
+    local port, mport = h.free_port(), h.tcp_port()
+    local text = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, metrics_addr = '127.0.0.1:%d', "
+      .. "reflected_control_max_count = %d, allow_return_address = '%s' }"
+    local pid, out, cfg = start(string.format(text, port, mport, 0, "127.0.0.0/8"))
+    finally(function() h.stop(pid) os.remove(cfg) end)
+    write(cfg, string.format(text, port, mport, 5, "10.0.0.0/8"))
+    assert.is_true(hup(pid, out, "TLV policy kept as it was"), h.slurp(out))
+    assert.is_true(hup(pid, out, "TLV policy kept as it was"), h.slurp(out))
+    local u = udp("127.0.0.1")
+    local got = replies(u, t12(1, 100, 3, 2 * MS), port)
+    local src = udp("127.0.0.1")
+    local _, sport = src:getsockname()
+    local ret = udp("127.0.0.5", sport)
+    assert(src:sendto(codec.encode_test { seq = 1 } .. h.hex("800a0008 80020004 7f000005"), "127.0.0.1", port))
+    local at_ret = ret:receive()
+    local failures = metric(mport, "stamp_reload_failures_total")
+    h.stop(pid)
+    local s = h.slurp(out)
+    os.remove(out)
+    assert.matches("error: SIGHUP: TLV policy kept as it was: type 12 was off when this reflector was created", s)
+    assert.equal(1, #got)               -- type 12 still off: one reply, U
+    assert.is_true(u_flag(got[1]))
+    assert.truthy(at_ret)               -- 127.0.0.0/8 still allowed
+    assert.equal(2, failures)
+  end)
+end)
+
+describe("reflector_machine:set_tlv_policy (review 911: 9)", function()
+  local core = stamp.core
+  local MS, S = 1000000, 1000000000
+  local function meta(port, o)
+    local m = { src_addr = "127.0.0.1", src_port = port or 40000, dst_addr = "127.0.0.1", dst_port = 862, ttl = 64 }
+    for k, v in pairs(o or {}) do m[k] = v end
+    return m
+  end
+  local function t12(seq, num, ival)
+    return codec.encode_test { seq = seq } .. h.hex(string.format("800c000c %04x%04x %08x 00000000", 100, num, ival))
+  end
+  local function u_flag(d) return d:byte(45) >= 128 end
+
+  it("the next input uses the new policy; a running burst over the new caps is cancelled; bad options raise", function()
+    local m = assert(core.reflector_machine { reflected_max_count = 10 })
+    local t = 1000 * S
+    local r = assert(m:input(t12(1, 3, 10 * MS), meta(40001), t))
+    assert.is_false(u_flag(r.data))
+    assert(m:input(t12(1, 8, 10 * MS), meta(40002), t))
+    assert.equal(2, #m:poll(t + 10 * MS))                       -- one extra reply of each burst
+    assert.is_true(m:set_tlv_policy { reflected_max_count = 5 })
+    local extra = m:poll(t + 20 * MS)                            -- the Number 8 burst stops
+    assert.equal(1, #extra)
+    assert.equal(40001, extra[1].to_port)
+    assert.equal(6, m:counters().extra_cancelled)                -- 8 - 1 - 1 sent
+    r = assert(m:input(t12(2, 8, 10 * MS), meta(40003), t + 30 * MS))
+    assert.is_false(u_flag(r.data))                              -- over the count: C, not U
+    assert.is_true(m:set_tlv_policy { reflected_max_count = 0 })
+    r = assert(m:input(t12(3, 2, 10 * MS), meta(40003), t + 40 * MS))
+    assert.is_true(u_flag(r.data))                               -- type 12 off: U
+    assert.is_true(m:set_tlv_policy { reflected_max_count = 2 })  -- on again: the burst table is there
+    r = assert(m:input(t12(4, 2, 10 * MS), meta(40003), t + 50 * MS))
+    assert.is_false(u_flag(r.data))
+    assert.has_error(function() m:set_tlv_policy { tlv_mode = "loud" } end)
+    assert.has_error(function() m:set_tlv_policy { allow_return_address = { "300.1.1.1/8" } } end)
+    assert.has_error(function() m:set_tlv_policy "x" end)
+    m:close()
+  end)
+
+  it("cos_refuse, then back: the next packet's reply follows the policy in force (RP, TOS)", function()
+    local m = assert(core.reflector_machine {})
+    local function ask(seq)
+      local pkt = codec.encode_test { seq = seq } .. codec.encode_tlvs { stamp.tlv.cos { dscp = 46, ecn = 0 } }
+      local r = assert(m:input(pkt, meta(40001, { tos = 0 })))
+      return r.tos, assert(codec.decode_reflected(r.data)).tlvs[1].rp
+    end
+    assert.same({ 184, 0 }, { ask(1) })     -- DSCP1 46 used for the reply
+    assert.is_true(m:set_tlv_policy { cos_refuse = true })
+    assert.same({ 0, 1 }, { ask(2) })       -- refused: the received DSCP kept, RP = 1
+    assert.is_true(m:set_tlv_policy {})
+    assert.same({ 184, 0 }, { ask(3) })
+    m:close()
+  end)
+
+  it("type 12 cannot be turned on in a machine created with it off: nil, message, the old policy kept", function()
+    local m = assert(core.reflector_machine {})
+    local ok, err = m:set_tlv_policy { reflected_max_count = 5 }
+    assert.is_nil(ok)
+    assert.matches("type 12 was off when this reflector was created", err)
+    local r = assert(m:input(t12(1, 3, 10 * MS), meta(40001), 1000 * S))
+    assert.is_true(u_flag(r.data))
+    m:close()
+  end)
+end)

@@ -243,6 +243,13 @@ int stamp_reflector_set_t12_limit(stamp_reflector_t *r, double max_rate, double 
     return rc;
 }
 
+int stamp_reflector_set_tlv_policy(stamp_reflector_t *r, const stamp_tlv_policy_t *p)
+{
+    int rc = stamp_rmach_set_tlv_policy(r->m, p);
+    for (int i = 1; !rc && i < r->nworkers; i++) rc = stamp_rmach_set_tlv_policy(r->workers[i]->m, p);
+    return rc;
+}
+
 void stamp_reflector_refresh(stamp_reflector_t *r)
 {
     atomic_store(&r->mtu_flush, 1);

@@ -38,6 +38,13 @@ typedef struct {
     admit_ent_t e[];
 } admit_t;
 
+/* The TLV policy in force (replaced whole by stamp_rmach_set_tlv_policy, like the keys). */
+typedef struct {
+    retired_t ret;
+    unsigned gen; /* one more than the policy it replaced: running bursts are checked against each new one */
+    stamp_tlv_policy_t p;
+} policy_t;
+
 typedef struct {
     uint32_t sess, gen; /* owner session (index, generation) */
     uint32_t left;      /* extra replies still to send */
@@ -76,6 +83,8 @@ struct stamp_rmach {
     stamp_reflector_cfg_t cfg;
     _Atomic(keyset_t *) keys;
     _Atomic(admit_t *) admit; /* NULL: open admission */
+    _Atomic(policy_t *) pol;  /* read once per packet */
+    unsigned pol_seen;        /* the generation the bursts were last checked against (packet thread) */
     retired_t *retired;
     /* Type 12 volume limit: a token bucket of reply octets (rate, depth switched atomically) */
     _Atomic double t12_rate_a, t12_depth_a;
@@ -108,6 +117,7 @@ struct stamp_rmach {
 static void keyset_free(keyset_t *k);
 static void keyset_free_ret(retired_t *r) { keyset_free((keyset_t *)r); }
 static void admit_free_ret(retired_t *r) { free(r); }
+static void policy_free_ret(retired_t *r) { free(r); }
 
 /* Put `old` on the retired list and free what has waited there longer than KEYS_GRACE. */
 static void retire(stamp_rmach_t *m, retired_t *old)
@@ -311,6 +321,42 @@ int stamp_rmach_set_rate(stamp_rmach_t *m, double max_pps, unsigned burst)
 }
 
 /* ------------------------------------------------------------------ */
+/* TLV policy                                                          */
+/* ------------------------------------------------------------------ */
+
+static int policy_check(const stamp_rmach_t *m, const stamp_tlv_policy_t *p)
+{
+    if (!p || p->n_allow_return < 0 || p->n_allow_return > 16) return STAMP_EINVAL;
+    for (int i = 0; i < p->n_allow_return; i++) {
+        int fam = p->allow_return[i].family, plen = p->allow_return[i].plen;
+        if ((fam != AF_INET && fam != AF_INET6) || plen < 0 || plen > (fam == AF_INET ? 32 : 128)) return STAMP_EINVAL;
+    }
+    if (p->refl_max_count > 65535 || p->refl_max_size > STAMP_MAX_PKT || p->refl_min_interval < 0 ||
+        p->refl_max_interval < 0)
+        return STAMP_EINVAL;
+    size_t smallest = stamp_base_len(m->cfg.mode) + STAMP_TLV_HDR + 12;
+    if (p->refl_max_size && p->refl_max_size < smallest) return STAMP_EINVAL;
+    return STAMP_OK;
+}
+
+int stamp_rmach_set_tlv_policy(stamp_rmach_t *m, const stamp_tlv_policy_t *p)
+{
+    int rc = policy_check(m, p);
+    if (rc) return rc;
+    /* Type 12 needs the burst table, allocated at creation only when Type 12 was on */
+    if (p->refl_max_count && !m->bursts) return STAMP_EINVAL;
+    policy_t *n = calloc(1, sizeof *n);
+    if (!n) return STAMP_ENOMEM;
+    n->ret.free = policy_free_ret;
+    n->p = *p;
+    n->gen = atomic_load_explicit(&m->pol, memory_order_acquire)->gen + 1u;
+    /* one pointer: the next packet reads the whole new policy (and its generation); the old one is freed later */
+    policy_t *old = atomic_exchange_explicit(&m->pol, n, memory_order_acq_rel);
+    retire(m, old ? &old->ret : NULL);
+    return STAMP_OK;
+}
+
+/* ------------------------------------------------------------------ */
 /* life cycle                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -327,6 +373,7 @@ void stamp_rmach_free(stamp_rmach_t *m)
     free(m->pollmem);
     keyset_free(atomic_load(&m->keys));
     free(atomic_load(&m->admit));
+    free(atomic_load(&m->pol));
     while (m->retired) {
         retired_t *x = m->retired;
         m->retired = x->next;
@@ -351,6 +398,7 @@ int stamp_rmach_new(const stamp_reflector_cfg_t *cfg, stamp_rmach_t **out)
     m->cfg.sessions = NULL; /* copied into m->admit */
     m->cfg.n_sessions = 0;
     atomic_init(&m->admit, NULL);
+    atomic_init(&m->pol, NULL);
     if (!m->cfg.max_sessions) m->cfg.max_sessions = 65536;
     if (!m->cfg.rate_sources) m->cfg.rate_sources = 65536;
     if (!m->cfg.max_bursts) m->cfg.max_bursts = 1024;
@@ -367,6 +415,17 @@ int stamp_rmach_new(const stamp_reflector_cfg_t *cfg, stamp_rmach_t **out)
     if (!rc) rc = stamp_rmach_set_rate(m, cfg->max_pps, cfg->rate_burst);
     if (!rc) rc = stamp_rmach_set_admission(m, cfg->admission, cfg->sessions, cfg->n_sessions);
     if (!rc) rc = stamp_rmach_set_t12_limit(m, cfg->t12_max_rate, cfg->t12_max_volume);
+    if (!rc) rc = policy_check(m, &cfg->tlv);
+    if (!rc) {
+        policy_t *pol = calloc(1, sizeof *pol);
+        if (pol) {
+            pol->ret.free = policy_free_ret;
+            pol->p = cfg->tlv;
+            atomic_store(&m->pol, pol);
+        } else {
+            rc = STAMP_ENOMEM;
+        }
+    }
     if (!rc && cfg->tlv.refl_max_count) {
         uint32_t nb = m->cfg.max_bursts;
         m->bursts = calloc(nb, sizeof *m->bursts);
@@ -485,15 +544,15 @@ static size_t egress_payload(const stamp_rxmeta_t *meta)
 }
 
 /* A dropped packet: our Micro-session ID not matched (RFC 9534), else a Type 12 group without us. */
-static int drop_is_micro(const stamp_rmach_t *m, const uint8_t *pkt, size_t base, size_t len)
+static int drop_is_micro(const stamp_tlv_policy_t *pol, const uint8_t *pkt, size_t base, size_t len)
 {
     stamp_tlv_t t;
     size_t pos = base;
-    if (!m->cfg.tlv.has_member_link) return 0;
+    if (!pol->has_member_link) return 0;
     while (stamp_tlv_next(pkt, len, &pos, &t) == 1) {
         if (t.type != STAMP_TLV_MICRO || t.len != 4) continue;
         unsigned want = rd16(pkt + t.off + STAMP_TLV_HDR + 2);
-        if (want != 0 && want != m->cfg.tlv.member_link) return 1;
+        if (want != 0 && want != pol->member_link) return 1;
     }
     return 0;
 }
@@ -589,6 +648,57 @@ static void seq_seen(rt_session_t *s, uint32_t seq)
     s->has_sender_seq = 1;
 }
 
+static int in_prefixes(const stamp_tlv_policy_t *p, const stamp_addr_t *a)
+{
+    uint8_t key[16];
+    uint16_t port;
+    if (!rt_addr_key(a, key, &port)) return 0;
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    int v4 = memcmp(key, v4mapped, 12) == 0;
+    for (int i = 0; i < p->n_allow_return; i++) {
+        const uint8_t *pa = p->allow_return[i].addr;
+        int plen = p->allow_return[i].plen, full = plen / 8, rest = plen % 8;
+        if ((p->allow_return[i].family == AF_INET) != v4) continue;
+        const uint8_t *x = v4 ? key + 12 : key;
+        if (memcmp(x, pa, (size_t)full) != 0) continue;
+        if (rest && ((x[full] ^ pa[full]) & (uint8_t)(0xff << (8 - rest)))) continue;
+        return 1;
+    }
+    return 0;
+}
+
+/* Whether a running burst may go on under policy p: its Number, Interval and length within the caps, and,
+ * when it goes to a Return Address (not its session's source), that address still allowed. */
+static int burst_allowed(const stamp_tlv_policy_t *p, const burst_t *x)
+{
+    uint64_t number = (uint64_t)x->k + x->left; /* the first reply, the k - 1 extra ones sent, those left */
+    if (!p->process || !p->refl_max_count || number > p->refl_max_count) return 0;
+    if (x->ival < p->refl_min_interval) return 0;
+    if (p->refl_max_interval && x->ival > p->refl_max_interval) return 0;
+    if (p->refl_max_size && x->len > p->refl_max_size) return 0;
+    uint8_t key[16];
+    uint16_t port;
+    rt_addr_key(&x->r.to, key, &port);
+    if ((memcmp(key, x->src, 16) != 0 || port != x->sport) && !in_prefixes(p, &x->r.to)) return 0;
+    return 1;
+}
+
+/* After a new policy (stamp_rmach_set_tlv_policy): cancel the bursts it forbids (counted extra_cancelled, as
+ * when a session is no longer provisioned); the others keep going. Packet thread only. */
+static void bursts_recheck(stamp_rmach_t *m, const policy_t *pp)
+{
+    if (pp->gen == m->pol_seen) return;
+    m->pol_seen = pp->gen;
+    if (!m->bursts) return;
+    for (uint32_t i = 0; i < m->nactive;) {
+        uint32_t b = m->active[i];
+        if (!burst_allowed(&pp->p, &m->bursts[b]))
+            burst_release(m, b, 1); /* moves the last active slot into i */
+        else
+            i++;
+    }
+}
+
 int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_rxmeta_t *meta, stamp_ns_t mono,
                   uint8_t *out, stamp_reply_t *r, rmach_txinfo_t *ti)
 {
@@ -598,6 +708,10 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
     r->tos = -1;
     r->due = mono;
     CTR_ADD(m, rx, 1);
+    /* the policy in force for this packet: read once (another thread may put a new one in force) */
+    const policy_t *pp = atomic_load_explicit(&m->pol, memory_order_acquire);
+    const stamp_tlv_policy_t *pol = &pp->p;
+    bursts_recheck(m, pp);
     expire(m, mono, 2);
     if (len > STAMP_MAX_PKT) {
         CTR_ADD(m, drop_truncated, 1);
@@ -641,13 +755,13 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         CTR_ADD(m, drop_hmac, 1);
         return 0;
     }
-    int tlvs = len > base && m->cfg.tlv.process;
+    int tlvs = len > base && pol->process;
 
     /* per-session state: stateful numbering, TLVs that count per session, replay windows */
     rt_session_t *s = NULL;
     uint32_t e = RT_NONE;
     /* with type 12 on, every packet of a session counts for its Sequence Number check (RFC 10052 5) */
-    if (m->cfg.stateful || tlvs || m->cfg.mode == STAMP_MODE_AUTH || m->cfg.tlv.refl_max_count) {
+    if (m->cfg.stateful || tlvs || m->cfg.mode == STAMP_MODE_AUTH || pol->refl_max_count) {
         int created;
         uint32_t ev;
         e = rt_session_get(&m->sess, srckey, sport, dstkey, dport, t.ssid, mono, &created, &ev);
@@ -689,7 +803,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         c.clock = m->cfg.clock;
         c.tai = m->clk.tai;
         c.synced = m->clk.synced;
-        c.pol = &m->cfg.tlv;
+        c.pol = pol;
         c.local_addrs = (const uint8_t(*)[16])m->local_addrs;
         c.local_lens = m->local_lens;
         c.n_local = m->n_local;
@@ -715,7 +829,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         int f = stamp_tlv_reflect(&c, key, out, base, olen, &ti->hmac_off);
         memcpy(out, own_seq, 4);
         if (f & STAMP_TLV_DROP) {
-            if (drop_is_micro(m, out, base, olen))
+            if (drop_is_micro(pol, out, base, olen))
                 CTR_ADD(m, drop_micro, 1);
             else
                 CTR_ADD(m, drop_group, 1);
@@ -925,6 +1039,7 @@ int rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t 
 {
     int n = 0;
     if (max > POLL_MAX) max = POLL_MAX;
+    bursts_recheck(m, atomic_load_explicit(&m->pol, memory_order_acquire));
     while (n < max && m->nactive) {
         uint32_t best = RT_NONE;
         stamp_ns_t first = INT64_MAX;

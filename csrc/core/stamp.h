@@ -634,6 +634,18 @@ STAMP_API int stamp_rmach_set_admission(stamp_rmach_t *m, stamp_admission_t mode
                                         size_t n);
 /** Change the Type 12 volume limit (t12_max_rate, t12_max_volume) while running (any thread); 0 = unlimited. */
 STAMP_API int stamp_rmach_set_t12_limit(stamp_rmach_t *m, double max_rate, double max_volume);
+/**
+ * Replace the TLV policy (e.g. on SIGHUP): TLV processing, HMAC TLV verification, CoS refusal, Location
+ * hiding, member link, Return Address prefixes and the Type 12 caps (count, size, intervals). The policy is
+ * copied; the switch is one atomic pointer store like stamp_rmach_set_keys (any thread; each packet reads
+ * the policy once; the one replaced is freed at a later call, or with the machine, never while a packet
+ * may still use it). Type 12 bursts already running go on unless the new policy forbids them (their
+ * Number, Interval or length over the new caps, Type 12 or TLV processing off, a Return Address no longer
+ * allowed): those are cancelled before their next reply, counted extra_cancelled.
+ * Returns 0, STAMP_ENOMEM, or STAMP_EINVAL for a policy out of range or one this machine cannot take:
+ * Type 12 on (refl_max_count > 0) in a machine created with it off (no burst table); the old policy stays.
+ */
+STAMP_API int stamp_rmach_set_tlv_policy(stamp_rmach_t *m, const stamp_tlv_policy_t *p);
 
 /* ------------------------------------------------------------------ */
 /* Reflector engine: the machine over a socket                         */
@@ -681,6 +693,8 @@ STAMP_API int stamp_reflector_set_admission(stamp_reflector_t *r, stamp_admissio
                                             const stamp_provisioned_t *s, size_t n);
 /** Same as stamp_rmach_set_t12_limit on the engine's machines (each worker has its own bucket). */
 STAMP_API int stamp_reflector_set_t12_limit(stamp_reflector_t *r, double max_rate, double max_volume);
+/** Same as stamp_rmach_set_tlv_policy on the engine's machines (every worker's). */
+STAMP_API int stamp_reflector_set_tlv_policy(stamp_reflector_t *r, const stamp_tlv_policy_t *p);
 /**
  * Forget the cached interface MTUs (read again at the next packet of each interface; e.g. on SIGHUP). The
  * engine reads the MTU of each arrival interface (SIOCGIFMTU) at most every few seconds.

@@ -319,6 +319,7 @@ typedef struct {
     int (*set_rate)(void *h, double max_pps, unsigned burst);
     int (*set_admission)(void *h, stamp_admission_t mode, const stamp_provisioned_t *s, size_t n);
     int (*set_t12_limit)(void *h, double rate, double volume);
+    int (*set_tlv_policy)(void *h, const stamp_tlv_policy_t *p);
 } refl_ops_t;
 
 static int eng_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
@@ -331,6 +332,7 @@ static int eng_set_admission(void *h, stamp_admission_t mode, const stamp_provis
     return stamp_reflector_set_admission(h, mode, s, n);
 }
 static int eng_set_t12_limit(void *h, double r, double v) { return stamp_reflector_set_t12_limit(h, r, v); }
+static int eng_set_tlv_policy(void *h, const stamp_tlv_policy_t *p) { return stamp_reflector_set_tlv_policy(h, p); }
 static int mach_set_keys(void *h, const uint8_t *d, size_t dl, const stamp_key_t *k, size_t n)
 {
     return stamp_rmach_set_keys(h, d, dl, k, n);
@@ -341,9 +343,12 @@ static int mach_set_admission(void *h, stamp_admission_t mode, const stamp_provi
     return stamp_rmach_set_admission(h, mode, s, n);
 }
 static int mach_set_t12_limit(void *h, double r, double v) { return stamp_rmach_set_t12_limit(h, r, v); }
+static int mach_set_tlv_policy(void *h, const stamp_tlv_policy_t *p) { return stamp_rmach_set_tlv_policy(h, p); }
 
-static const refl_ops_t ENGINE_OPS = {eng_set_keys, eng_set_rate, eng_set_admission, eng_set_t12_limit};
-static const refl_ops_t MACHINE_OPS = {mach_set_keys, mach_set_rate, mach_set_admission, mach_set_t12_limit};
+static const refl_ops_t ENGINE_OPS = {eng_set_keys, eng_set_rate, eng_set_admission, eng_set_t12_limit,
+                                      eng_set_tlv_policy};
+static const refl_ops_t MACHINE_OPS = {mach_set_keys, mach_set_rate, mach_set_admission, mach_set_t12_limit,
+                                       mach_set_tlv_policy};
 
 /* The open reflector or reflector machine at index 1 (else raises): its handle, and in *ops its engine calls. */
 static void *refl_self(lua_State *L, const refl_ops_t **ops)
@@ -463,6 +468,49 @@ static int o_set_reflected_limit(lua_State *L)
     return push_rc(L, ops->set_t12_limit(h, (double)rate, (double)vol));
 }
 
+/***
+ * Replace the TLV policy while running (e.g. on SIGHUP): the next packet is processed with it, none is
+ * dropped for it. The table takes the policy options of `stamp.reflector`, and describes the whole policy
+ * (an option left out takes its default, as at creation): `tlv_mode`, `verify_tlv_hmac`, `cos_refuse`,
+ * `location_hide`, `member_link_id`, `allow_return_address`, `reflected_max_count`, `reflected_max_size`,
+ * `reflected_min_interval_ns`, `reflected_max_interval_ns`. Type 12 bursts already running go on unless the
+ * new policy forbids them (Number, Interval or length over the new caps, Type 12 off, a Return Address no
+ * longer allowed): those stop before their next reply, counted `extra_cancelled`.
+ * A bad option raises; a policy this reflector cannot take returns nil and a message and keeps the old
+ * one: Type 12 turned on in a reflector created with it off (`reflected_max_count` 0: it has no burst table).
+ * @function reflector:set_tlv_policy
+ * @tparam table policy
+ * @treturn boolean|nil true, or nil, message, code
+ */
+/***
+ * Replace the TLV policy (see `reflector:set_tlv_policy`).
+ * @function reflector_machine:set_tlv_policy
+ * @tparam table policy
+ * @treturn boolean|nil true, or nil, message, code
+ */
+static int o_set_tlv_policy(lua_State *L)
+{
+    const refl_ops_t *ops;
+    void *h = refl_self(L, &ops);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    stamp_tlv_policy_t p;
+    opt_policy(L, 2, &p);
+    /* the smallest reply to a type 12 request (open mode; authenticated: 128, checked by the core) */
+    size_t smallest = STAMP_BASE_LEN + STAMP_TLV_HDR + 12;
+    if (p.refl_max_size && p.refl_max_size < smallest)
+        return luaL_error(L, "bad option 'reflected_max_size' (0 = no limit, or at least %d octets: the smallest reply "
+                             "to a type 12 request, got %d)", (int)smallest, (int)p.refl_max_size);
+    int rc = ops->set_tlv_policy(h, &p);
+    if (rc == STAMP_EINVAL && p.refl_max_count && (!p.refl_max_size || p.refl_max_size >= STAMP_AUTH_BASE_LEN + 16)) {
+        lua_pushnil(L);
+        lua_pushstring(L, "type 12 was off when this reflector was created (reflected_max_count 0): it has no burst "
+                          "table, so it cannot turn type 12 on while it runs (restart it with type 12 on)");
+        lua_pushinteger(L, rc);
+        return 3;
+    }
+    return push_rc(L, rc);
+}
+
 /* ---- stamp.reflector ------------------------------------------------------- */
 
 /***
@@ -547,8 +595,8 @@ static void r_describe(lua_State *L, const void *h)
 static const luaL_Reg REFLECTOR_METHODS[] = {
     {"step", r_step},         {"set_keys", o_set_keys},
     {"set_rate", o_set_rate}, {"set_admission", o_set_admission},
-    {"set_reflected_limit", o_set_reflected_limit}, {"refresh", r_refresh},
-    {NULL, NULL}};
+    {"set_reflected_limit", o_set_reflected_limit}, {"set_tlv_policy", o_set_tlv_policy},
+    {"refresh", r_refresh}, {NULL, NULL}};
 
 static const bind_class_t REFLECTOR = {
     .name = "stamp.reflector",
@@ -757,7 +805,8 @@ static void m_describe(lua_State *L, const void *h)
 static const luaL_Reg RMACH_METHODS[] = {{"input", m_input},       {"poll", m_poll},         {"next_due", m_next_due},
                                          {"tick", m_tick},         {"tx_failed", m_tx_failed}, {"set_keys", o_set_keys},
                                          {"set_rate", o_set_rate}, {"set_admission", o_set_admission},
-                                         {"set_reflected_limit", o_set_reflected_limit}, {NULL, NULL}};
+                                         {"set_reflected_limit", o_set_reflected_limit},
+                                         {"set_tlv_policy", o_set_tlv_policy}, {NULL, NULL}};
 
 static const bind_class_t RMACH = {
     .name = "stamp.reflector_machine",

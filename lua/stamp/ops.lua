@@ -440,7 +440,11 @@ end
 
 -- Settings a running reflector can change (config key -> how), and the others.
 local LIVE = { max_pps = "rate", reflector_rate_burst = "rate", session_admission = "admission", sessions = "admission",
-  reflected_control_max_rate = "t12", reflected_control_max_volume = "t12", hmac_key = "key" }
+  reflected_control_max_rate = "t12", reflected_control_max_volume = "t12", hmac_key = "key",
+  -- the TLV policy (stamp_tlv_policy_t): replaced whole
+  tlv_mode = "policy", verify_tlv_hmac = "policy", cos_refuse = "policy", allow_return_address = "policy",
+  reflector_member_link_id = "policy", reflected_control_max_count = "policy", reflected_control_max_size = "policy",
+  reflected_control_min_interval_ns = "policy", reflected_control_max_interval_ns = "policy" }
 
 -- A setting as a log shows it (a list: its items, comma-separated).
 local function shown(v)
@@ -501,6 +505,22 @@ local APPLY = {
     if err then return what .. ": " .. err end
     a.hmac_key = key
     M.log("info", string.format("SIGHUP: hmac_key changed: the new key (%d octets, not shown) is in force", #key))
+  end,
+  -- the whole TLV policy from the new settings (what is not given takes its default, as at start)
+  policy = function(svc, n)
+    local set = svc.engine.set_tlv_policy
+    if not set then return "this reflector cannot change its TLV policy while it runs" end
+    local err = call_setter(set, svc.engine, {
+      tlv_mode = n.tlv_mode, verify_tlv_hmac = n.verify_tlv_hmac or false, cos_refuse = n.cos_refuse or false,
+      allow_return_address = n.allow_return_address, member_link_id = n.reflector_member_link_id,
+      reflected_max_count = n.reflected_control_max_count, reflected_max_size = n.reflected_control_max_size,
+      reflected_min_interval_ns = n.reflected_control_min_interval_ns,
+      reflected_max_interval_ns = n.reflected_control_max_interval_ns,
+    })
+    if err then return "TLV policy kept as it was: " .. err end
+    M.log("info", string.format("SIGHUP: TLV policy in force: type 12 %s, Return Address %s", (n.reflected_control_max_count
+      or 0) > 0 and string.format("up to %d replies", n.reflected_control_max_count) or "off",
+      n.allow_return_address and #n.allow_return_address > 0 and shown(n.allow_return_address) or "refused"))
   end,
   t12 = function(svc, n)
     local set = svc.engine.set_reflected_limit
