@@ -188,6 +188,27 @@ describe("--hmac-key-dir says what it holds (review 911: 4)", function()
   end)
 end)
 
+describe("--hmac-key-dir on a sender (review 911: 4)", function()
+  it("warns about a misnamed key file, without the info line or any key", function()
+    local K1, K3 = "00112233445566778899aabbccddeeff", "fedcba9876543210fedcba9876543210"
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -m 700 " .. dir)
+    write(dir .. "/default.key", K1, "600")
+    write(dir .. "/42.key", K3, "600")
+    local u = socket.udp()
+    assert(u:setsockname("127.0.0.1", 0))
+    local _, port = u:getsockname()
+    local _, _, err = h.run(string.format("%s -r 127.0.0.1 -p %d -c 1 -L 0.1 -A A --ssid 42 --hmac-key-dir %s",
+      h.STAMP, port, dir))
+    u:close()
+    os.execute("rm -rf " .. dir)
+    assert.matches("warning: %-%-hmac%-key%-dir [^\n]*: '42%.key' is ignored[^\n]*rename it 002a%.key %(SSID 42%)", err)
+    assert.is_nil(err:find("own key", 1, true), err)
+    assert.is_nil(err:lower():find(K3, 1, true), err)
+  end)
+end)
+
 describe("SIGHUP applies the TLV policy live (review 911: 9)", function()
   local MS = 1000000
   local function t12(seq, len, num, ival)
