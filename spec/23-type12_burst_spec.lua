@@ -246,8 +246,9 @@ end
 describe("reply intervals (RFC 10052 3), from kernel receive timestamps at the receiving side", function()
   local pid, log, port
   setup(function()
+    -- every session from 127.0.0.1: no per-address bound on bursts at once
     pid, log, port = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 1000 "
-      .. "--reflected-control-min-interval-ns 100000")
+      .. "--reflected-control-min-interval-ns 100000 --reflected-control-max-bursts-per-source 0")
   end)
   teardown(function()
     h.stop(pid)

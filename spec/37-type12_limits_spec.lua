@@ -207,7 +207,7 @@ describe("type 12 volume limit across all sessions (RFC 10052 3, 5)", function()
   it("reflector_machine: the budget refills at the rate; the default is 1250000 octets/s, 125000 deep", function()
     local S = 1000000000
     local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_max_rate = 10000,
-      reflected_max_volume = 20000 })
+      reflected_max_volume = 20000, reflected_max_bursts_per_source = 0 }) -- the budget alone, from one address
     local function burst(port, mono) -- 5 replies of 1000 octets = 5000
       local r = m:input(t12(1, 1000, 5, MS), { src_addr = "127.0.0.1", src_port = port }, mono)
       return not c_flag(r.data)
@@ -224,7 +224,7 @@ describe("type 12 volume limit across all sessions (RFC 10052 3, 5)", function()
     assert.is_true(m:set_reflected_limit(0))   -- unlimited
     for p = 10, 30 do assert.is_true(burst(p, mono + S / 2)) end
     -- the default with type 12 on: review 11 item 12 (40 x 5 x 1500 at once) is held to 16 bursts
-    local d = assert(core.reflector_machine { reflected_max_count = 10 })
+    local d = assert(core.reflector_machine { reflected_max_count = 10, reflected_max_bursts_per_source = 0 })
     local n = 0
     for p = 1, 40 do
       local r = d:input(t12(1, 1500, 5, MS), { src_addr = "127.0.0.1", src_port = p }, mono)
@@ -308,5 +308,79 @@ describe("type 12 volume limit across all sessions (RFC 10052 3, 5)", function()
     h.stop(pid)
     os.remove(cfg)
     os.remove(out)
+  end)
+end)
+
+describe("type 12 burst slots per source address (review 911, 13)", function()
+  -- one source holding every burst slot (requests for 100 replies 1 s apart hold one for 99 s): each
+  -- address gets at most reflected_max_bursts_per_source (16) bursts at once, the rest one reply with C
+  local function req(m, addr, port, seq)
+    local r = assert(m:input(t12(seq, 44, 100, 1000 * MS), { src_addr = addr, src_port = port }, 10 * 1000 * MS))
+    return c_flag(r.data)
+  end
+
+  it("reflector_machine: 16 at once from one address by default, then C (counted extra_limited); others unaffected", function()
+    local m = assert(core.reflector_machine { reflected_max_count = 100, reflected_max_rate = 0 })
+    local granted = 0
+    for p = 1, 40 do if not req(m, "127.0.0.9", 20000 + p, 1) then granted = granted + 1 end end
+    assert.equal(16, granted)
+    assert.equal(24, m:counters().extra_limited)
+    assert.is_false(req(m, "127.0.0.1", 30000, 1)) -- another address: granted
+    assert.is_false(req(m, "127.0.0.9", 20001, 2)) -- a session's new request replaces its own burst: granted
+  end)
+
+  it("reflector_machine: reflected_max_bursts_per_source = 2; 0 means no per-address bound", function()
+    local m = assert(core.reflector_machine { reflected_max_count = 100, reflected_max_rate = 0,
+      reflected_max_bursts_per_source = 2 })
+    assert.same({ false, false, true }, { req(m, "::1", 1, 1), req(m, "::1", 2, 1), req(m, "::1", 3, 1) })
+    local m0 = assert(core.reflector_machine { reflected_max_count = 100, reflected_max_rate = 0,
+      reflected_max_bursts_per_source = 0 })
+    local granted = 0
+    for p = 1, 40 do if not req(m0, "127.0.0.9", 20000 + p, 1) then granted = granted + 1 end end
+    assert.equal(40, granted)
+    assert.has_error(function() core.reflector_machine { reflected_max_bursts_per_source = -1 } end)
+  end)
+
+  it("a session sending a burst is not idle: a full session table evicts another one, the burst goes on", function()
+    local S = 1000000000
+    local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_min_interval_ns = 0,
+      reflected_max_rate = 0, max_sessions = 3 })
+    local function pkt(port, mono, p) return m:input(p or codec.encode_test { seq = 1 }, { src_addr = "127.0.0.1", src_port = port }, mono) end
+    assert(pkt(1, S, t12(1, 44, 5, 10 * MS)))     -- A: 4 extra replies, 10 ms apart
+    assert(pkt(2, S + 5 * MS))                    -- B
+    assert(pkt(3, S + 6 * MS))                    -- C
+    local extra = #m:poll(S + 10 * MS)            -- A's first extra reply
+    assert(pkt(4, S + 11 * MS))                   -- D: the table is full, the session idle longest (B) goes
+    for t = S + 12 * MS, S + 100 * MS, MS do extra = extra + #m:poll(t) end
+    local c = m:counters()
+    assert.same({ 4, 0, 1 }, { extra, c.extra_cancelled, c.sessions_evicted })
+  end)
+end)
+
+describe("type 12 burst slots per source, the command and the Lua API (review 911, 13)", function()
+  it("--reflected-control-max-bursts-per-source 2: a third session from the same address gets one reply with C", function()
+    local pid, log, port = h.cli_reflector("--local-addr 127.0.0.1 --reflected-control-max-count 10 "
+      .. "--reflected-control-max-bursts-per-source 2")
+    finally(function() h.stop(pid) os.remove(log) end)
+    local got = {}
+    for i = 1, 3 do
+      local u = h.udp_peer(0)
+      assert(u:sendto(t12(1, 44, 10, 100 * MS), "127.0.0.1", port))
+      socket.sleep(0.05)
+      local d = u:receive()
+      got[i] = d and c_flag(d)
+      u:close()
+    end
+    assert.same({ false, false, true }, got)
+  end)
+
+  h.bad_flag_cases(it, { { "-i --reflected-control-max-bursts-per-source -1", "--reflected-control-max-bursts-per-source" } })
+
+  it("the Lua API refuses a maximum interval below the minimum (every burst would get C)", function()
+    assert.has_error(function()
+      core.reflector_machine { reflected_max_count = 5, reflected_min_interval_ns = 1000, reflected_max_interval_ns = 10 }
+    end, "bad option 'reflected_max_interval_ns' (below reflected_min_interval_ns: every burst would get C; 0 = no bound)")
+    assert.is_userdata(core.reflector_machine { reflected_max_count = 5, reflected_min_interval_ns = 1000,
+      reflected_max_interval_ns = 0 })
   end)
 end)

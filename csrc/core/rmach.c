@@ -640,6 +640,17 @@ static void start_burst(stamp_rmach_t *m, uint32_t e, rt_session_t *s, uint8_t *
     s->burst = b + 1;
 }
 
+/* Bursts running from source address `src` (all its ports), the session's own (replaced by a new request) aside. */
+static unsigned src_bursts(const stamp_rmach_t *m, const uint8_t src[16], const rt_session_t *s)
+{
+    unsigned n = 0;
+    for (uint32_t i = 0; i < m->nactive; i++) {
+        const burst_t *x = &m->bursts[m->active[i]];
+        if (x->active && memcmp(x->src, src, 16) == 0 && !(s && s->burst == m->active[i] + 1)) n++;
+    }
+    return n;
+}
+
 /* RFC 10052 5: the session's reference is the highest Sequence Number seen (serial arithmetic); a packet
  * that does not increase it (a replay, a reordered copy, a far-off stray) leaves it where it is. */
 static void seq_seen(rt_session_t *s, uint32_t seq)
@@ -870,6 +881,12 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         extra_ival = c.extra_interval;
         /* a granted request spends the budget, Number x L octets: one for a single reply (Number 1),
          * a burst only when it will get a slot (start_burst frees the session's own first) */
+        if (extra && pol->refl_max_bursts_src && src_bursts(m, srckey, s) >= pol->refl_max_bursts_src) {
+            /* this source holds its share of the burst slots already: one reply with C (review 911, 13) */
+            if (find_tlv(out, base, olen, STAMP_TLV_REFLCTRL, &tl) >= 0) out[tl.off] |= STAMP_TLV_C;
+            CTR_ADD(m, extra_limited, 1);
+            extra = 0;
+        }
         int charge = 0;
         if (extra) {
             charge = m->bursts && (m->nfree || (s && s->burst));
@@ -1070,6 +1087,7 @@ int rmach_poll(stamp_rmach_t *m, stamp_ns_t mono, stamp_ns_t now, stamp_reply_t 
             wr32(b, ti.seq);
         }
         s->tx++;
+        rt_session_touch(&m->sess, x->sess, mono); /* a session sending a burst is not idle: never evicted first */
         if (x->refill) { /* RFC 10052 3 / RFC 8972 4.5, 4.7: this reply's own counters, the previous reply */
             stamp_tlv_ctx_t c;
             memset(&c, 0, sizeof c);

@@ -160,6 +160,15 @@ void rt_session_remove(rt_sessions_t *t, uint32_t i)
     t->used--;
 }
 
+void rt_session_touch(rt_sessions_t *t, uint32_t i, stamp_ns_t mono)
+{
+    t->e[i].last_seen = mono;
+    if (t->lru.tail != i) {
+        LRU_UNLINK(t, i);
+        LRU_APPEND(t, i);
+    }
+}
+
 uint32_t rt_session_oldest_idle(const rt_sessions_t *t, stamp_ns_t mono, stamp_ns_t idle)
 {
     uint32_t h = t->lru.head;

@@ -78,6 +78,8 @@ STAMP_HIDDEN void rt_sessions_free(rt_sessions_t *t);
 STAMP_HIDDEN uint32_t rt_session_get(rt_sessions_t *t, const uint8_t src[16], uint16_t sport, const uint8_t dst[16],
                                      uint16_t dport, uint16_t ssid, stamp_ns_t mono, int *created,
                                      uint32_t *evicted);
+/* Session `i` is active at `mono` (e.g. it sends a Type 12 extra reply): not idle, last to be evicted. */
+STAMP_HIDDEN void rt_session_touch(rt_sessions_t *t, uint32_t i, stamp_ns_t mono);
 /* The session idle longest when it has been idle more than `idle` ns, else RT_NONE. */
 STAMP_HIDDEN uint32_t rt_session_oldest_idle(const rt_sessions_t *t, stamp_ns_t mono, stamp_ns_t idle);
 STAMP_HIDDEN void rt_session_remove(rt_sessions_t *t, uint32_t i);

@@ -395,6 +395,9 @@ typedef struct stamp_tlv_policy {
     stamp_ns_t refl_max_interval; /* longest Interval granted for Number > 1 (0 = no bound; the Lua binding and
                                      the command default to 1 s): a burst holds its
                                      slot (Number - 1) x Interval */
+    unsigned refl_max_bursts_src; /* type 12 bursts running at once from one source address (all its ports and
+                                     sessions), 0 = no bound (the Lua binding and the command default to 16):
+                                     one source cannot hold every burst slot; over it one reply with C */
 } stamp_tlv_policy_t;
 
 STAMP_API const stamp_tlv_def_t *stamp_tlv_lookup(unsigned type);

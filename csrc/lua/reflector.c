@@ -61,6 +61,10 @@ static void opt_policy(lua_State *L, int t, stamp_tlv_policy_t *p)
     p->refl_max_size = (size_t)opt_int(L, t, "reflected_max_size", STAMP_MAX_PKT, 0, STAMP_MAX_PKT);
     p->refl_min_interval = opt_int(L, t, "reflected_min_interval_ns", 1000000, 0, 3600LL * STAMP_NS_PER_SEC);
     p->refl_max_interval = opt_int(L, t, "reflected_max_interval_ns", STAMP_NS_PER_SEC, 0, 0xffffffffLL);
+    p->refl_max_bursts_src = (unsigned)opt_int(L, t, "reflected_max_bursts_per_source", 16, 0, 1 << 20);
+    if (p->refl_max_interval && p->refl_max_interval < p->refl_min_interval) /* every burst would get C */
+        luaL_error(L, "bad option 'reflected_max_interval_ns' (below reflected_min_interval_ns: every burst would "
+                   "get C; 0 = no bound)");
     lua_getfield(L, t, "allow_return_address");
     if (lua_istable(L, -1)) {
         int a = lua_gettop(L);
@@ -473,7 +477,8 @@ static int o_set_reflected_limit(lua_State *L)
  * dropped for it. The table takes the policy options of `stamp.reflector`, and describes the whole policy
  * (an option left out takes its default, as at creation): `tlv_mode`, `verify_tlv_hmac`, `cos_refuse`,
  * `location_hide`, `member_link_id`, `allow_return_address`, `reflected_max_count`, `reflected_max_size`,
- * `reflected_min_interval_ns`, `reflected_max_interval_ns`. Type 12 bursts already running go on unless the
+ * `reflected_min_interval_ns`, `reflected_max_interval_ns`, `reflected_max_bursts_per_source`. Type 12 bursts
+ * already running go on unless the
  * new policy forbids them (Number, Interval or length over the new caps, Type 12 off, a Return Address no
  * longer allowed): those stop before their next reply, counted `extra_cancelled`.
  * A bad option raises; a policy this reflector cannot take returns nil and a message and keeps the old
@@ -525,7 +530,9 @@ static int o_set_tlv_policy(lua_State *L)
  * sockets, the first stepped by `step`, the others by their own threads; counters summed); and the TLV policy: `tlv_mode`,
  * `verify_tlv_hmac`, `cos_refuse`, `location_hide`, `member_link_id`, `allow_return_address`,
  * `reflected_max_count`, `reflected_max_size`, `reflected_min_interval_ns`, `reflected_max_interval_ns` (ns, 1 s;
- * 0 = no bound; over it one reply with C, counted `extra_limited` like every per-request limit), the Type 12 volume limit across all
+ * 0 = no bound; over it one reply with C, counted `extra_limited` like every per-request limit),
+ * `reflected_max_bursts_per_source` (Type 12 bursts running at once from one source address, 16; 0 = no bound;
+ * over it one reply with C, counted `extra_limited`), the Type 12 volume limit across all
  * sessions `reflected_max_rate` (octets/s; 1250000 when `reflected_max_count` > 0, 0 = unlimited) and
  * `reflected_max_volume` (octets, 0 = max(rate/10, 9216)); session admission (RFC 8972 §3): `session_admission`
  * (`"open"`, or `"provisioned"`: only `sessions` are answered, the others dropped and counted `drop_unprovisioned`)

@@ -444,7 +444,8 @@ local LIVE = { max_pps = "rate", reflector_rate_burst = "rate", session_admissio
   -- the TLV policy (stamp_tlv_policy_t): replaced whole
   tlv_mode = "policy", verify_tlv_hmac = "policy", cos_refuse = "policy", allow_return_address = "policy",
   reflector_member_link_id = "policy", reflected_control_max_count = "policy", reflected_control_max_size = "policy",
-  reflected_control_min_interval_ns = "policy", reflected_control_max_interval_ns = "policy" }
+  reflected_control_min_interval_ns = "policy", reflected_control_max_interval_ns = "policy",
+  reflected_control_max_bursts_per_source = "policy" }
 
 -- A setting as a log shows it (a list: its items, comma-separated).
 local function shown(v)
@@ -516,6 +517,7 @@ local APPLY = {
       reflected_max_count = n.reflected_control_max_count, reflected_max_size = n.reflected_control_max_size,
       reflected_min_interval_ns = n.reflected_control_min_interval_ns,
       reflected_max_interval_ns = n.reflected_control_max_interval_ns,
+      reflected_max_bursts_per_source = n.reflected_control_max_bursts_per_source,
     })
     if err then return "TLV policy kept as it was: " .. err end
     M.log("info", string.format("SIGHUP: TLV policy in force: type 12 %s, Return Address %s", (n.reflected_control_max_count

@@ -65,6 +65,7 @@ local REFLECTOR = {
   reflected_max_size = { kind = "integer", min = 0, max = core.MAX_PKT },
   reflected_min_interval_ns = { kind = "integer", min = 0, max = 3600e9 },
   reflected_max_interval_ns = { kind = "integer", min = 0, max = 4294967295 },
+  reflected_max_bursts_per_source = { kind = "integer", min = 0, max = 1048576 },
   reflected_max_rate = { kind = "number", min = 0, max = 1e12 },
   reflected_max_volume = { kind = "number", min = 0, max = 1e12 },
   session_admission = { kind = "enum", values = { open = "open", provisioned = "provisioned" }, default = "open" },
