@@ -199,7 +199,8 @@ describe("TLV reflector fill (hand-built vectors through real sockets)", functio
 
   it("Return Path: control code 0 means no reply", function()
     local res, r = exchange({}, { tlvs = { tlv.return_path { no_reply = true } }, timeout = 0.1 })
-    assert.is_true(res[1].lost)
+    assert.is_true(res[1].no_reply) -- asked for none: neither received nor lost
+    assert.is_false(res[1].lost)
     assert.same({ 1, 0, 1 }, { r:counters().rx, r:counters().reflected, r:counters().no_reply })
   end)
 
