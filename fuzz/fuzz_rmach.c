@@ -214,6 +214,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             extras += (uint64_t)k;
         }
         if (h & 0x10) stamp_rmach_tick(m, mono);
+        if ((h & 0x13) == 0x13) { /* a new TLV policy (SIGHUP): caps up or down, Type 12 off, prefixes gone */
+            stamp_tlv_policy_t p = cfg.tlv;
+            p.refl_max_count = (h >> 2) & 7;
+            if (h & 0x40) p.refl_max_size = 200;
+            if (h & 0x80) p.refl_min_interval = 5000000;
+            if (h & 0x20) p.n_allow_return = 0;
+            CHECK(stamp_rmach_set_tlv_policy(m, &p) == 0);
+        }
         stamp_reflector_counters_t c;
         stamp_rmach_counters(m, &c);
         CHECK(c.rx == inputs);
