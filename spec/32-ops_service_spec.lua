@@ -145,6 +145,22 @@ describe("keys", function()
     assert.not_matches(KEY1, err)
   end)
 
+  it("a symbolic link in the key directory is followed, and what it points to is checked like a key file", function()
+    local dir, other = tmpdir(), tmpdir()
+    write(other .. "/k1", KEY1 .. "\n")         -- 0600: accepted through the link
+    write(other .. "/k2", KEY2 .. "\n", "644")  -- readable by others: refused through the link too
+    os.execute("ln -s " .. other .. "/k1 " .. dir .. "/default.key")
+    local pid, _, port = h.cli_reflector("--local-addr 127.0.0.1 -A A --hmac-key-dir " .. dir)
+    local _, ok = h.run(string.format("%s -r 127.0.0.1 -p %d -o 0 -c 3 -d 2 -A A --hmac-key %s", h.STAMP, port, KEY1))
+    h.stop(pid)
+    os.execute("ln -sf " .. other .. "/k2 " .. dir .. "/default.key")
+    local code, _, err = h.run(h.STAMP .. " -i -A A --hmac-key-dir " .. dir)
+    os.execute("rm -rf " .. dir .. " " .. other)
+    assert.truthy(ok:find("Packets received: 3", 1, true), ok)
+    assert.equal(2, code)
+    assert.truthy(err:find("readable by group or others (mode 0644; chmod 600 it)", 1, true), err)
+  end)
+
   it("a group-readable key file is refused too; an empty directory or bad hex is one line", function()
     local dir = tmpdir()
     local code, _, err = h.run(h.STAMP .. " -i -A A --hmac-key-dir " .. dir)
