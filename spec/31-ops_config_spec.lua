@@ -70,6 +70,10 @@ return { is_reflector = true, local_addr = "127.0.0.1", local_port = %d, statefu
     { "while true do end", "runs too long" },
     { "return {", "expected" },
     { "\27Lua", "binary" },
+    -- review 911 notes: a value refused by a check between settings names the key as written in the file
+    { "return { is_reflector = true, reflected_control_max_count = 5, reflected_control_max_size = 20 }",
+      "[config key 'reflected_control_max_size' in " },
+    { "return { is_reflector = true, session = { '7' } }", "bad value for 'session': a list (expected SSID" },
   }
   for _, c in ipairs(cases) do
     it("refuses " .. c[1]:gsub("\27", "ESC") .. " with one line (" .. c[2] .. ") and exit 2", function()

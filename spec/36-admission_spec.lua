@@ -115,6 +115,14 @@ describe("session admission, the command", function()
     assert.is_true(h.wait_for(out, "sessions given but session_admission is open", 2), h.slurp(out))
   end)
 
+  it("'sessions' in the config file without provisioned admission: the start-up warning names the key", function()
+    local cfg = h.tmpfile("return { is_reflector = true, local_addr = '127.0.0.1', sessions = { '7' } }")
+    local pid, out = h.spawn(h.STAMP .. " --config " .. cfg)
+    finally(function() h.stop(pid) os.remove(out) os.remove(cfg) end)
+    assert.is_true(h.wait_for(out, "listening", 5), h.slurp(out))
+    assert.matches("warning: 'sessions' in " .. cfg:gsub("%p", "%%%0") .. " given but %-%-session%-admission is open", h.slurp(out))
+  end)
+
   h.bad_flag_cases(it, {
     { "-i --session x", "--session" },
     { "-i --session 70000", "--session" },

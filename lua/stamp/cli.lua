@@ -230,8 +230,13 @@ local function glue_negative(argv)
 end
 
 local function fail(msg)
+  msg = tostring(msg)
+  -- a flag the --config file set: the message names its key too (the file says `max_pps`, not `--max-pps`)
+  local fc = ops.from_config
+  local flag = fc and msg:match("^[^(]-(%-%-[%w%-]+)")
+  if flag and fc[flag] then msg = msg .. string.format(" [config key '%s' in %s]", fc[flag], fc.path) end
   -- one line whatever a path or value holds (control characters escaped, as in log lines)
-  msg = tostring(msg):gsub("%c", function(c) return c == "\n" and "\\n" or string.format("\\x%02x", c:byte()) end)
+  msg = msg:gsub("%c", function(c) return c == "\n" and "\\n" or string.format("\\x%02x", c:byte()) end)
   io.stderr:write("stamp: ", msg, "\n")
   return 2
 end
@@ -305,7 +310,9 @@ function M.parse(argv, reload)
   end
   if args.session and #args.session > 0 and args.session_admission ~= "provisioned" and not reload then
     ops.set_log_format(args.log_format)
-    ops.log("warning", "--session given but --session-admission is open: every SSID is answered and the sessions "
+    local key = ops.from_config and ops.from_config["--session"] -- named as the user wrote it
+    ops.log("warning", (key and string.format("'%s' in %s", key, ops.from_config.path) or "--session")
+      .. " given but --session-admission is open: every SSID is answered and the sessions "
       .. "are not used (add --session-admission provisioned)")
   end
   local imax, imin = args.reflected_control_max_interval_ns, args.reflected_control_min_interval_ns

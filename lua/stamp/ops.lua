@@ -235,6 +235,7 @@ function M.merge_config(argv, options, flags)
   for _, fl in ipairs(flags) do if fl[3] then by_key[fl[3]:sub(3):gsub("-", "_")] = { flag = fl } end end
   local set = given(argv, options, flags)
   M.cli_given = set
+  M.from_config = { path = path } -- flag -> config key, for the flags the file set (messages name the key)
   local keys = {}
   for k in pairs(cfg) do
     if type(k) ~= "string" then return nil, string.format("config %s: bad key %s (setting names are strings)", path, tostring(k)) end
@@ -256,7 +257,10 @@ function M.merge_config(argv, options, flags)
         if o[7] and o[7](x) == nil then
           return nil, string.format("config %s: bad value for '%s': '%s' (expected %s)", path, k, x, o[8])
         end
-        if not set[o[3]] then front[#front + 1] = o[3] .. "=" .. x end
+        if not set[o[3]] then
+          front[#front + 1] = o[3] .. "=" .. x
+          M.from_config[o[3]] = k
+        end
       end
       e = nil
     elseif not e or k == "config" then
@@ -267,11 +271,20 @@ function M.merge_config(argv, options, flags)
       if type(v) ~= "boolean" then
         return nil, string.format("config %s: bad value for '%s': %s (expected true or false)", path, k, tostring(v))
       end
-      if v and not set[e.flag[3]] then front[#front + 1] = e.flag[3] end
+      if v and not set[e.flag[3]] then
+        front[#front + 1] = e.flag[3]
+        M.from_config[e.flag[3]] = k
+      end
     else
       local o = e.opt
       if type(v) == "table" and k == "allow_return_address" then v = table.concat(v, ",") end
       if type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then v = string.format("%d", v) end
+      if type(v) == "table" then -- e.g. `session = {...}` for `sessions`
+        local hint
+        for lk, fl in pairs(LIST_KEYS) do if fl == k then hint = lk end end
+        return nil, string.format("config %s: bad value for '%s': a list (expected %s%s)", path, k,
+          o[8] or "a string or a number", hint and string.format("; a list goes in '%s'", hint) or "")
+      end
       if type(v) ~= "string" and type(v) ~= "number" then
         return nil, string.format("config %s: bad value for '%s': %s (expected %s)", path, k,
           M.shown_value(k, tostring(v)), o[8] or "a string or a number")
@@ -287,6 +300,7 @@ function M.merge_config(argv, options, flags)
       end
       if not set[o[3]] then
         front[#front + 1] = o[3] .. "=" .. v
+        M.from_config[o[3]] = k
       end
     end
   end
