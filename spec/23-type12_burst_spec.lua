@@ -157,6 +157,29 @@ describe("the Sequence Number check counts every packet of the session (RFC 1005
     assert.equal(2 + 1 + 1 + 1 + 1 + 2 + 1, #x.got[1])
     assert.equal(1, c.no_reply)
   end)
+
+  -- review 911b, findings 1 and 5: with the highest number as the reference, one stray far-off number (or
+  -- a sender started again on the same port, counting from 0) would get U for up to 2^31 packets. A
+  -- Sender Timestamp newer than any the session sent marks a sender that started again (a replay carries
+  -- an old one): the reference starts again from it.
+  it("a newer Sender Timestamp starts the reference again (a restarted sender); an old one with a lower number is U", function()
+    local x = rig({ reflected_max_count = 5 })
+    local now = stamp.core.now()
+    local function ask(seq, ts, want, label)
+      local before = #x.got[1]
+      x.send(1, codec.encode_test { seq = seq, timestamp = ts } .. h.hex(t12(0, 2, 2000000)))
+      x.pump(0.06)
+      assert.equal(want, #x.got[1] - before, label)
+    end
+    ask(20, now, 2, "B(20): granted")
+    ask(2147483000, now + 1000, 2, "a stray far ahead, newer: granted (it moves the reference)")
+    ask(21, now + 2000, 2, "the sender's next packet, newer than the stray: granted, not U for 2^31 packets")
+    ask(22, now + 3000, 2, "and the one after it")
+    ask(0, now + 4000, 2, "the sender started again from 0 (newer timestamp): granted")
+    ask(1, now + 5000, 2, "and goes on")
+    ask(21, now + 2000, 1, "a replay of B(21) (its old timestamp): one reply, U")
+    x.close()
+  end)
 end)
 
 describe("every grant is exact: Number replies, or one reply with C (RFC 10052 3)", function()

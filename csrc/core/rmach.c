@@ -651,13 +651,31 @@ static unsigned src_bursts(const stamp_rmach_t *m, const uint8_t src[16], const 
     return n;
 }
 
-/* RFC 10052 5: the session's reference is the highest Sequence Number seen (serial arithmetic); a packet
- * that does not increase it (a replay, a reordered copy, a far-off stray) leaves it where it is. */
-static void seq_seen(rt_session_t *s, uint32_t seq)
+/* The Sender Timestamp as a number that grows with time (wire order: NTP and PTP alike). */
+static uint64_t ts_raw(const stamp_test_t *t)
 {
-    if (!s->has_sender_seq || (int32_t)(seq - s->sender_seq) > 0) s->sender_seq = seq;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | t->ts[i];
+    return v;
+}
+
+/* RFC 10052 5: a request is granted only when it is new to the session: a Sender Timestamp newer than any
+ * the session sent, or the same one with a higher Sequence Number (serial arithmetic). A replay or a
+ * reordered copy carries an older timestamp: one reply, U. A sender that started again (its numbers restart
+ * at 0, RFC 8762 4) sends newer timestamps: granted, and the reference starts again from it; so does the
+ * sender after a stray far-off number, which costs one U at most, not 2^31 packets of U. */
+static int seq_fresh(const rt_session_t *s, uint32_t seq, uint64_t ts)
+{
+    return !s->has_sender_seq || ts > s->seq_ts || (ts == s->seq_ts && (int32_t)(seq - s->sender_seq) > 0);
+}
+
+static void seq_seen(rt_session_t *s, uint32_t seq, uint64_t ts)
+{
+    if (seq_fresh(s, seq, ts)) s->sender_seq = seq;
+    if (!s->has_sender_seq || ts > s->seq_ts) s->seq_ts = ts;
     s->has_sender_seq = 1;
 }
+
 
 static int in_prefixes(const stamp_tlv_policy_t *p, const stamp_addr_t *a)
 {
@@ -823,8 +841,11 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         c.sender_seq = t.seq;
         c.max_len = egress_payload(meta);
         if (s) {
-            c.last_sender_seq = s->sender_seq;
-            c.has_last_sender_seq = s->has_sender_seq;
+            /* a request that is not new to the session (seq_fresh) is told to the registry as a Sequence Number
+               that does not increase: one reply, U */
+            int fresh = seq_fresh(s, t.seq, ts_raw(&t));
+            c.last_sender_seq = fresh ? s->sender_seq : t.seq;
+            c.has_last_sender_seq = !fresh;
             c.sess_rx = s->rx + 1;
             c.sess_tx = s->tx + 1;
             c.prev_seq = s->last_seq;
@@ -848,7 +869,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         }
         if (s) {
             s->rx++;
-            seq_seen(s, t.seq);
+            seq_seen(s, t.seq, ts_raw(&t));
         }
         if (c.no_reply) {
             if (f & STAMP_TLV_U) CTR_ADD(m, tlv_unknown, 1);
@@ -906,7 +927,7 @@ int rmach_prepare(stamp_rmach_t *m, const uint8_t *pkt, size_t len, const stamp_
         olen = len;
         if (s) {
             s->rx++;
-            seq_seen(s, t.seq);
+            seq_seen(s, t.seq, ts_raw(&t));
         }
     }
     if (!has_from && meta->dst.len) {

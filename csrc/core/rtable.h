@@ -25,7 +25,7 @@ typedef struct {
     uint32_t head, tail; /* RT_NONE when empty */
 } rt_lru_t;
 
-/* One session: 120 octets. Addresses are IPv6 or IPv4-mapped octets. */
+/* One session: 128 octets. Addresses are IPv6 or IPv4-mapped octets. */
 typedef struct {
     uint8_t src[16], dst[16];
     uint16_t sport, dport, ssid;
@@ -45,6 +45,7 @@ typedef struct {
     uint32_t replay_top;  /* highest authenticated sequence number seen */
     uint64_t replay_bits; /* bit k: replay_top - k seen */
     uint64_t replay_ts;   /* newest authenticated Sender Timestamp (wire value, big-endian order) */
+    uint64_t seq_ts;      /* type 12: newest Sender Timestamp seen (wire value), a restart when a newer one comes */
 } rt_session_t;
 
 typedef struct {

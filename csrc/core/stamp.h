@@ -334,7 +334,8 @@ typedef struct {
     stamp_ns_t prev_tx;
     int has_prev;
     uint32_t sender_seq;        /* this packet's Sequence Number */
-    uint32_t last_sender_seq;   /* the session's highest Sequence Number so far ... */
+    uint32_t last_sender_seq;   /* the session's reference Sequence Number (the driver sets it to sender_seq when
+                                   the packet is not new to the session: a replay, a reordered copy) ... */
     int has_last_sender_seq;    /* ... when there was one (type 12: non-increasing -> one reply, U) */
     size_t max_len;             /* largest reply the egress path carries (UDP payload), 0 = STAMP_MAX_PKT */
     size_t nopad_len;           /* set by stamp_tlv_reflect(): base + TLVs other than Extra Padding */
