@@ -72,6 +72,11 @@ describe("trust: authenticated mode obeys only TLVs a valid HMAC TLV covers", fu
     assert.equal("a00c000c", h.tohex(back:sub(9, 12)))
     assert.equal("c0080020", h.tohex(back:sub(25, 28))) -- U (as sent) and M
     assert.same({ 1, 0, 0 }, { c.tlv_malformed, c.tlv_integrity, c.extra_replies })
+    -- the same with a TLV after it (review 911b, 7): still M on the HMAC TLV
+    replies, c = exchange(AUTH, auth_pkt(5, tl .. COS))
+    back = replies[1].data:sub(113)
+    assert.equal("c0080020", h.tohex(back:sub(25, 28)))
+    assert.equal(1, c.tlv_malformed)
   end)
 
   it("a Return Path 'no reply' without HMAC TLV is not obeyed: the packet is answered with I", function()

@@ -355,6 +355,24 @@ describe("type 12 burst slots per source address (review 911, 13)", function()
     local c = m:counters()
     assert.same({ 4, 0, 1 }, { extra, c.extra_cancelled, c.sessions_evicted })
   end)
+
+  it("... even when the table fills between two of its replies (review 911b, 3)", function()
+    local S = 1000000000
+    local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_min_interval_ns = 0,
+      reflected_max_rate = 0, max_sessions = 50 })
+    local function pkt(port, mono, p) return m:input(p or codec.encode_test { seq = 1 }, { src_addr = "127.0.0.1", src_port = port }, mono) end
+    assert(pkt(1, S, t12(1, 44, 10, 10 * MS)))    -- A: 9 extra replies, 10 ms apart
+    local extra = 0
+    for t = S + 1 * MS, S + 120 * MS, MS do
+      extra = extra + #m:poll(t)
+      if t == S + 15 * MS then -- 60 new sessions between its first two extra replies
+        for p = 1, 60 do assert(pkt(100 + p, t)) end
+      end
+    end
+    local c = m:counters()
+    assert.same({ 9, 0 }, { extra, c.extra_cancelled })
+    assert.is_true(c.sessions_evicted >= 10)
+  end)
 end)
 
 describe("type 12 burst slots per source, the command and the Lua API (review 911, 13)", function()

@@ -202,6 +202,17 @@ describe("review 9 #31: the reflector's -R line", function()
     end
     assert.equal(tonumber(rx), tonumber(refl) + drops, last)
   end)
+
+  it("shows the Type 12 extra replies sent, once they have left (review 911b, 8)", function()
+    local pid, out, port = h.cli_reflector("--local-addr 127.0.0.1 -R --reflected-control-max-count 5")
+    local code, sout = h.run(string.format("%s -r 127.0.0.1 -p %d -o 0 -c 2 -d 50 -L 0.3 --reflected-count 4 "
+      .. "--reflected-interval-ns 2000000", h.STAMP, port))
+    assert.equal(0, code, sout)
+    local ok = h.wait_for(out, " extra_replies=6", 5)
+    h.stop(pid)
+    assert.truthy(ok, h.slurp(out))
+    os.remove(out)
+  end)
 end)
 
 describe("review 911 #6: Type 12 in the metrics", function()
@@ -249,5 +260,22 @@ describe("review 911 #6: Type 12 in the metrics", function()
     assert.truthy(sample(b1, "stamp_sender_extra_missing_total"), b1)
     assert.equal(0, sample(b2, "stamp_sender_extra_replies_total"), b2)
     assert.truthy(sample(b2, "stamp_sender_extra_unsupported_total") >= 5, b2)
+    assert.equal(0, sample(b1, "stamp_sender_packets_no_reply_total"), b1)
+  end)
+
+  it("the sender counts packets that asked for no reply apart from lost ones (review 911b, 5)", function()
+    local mport = tcp_port()
+    local spid, sout = h.spawn(string.format("%s -r 127.0.0.1 -p %d -c 0 -d 20 -L 0.1 --no-reply --metrics-addr 127.0.0.1:%d",
+      h.STAMP, h.free_port(), mport))
+    local body
+    for _ = 1, 100 do
+      h.sleep(0.05)
+      body = scrape(mport)
+      if (sample(body, "stamp_sender_packets_no_reply_total") or 0) >= 5 then break end
+    end
+    h.stop(spid)
+    os.remove(sout)
+    assert.truthy((sample(body, "stamp_sender_packets_no_reply_total") or 0) >= 5, body)
+    assert.equal(0, sample(body, "stamp_sender_packets_lost_total"), body)
   end)
 end)

@@ -50,7 +50,7 @@ typedef struct {
     _Atomic int64_t sum_ns;
 } hist_t;
 
-#define SND_PUB 11 /* sender counters published for the scraper thread */
+#define SND_PUB 12 /* sender counters published for the scraper thread */
 
 struct stamp_metrics {
     struct stamp_metrics *next; /* every live metrics object, under g_lock */
@@ -199,7 +199,7 @@ void stamp_metrics_publish_sender(stamp_metrics_t *m)
     stamp_sender_counters(m->snd, &c);
     const uint64_t v[SND_PUB] = {c.sent,         c.received,   c.lost,          c.duplicates,
                                  c.late,         c.drop_hmac,  c.drop_invalid,  c.tx_errors,
-                                 c.extra_replies, c.extra_missing, c.extra_unsupported};
+                                 c.extra_replies, c.extra_missing, c.extra_unsupported, c.no_reply};
     for (int i = 0; i < SND_PUB; i++) atomic_store_explicit(&m->snd_pub[i], v[i], memory_order_relaxed);
     atomic_store_explicit(&m->snd_published, 1, memory_order_release);
 }
@@ -360,7 +360,7 @@ static void render_sender(const stamp_metrics_t *m, out_t *o)
         for (int i = 0; i < SND_PUB; i++) v[i] = atomic_load_explicit(&m->snd_pub[i], memory_order_relaxed);
         c.sent = v[0], c.received = v[1], c.lost = v[2], c.duplicates = v[3], c.late = v[4], c.drop_hmac = v[5],
         c.drop_invalid = v[6], c.tx_errors = v[7], c.extra_replies = v[8], c.extra_missing = v[9],
-        c.extra_unsupported = v[10];
+        c.extra_unsupported = v[10], c.no_reply = v[11];
     } else {
         pthread_mutex_lock(&g_lock);
         if (m->snd) stamp_sender_counters(m->snd, &c);
@@ -381,6 +381,8 @@ static void render_sender(const stamp_metrics_t *m, out_t *o)
            "Further replies of granted Type 12 bursts not seen in time.", c.extra_missing);
     scalar(o, "stamp_sender_extra_unsupported_total", "counter",
            "Replies whose Type 12 TLV came back with U: the reflector does not support it.", c.extra_unsupported);
+    scalar(o, "stamp_sender_packets_no_reply_total", "counter",
+           "Test packets that asked for no reply and got none in time (not in lost_total).", c.no_reply);
     labelled_t inv[] = {{"hmac", c.drop_hmac}, {"invalid", c.drop_invalid}};
     family(o, "stamp_sender_replies_dropped_total", "Replies discarded, by reason.", "reason", inv, 2);
     histogram(o, "stamp_sender_rtt_seconds", "Round-trip time without the reflector's residence time.", &m->rtt);

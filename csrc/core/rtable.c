@@ -197,6 +197,13 @@ uint32_t rt_session_get(rt_sessions_t *t, const uint8_t src[16], uint16_t sport,
         }
     }
     if (t->used >= t->cap) { /* full: the session idle longest makes room */
+        /* one sending a Type 12 burst is not idle (it is refreshed only as each reply leaves): it goes to
+           the back, up to 16 of them, before the idle one goes */
+        for (int k = 0; k < 16 && t->e[t->lru.head].burst && t->lru.head != t->lru.tail; k++) {
+            uint32_t b = t->lru.head;
+            LRU_UNLINK(t, b);
+            LRU_APPEND(t, b);
+        }
         *evicted = t->lru.head;
         rt_session_remove(t, t->lru.head);
     }

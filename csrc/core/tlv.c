@@ -709,7 +709,7 @@ int stamp_tlv_reflect(stamp_tlv_ctx_t *c, stamp_hmac_t *hmac, uint8_t *pkt, size
                  stamp_tlv_verify(hmac, pkt, base, (size_t)hoff) == STAMP_OK;
         if (!ok) {
             set_all(pkt, base, len, STAMP_TLV_I);
-            if (hoff >= 0 && !misplaced && rd16(pkt + hoff + 2) != STAMP_HMAC_LEN) {
+            if (hoff >= 0 && rd16(pkt + hoff + 2) != STAMP_HMAC_LEN) { /* last or not */
                 /* RFC 8972 4.8 fixes its Length at 16: malformed (M on it, a mis-built sender), not a forgery */
                 pkt[hoff] = (uint8_t)((pkt[hoff] & ~STAMP_TLV_I) | STAMP_TLV_M);
                 return STAMP_TLV_M;

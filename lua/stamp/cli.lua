@@ -466,12 +466,13 @@ local function run_reflector(a)
       ops.log("info", string.format("session admission provisioned, %d session(s) {%s}", #list, table.concat(list, ", ")))
     end
   end
-  local last = -1
+  local last = ""
   -- the other drop reasons, each shown once non-zero: rx = reflected + every drop on each -R line
   local function other_drops(ctr)
     local t = {}
+    -- and the Type 12 extra replies sent and cancelled (what the reflector sends beyond `reflected`)
     for _, k in ipairs { "drop_truncated", "drop_sessions", "drop_tx", "drop_micro", "no_reply", "drop_group",
-      "drop_kernel" } do
+      "drop_kernel", "extra_replies", "extra_cancelled" } do
       if (ctr[k] or 0) ~= 0 then t[#t + 1] = string.format(" %s=%d", k, ctr[k]) end
     end
     return table.concat(t)
@@ -483,8 +484,9 @@ local function run_reflector(a)
   local c, rerr = svc:run{
     reload = function() return ops.reload(svc) end,
     on_tick = a.R and function(ctr)
-      if ctr.rx ~= last then
-        last = ctr.rx
+      local now = ctr.rx .. "/" .. ctr.extra_replies -- a line when packets came in or extra replies left
+      if now ~= last then
+        last = now
         out(string.format("rx=%d reflected=%d drop_hmac=%d drop_short=%d sessions=%d drop_rate=%d replayed=%d drop_replayed=%d"
           .. " drop_unprovisioned=%d extra_limited=%d",
           ctr.rx, ctr.reflected, ctr.drop_hmac, ctr.drop_short, ctr.sessions_active, ctr.drop_rate, ctr.replayed,
@@ -607,7 +609,7 @@ local function make_output(a, campaign)
 
   -- called often; throttles itself (`final`: flush the last, partial interval)
   -- `acc`: the run's statistics so far (`acc:progress()`), else the packets seen by o.packet (campaigns)
-  function o.tick(total, done_count, final, acc)
+  function o.tick(total, done_count, final, acc, no_reply)
     local now = core.mono()
     if a.report_interval and (now - interval_start >= a.report_interval * 1e9 or (final and interval_acc)) then
       local sum = (interval_acc or stamp.stats.new()):summary()
@@ -634,6 +636,8 @@ local function make_output(a, campaign)
       if acc then
         local p = acc:progress()
         line.sent, line.received, line.last_rtt, line.avg_rtt = p.received + p.lost, p.received, p.rtt_last, p.rtt_mean
+        line.no_reply = no_reply -- asked for none: sent, neither received nor lost
+        if no_reply then line.sent = line.sent + no_reply end
       end
       io.stderr:write("\r\27[K", report.progress_line(line))
       io.stderr:flush()
@@ -705,7 +709,10 @@ local function run_sender(a)
     -- per-packet Lua work only for an output that shows packets; otherwise the results stay in C
     on_result = o.per_packet and o.packet or nil,
     metrics = svc.metrics,
-    tick = function(snd, acc) o.tick((a.duration and not a.count_given) and 0 or a.count, snd:counters().sent, false, acc) end,
+    tick = function(snd, acc)
+      local c = snd:counters()
+      o.tick((a.duration and not a.count_given) and 0 or a.count, c.sent, false, acc, c.no_reply)
+    end,
   }
   o.finish()
   svc:close()

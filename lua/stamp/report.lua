@@ -415,10 +415,11 @@ function M.csv_row(r)
 end
 
 --- The live status line (no newline).
--- @tparam table p `sent`, `received`, `last_rtt`, `avg_rtt` (ns), `eta` (s)
+-- @tparam table p `sent`, `received`, `no_reply` (of `sent`, asked for no reply: not lost), `last_rtt`, `avg_rtt` (ns), `eta` (s)
 -- @treturn string
 function M.progress_line(p)
-  local loss = p.sent > 0 and 100 * (p.sent - p.received) / p.sent or 0
+  local counted = p.sent - (p.no_reply or 0) -- packets that asked for no reply are not lost
+  local loss = counted > 0 and 100 * (counted - p.received) / counted or 0
   return string.format("sent %d  received %d  loss %.1f%%  last %s ms  avg %s ms%s", p.sent, p.received, loss,
     fmt_ms(p.last_rtt), fmt_ms(p.avg_rtt), p.eta and string.format("  ETA %ds", math.ceil(p.eta)) or "")
 end
