@@ -156,8 +156,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(memcmp(in.len, out.len, (size_t)in.n * sizeof in.len[0]) == 0);
 
     if (need && !lone_pad && !ok_hmac) { /* trust: nothing acted on, everything flagged I */
-        CHECK(f == STAMP_TLV_I);
-        for (int i = 0; i < out.n; i++) CHECK(out.flags[i] & STAMP_TLV_I);
+        /* ... but an HMAC TLV whose Length is not 16 (the last one) is malformed: M on it, not I */
+        int last_hmac = -1;
+        for (int i = 0; i < in.n; i++)
+            if (in.type[i] == STAMP_TLV_HMAC) last_hmac = i;
+        int bad_len = last_hmac >= 0 && in.len[last_hmac] != STAMP_HMAC_LEN;
+        CHECK(f == (bad_len ? STAMP_TLV_M : STAMP_TLV_I));
+        for (int i = 0; i < out.n; i++)
+            CHECK(bad_len && i == last_hmac ? (out.flags[i] & STAMP_TLV_M) && !(out.flags[i] & STAMP_TLV_I)
+                                            : (out.flags[i] & STAMP_TLV_I) != 0);
         CHECK(!c.no_reply && !c.has_return_to && !c.has_source && !c.extra_count && !c.want_len);
         CHECK(c.tos == -1 && c.ifindex == 0 && hoff == -1);
     }

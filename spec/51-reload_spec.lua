@@ -181,6 +181,8 @@ describe("--hmac-key-dir says what it holds (review 911: 4)", function()
     end
     assert.matches("'42%.key' is ignored[^\n]*; rename it 002a%.key %(SSID 42%)", start)
     assert.matches("'002a%.KEY' is ignored[^\n]*; rename it 002a%.key\n", start)
+    -- a backup is not told to take the key's name (review 911b: it would overwrite the key)
+    assert.matches("'002a%.key%.bak' is ignored: a key file is named XXXX%.key [^\n;]*\n", start)
     assert.is_nil(start:find("README", 1, true), start)
     assert.matches("info: SIGHUP: %-%-hmac%-key%-dir [^\n]*: own key for SSID 1, 255", s)
     assert.matches("Packets received: 0", r3)

@@ -347,13 +347,17 @@ function M.read_key_dir(dir, uid)
 end
 
 -- What a misnamed key file was probably meant to be (a hint for the warning), or nil.
-local function meant_as(name)
-  local stem = name:match("^(.-)%.[kK][eE][yY]")
+-- The name a misnamed key file was meant to have, for a rename hint; nil for a backup (`002a.key.bak`,
+-- `002a.key~`) or when that name holds a key already (renaming would overwrite it).
+local function meant_as(name, keys)
+  local stem = name:match("^(.-)%.[kK][eE][yY]$")
   if not stem then return nil end
-  if stem:match("^%x%x%x%x$") then return stem:lower() .. ".key" end
-  if stem:lower() == "default" then return "default.key" end
+  if stem:match("^%x%x%x%x$") then
+    return not keys[tonumber(stem, 16)] and stem:lower() .. ".key" or nil
+  end
+  if stem:lower() == "default" then return not keys.default and "default.key" or nil end
   local n = stem:match("^%d+$") and tonumber(stem)
-  if n and n <= 65535 then return string.format("%04x.key (SSID %d)", n, n) end
+  if n and n <= 65535 and not keys[n] then return string.format("%04x.key (SSID %d)", n, n) end
 end
 
 --- Say what a key directory holds, at start and on every SIGHUP: the SSIDs that have their own key
@@ -382,7 +386,7 @@ function M.report_key_dir(dir, keys, prefix, quiet)
   end
   table.sort(names)
   for _, name in ipairs(names) do
-    local hint = meant_as(name)
+    local hint = meant_as(name, keys or {})
     M.log("warning", string.format("%s--hmac-key-dir %s: '%s' is ignored: a key file is named XXXX.key (the SSID "
       .. "in 4 hex digits) or default.key%s", prefix, dir, name:gsub("%c", "?"),
       hint and ("; rename it " .. hint) or ""))
@@ -499,6 +503,10 @@ local APPLY = {
     if mode ~= "provisioned" and #list > 0 then -- as at start (--session without provisioned admission)
       M.log("warning", "SIGHUP: sessions given but session_admission is open: every SSID is answered and the "
         .. "sessions are not used")
+    end
+    if mode == "provisioned" and #list == 0 then -- as at start
+      M.log("warning", "SIGHUP: session admission provisioned with no sessions: every packet is dropped "
+        .. "(drop_unprovisioned)")
     end
   end,
   -- the default key, with the rules of a key file: hex, at least 16 octets, the file not readable by
