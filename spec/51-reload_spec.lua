@@ -356,16 +356,16 @@ describe("SIGHUP applies the TLV policy live (review 911: 9)", function()
     assert.equal(8 - nb, tonumber(s:match("Type 12 extra replies cancelled: (%d+)")), s)
   end)
 
-  it("a policy the reflector cannot take (type 12 on, off at start): one error line, the old policy kept, "
-    .. "tried again at the next SIGHUP", function()
+  it("a policy the reflector cannot take (type 12 on, off at start): one error line, type 12 kept off, the rest "
+    .. "applied (a narrowed Return Address list does not wait for a restart, review 911b), tried again at the next SIGHUP", function()
     local port, mport = h.free_port(), h.tcp_port()
     local text = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, metrics_addr = '127.0.0.1:%d', "
       .. "reflected_control_max_count = %d, allow_return_address = '%s' }"
     local pid, out, cfg = start(string.format(text, port, mport, 0, "127.0.0.0/8"))
     finally(function() h.stop(pid) os.remove(cfg) end)
     write(cfg, string.format(text, port, mport, 5, "10.0.0.0/8"))
-    assert.is_true(hup(pid, out, "TLV policy kept as it was"), h.slurp(out))
-    assert.is_true(hup(pid, out, "TLV policy kept as it was"), h.slurp(out))
+    assert.is_true(hup(pid, out, "type 12 kept off"), h.slurp(out))
+    assert.is_true(hup(pid, out, "type 12 kept off"), h.slurp(out))
     local u = udp("127.0.0.1")
     local got = replies(u, t12(1, 100, 3, 2 * MS), port)
     local src = udp("127.0.0.1")
@@ -377,10 +377,11 @@ describe("SIGHUP applies the TLV policy live (review 911: 9)", function()
     h.stop(pid)
     local s = h.slurp(out)
     os.remove(out)
-    assert.matches("error: SIGHUP: TLV policy kept as it was: type 12 was off when this reflector was created", s)
+    assert.matches("error: SIGHUP: type 12 kept off: type 12 was off when this reflector was created", s)
+    assert.matches("info: SIGHUP: TLV policy in force but for type 12 %(kept off%): Return Address {10%.0%.0%.0/8}", s)
     assert.equal(1, #got)               -- type 12 still off: one reply, U
     assert.is_true(u_flag(got[1]))
-    assert.truthy(at_ret)               -- 127.0.0.0/8 still allowed
+    assert.is_nil(at_ret)               -- 127.0.0.0/8 no longer allowed: the reply went to the source
     assert.equal(2, failures)
   end)
 end)

@@ -533,14 +533,26 @@ local APPLY = {
   policy = function(svc, n)
     local set = svc.engine.set_tlv_policy
     if not set then return "this reflector cannot change its TLV policy while it runs" end
-    local err = call_setter(set, svc.engine, {
+    local p = {
       tlv_mode = n.tlv_mode, verify_tlv_hmac = n.verify_tlv_hmac or false, cos_refuse = n.cos_refuse or false,
       allow_return_address = n.allow_return_address, member_link_id = n.reflector_member_link_id,
       reflected_max_count = n.reflected_control_max_count, reflected_max_size = n.reflected_control_max_size,
       reflected_min_interval_ns = n.reflected_control_min_interval_ns,
       reflected_max_interval_ns = n.reflected_control_max_interval_ns,
       reflected_max_bursts_per_source = n.reflected_control_max_bursts_per_source,
-    })
+    }
+    local err = call_setter(set, svc.engine, p)
+    if err and (p.reflected_max_count or 0) > 0 then
+      -- Type 12 cannot be turned on in a reflector started without it: the rest (a narrowed Return Address
+      -- list, verify_tlv_hmac, ...) must not wait for a restart; applied with Type 12 kept off, and this
+      -- group is retried at the next SIGHUP (counted as a failed reload)
+      p.reflected_max_count = 0
+      if not call_setter(set, svc.engine, p) then
+        M.log("info", string.format("SIGHUP: TLV policy in force but for type 12 (kept off): Return Address %s",
+          n.allow_return_address and #n.allow_return_address > 0 and shown(n.allow_return_address) or "refused"))
+        return "type 12 kept off: " .. err
+      end
+    end
     if err then return "TLV policy kept as it was: " .. err end
     M.log("info", string.format("SIGHUP: TLV policy in force: type 12 %s, Return Address %s", (n.reflected_control_max_count
       or 0) > 0 and string.format("up to %d replies", n.reflected_control_max_count) or "off",
