@@ -34,6 +34,22 @@ local function metric(mport, name)
   return tonumber(body:match("\n" .. name .. " (%d+)\n"))
 end
 
+describe("SIGHUP and the command line (review 911b, note c)", function()
+  it("a key the command line overrides, changed in the file: one info line says the flag stays in force", function()
+    local port = h.free_port()
+    local cfg = os.tmpname()
+    local base = "return { is_reflector = true, local_addr = '127.0.0.1', local_port = %d, max_pps = %d }"
+    write(cfg, string.format(base, port, 100))
+    local pid, out = h.spawn(h.STAMP .. " --config " .. cfg .. " --max-pps 200")
+    finally(function() h.stop(pid) os.remove(cfg) os.remove(out) end)
+    assert.is_true(h.wait_for(out, "listening", 10), h.slurp(out))
+    write(cfg, string.format(base, port, 50))
+    os.execute("kill -HUP " .. pid)
+    assert.is_true(h.wait_for(out, "info: SIGHUP: max_pps changed in " .. cfg .. " but --max-pps on the command line "
+      .. "stays in force", 5), h.slurp(out))
+  end)
+end)
+
 describe("SIGHUP checks the config file as start-up does (review 911: 1)", function()
   it("max_pps = 'lots', an unknown key, crossed type 12 intervals: one error line naming the key, "
     .. "everything kept (the rate limit still holds), each counted as a failed reload", function()

@@ -613,6 +613,9 @@ local function reload_config(svc)
       else
         M.log("warning", "SIGHUP: " .. k .. " changed in " .. a.config .. "; it takes effect at restart")
       end
+    elseif k ~= keys[i - 1] and shown(cfg[k]) ~= shown(old[k]) then -- shadowed: say so, never silently
+      M.log("info", "SIGHUP: " .. k .. " changed in " .. a.config .. " but " .. flag
+        .. " on the command line stays in force")
     end
   end
   -- what is in force from now: the new file, but for a group that failed its settings as they were
