@@ -365,7 +365,11 @@ static void send_due(stamp_reflector_t *r, int fresh)
         if (!fresh || round) read_txts(r, 0); /* fresh: stamp_reflector_wait() read them just now */
         stamp_ns_t mono = stamp_mono();
         if (stamp_rmach_next_due(r->m) > mono) return;
+        /* T3 first, then the monotonic time it is paired with: a preemption between the two reads then
+           makes the reply's departure look later, never earlier (its burst's next reply waits a whole
+           interval from it; read the other way round, a late read of T3 made the next gap short) */
         stamp_ns_t now = stamp_now();
+        mono = stamp_mono();
         int n = rmach_poll(r->m, mono, now, ex, ti, STAMP_BATCH);
         if (n <= 0) return;
         for (int i = 0; i < n; i++) {
@@ -453,7 +457,7 @@ int stamp_reflector_step(stamp_reflector_t *r, int timeout_ms)
                 ntx++;
         }
         /* transmit timestamps as late as possible: just before the batch leaves */
-        stamp_ns_t now_m = stamp_mono(), now = stamp_now();
+        stamp_ns_t now = stamp_now(), now_m = stamp_mono(); /* this order: see send_due() */
         for (int k = 0; k < ntx; k++) {
             stamp_txmsg_t *t = &r->tx[k];
             fill_tx(t, &r->rep[k]);
