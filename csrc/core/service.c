@@ -299,7 +299,10 @@ static int key_name_like(const char *nm, size_t l)
     return 0;
 }
 
-int stamp_key_dir_misnamed(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap)
+/* The names in `dir` that `want` keeps, '\n'-terminated in `names`; past `cap` the rest is an error
+ * (`full_fails`) or left out (still counted). Returns how many, or -errno / STAMP_EINVAL with `err`. */
+static int dir_names(const char *dir, int (*want)(const char *, size_t), int full_fails, char *names, size_t cap,
+                     size_t *len, char *err, size_t errcap)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -314,16 +317,20 @@ int stamp_key_dir_misnamed(const char *dir, char *names, size_t cap, size_t *len
     while ((de = readdir(d)) != NULL) {
         const char *nm = de->d_name;
         size_t l = strlen(nm);
-        if (l > 255 || key_name_ok(nm, l) || !key_name_like(nm, l)) {
+        if (l > 255 || !want(nm, l)) {
             errno = 0;
             continue;
         }
-        count++;
         if (n + l + 1 <= cap) {
             memcpy(names + n, nm, l);
             names[n + l] = '\n';
             n += l + 1;
+        } else if (full_fails) {
+            closedir(d);
+            say(err, errcap, "key directory %s: too many keys", dir);
+            return STAMP_EINVAL;
         }
+        count++;
         errno = 0;
     }
     int e = errno;
@@ -336,41 +343,21 @@ int stamp_key_dir_misnamed(const char *dir, char *names, size_t cap, size_t *len
     return count;
 }
 
+/* looks meant as a key but is not a key file name */
+static int key_name_misnamed(const char *nm, size_t l) { return !key_name_ok(nm, l) && key_name_like(nm, l); }
+
+/* the names a key can have: XXXX.key (8) and default.key (11) */
+static int key_name_candidate(const char *nm, size_t l)
+{
+    return (l == 8 || l == 11) && strcmp(nm + l - 4, ".key") == 0;
+}
+
+int stamp_key_dir_misnamed(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap)
+{
+    return dir_names(dir, key_name_misnamed, 0, names, cap, len, err, errcap);
+}
+
 int stamp_key_dir_list(const char *dir, char *names, size_t cap, size_t *len, char *err, size_t errcap)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        int e = errno;
-        say(err, errcap, "cannot read key directory %s: %s", dir, strerror(e));
-        return -e;
-    }
-    size_t n = 0;
-    int count = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        const char *nm = de->d_name;
-        size_t l = strlen(nm);
-        /* only the names a key can have: XXXX.key (9) and default.key (11) */
-        if (l != 8 && l != 11) continue;
-        if (l < 4 || strcmp(nm + l - 4, ".key") != 0) continue;
-        if (n + l + 1 > cap) {
-            closedir(d);
-            say(err, errcap, "key directory %s: too many keys", dir);
-            return STAMP_EINVAL;
-        }
-        memcpy(names + n, nm, l);
-        names[n + l] = '\n';
-        n += l + 1;
-        count++;
-        errno = 0;
-    }
-    int e = errno;
-    closedir(d);
-    if (e) {
-        say(err, errcap, "cannot read key directory %s: %s", dir, strerror(e));
-        return -e;
-    }
-    *len = n;
-    return count;
+    return dir_names(dir, key_name_candidate, 1, names, cap, len, err, errcap);
 }

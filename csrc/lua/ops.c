@@ -498,21 +498,16 @@ static int l_clock_state_check(lua_State *L)
     return 1;
 }
 
-/***
- * The names in a key directory that can hold a key (`XXXX.key`, `default.key`),
- * read with opendir/readdir (no shell, no child process).
- * @function key_dir_list
- * @tparam string dir
- * @treturn table|nil the names, or nil, message, code
- */
-static int l_key_dir_list(lua_State *L)
+/* A '\n'-separated name list from `list` (stamp_key_dir_list / stamp_key_dir_misnamed) as a Lua array. */
+static int push_dir_names(lua_State *L, int (*list)(const char *, char *, size_t, size_t *, char *, size_t),
+                          size_t cap)
 {
     const char *dir = luaL_checkstring(L, 1);
-    size_t cap = 65537u * 12u, len = 0;
+    size_t len = 0;
     char *names = malloc(cap);
     if (!names) return luaL_error(L, "out of memory");
     char err[512] = "";
-    int n = stamp_key_dir_list(dir, names, cap, &len, err, sizeof err);
+    int n = list(dir, names, cap, &len, err, sizeof err);
     if (n < 0) {
         free(names);
         return fail(L, n, err);
@@ -531,36 +526,22 @@ static int l_key_dir_list(lua_State *L)
 }
 
 /***
+ * The names in a key directory that can hold a key (`XXXX.key`, `default.key`),
+ * read with opendir/readdir (no shell, no child process).
+ * @function key_dir_list
+ * @tparam string dir
+ * @treturn table|nil the names, or nil, message, code
+ */
+static int l_key_dir_list(lua_State *L) { return push_dir_names(L, stamp_key_dir_list, 65537u * 12u); }
+
+/***
  * The names in a key directory that look meant as a key but are not `XXXX.key` (4 hex digits) nor
  * `default.key` (`42.key`, `002a.KEY`, `002a.key.bak`, `002a.key~`): the reflector ignores them.
  * @function key_dir_misnamed
  * @tparam string dir
  * @treturn table|nil the names (in directory order), or nil, message, code
  */
-static int l_key_dir_misnamed(lua_State *L)
-{
-    const char *dir = luaL_checkstring(L, 1);
-    size_t cap = 64u * 1024u, len = 0;
-    char *names = malloc(cap);
-    if (!names) return luaL_error(L, "out of memory");
-    char err[512] = "";
-    int n = stamp_key_dir_misnamed(dir, names, cap, &len, err, sizeof err);
-    if (n < 0) {
-        free(names);
-        return fail(L, n, err);
-    }
-    lua_createtable(L, n, 0);
-    size_t start = 0;
-    int i = 0;
-    for (size_t k = 0; k < len; k++) {
-        if (names[k] != '\n') continue;
-        lua_pushlstring(L, names + start, k - start);
-        lua_rawseti(L, -2, ++i);
-        start = k + 1;
-    }
-    free(names);
-    return 1;
-}
+static int l_key_dir_misnamed(lua_State *L) { return push_dir_names(L, stamp_key_dir_misnamed, 64u * 1024u); }
 
 void ops_open(lua_State *L)
 {
