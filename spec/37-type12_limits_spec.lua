@@ -341,11 +341,18 @@ describe("type 12 burst slots per source address (review 911, 13)", function()
     assert.has_error(function() core.reflector_machine { reflected_max_bursts_per_source = -1 } end)
   end)
 
-  it("a session sending a burst is not idle: a full session table evicts another one, the burst goes on", function()
-    local S = 1000000000
+  local S = 1000000000
+  -- a machine with Type 12 on and `max` sessions; pkt(port, mono[, octets]) from 127.0.0.1:port
+  local function session_rig(max)
     local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_min_interval_ns = 0,
-      reflected_max_rate = 0, max_sessions = 3 })
-    local function pkt(port, mono, p) return m:input(p or codec.encode_test { seq = 1 }, { src_addr = "127.0.0.1", src_port = port }, mono) end
+      reflected_max_rate = 0, max_sessions = max })
+    return m, function(port, mono, p)
+      return m:input(p or codec.encode_test { seq = 1 }, { src_addr = "127.0.0.1", src_port = port }, mono)
+    end
+  end
+
+  it("a session sending a burst is not idle: a full session table evicts another one, the burst goes on", function()
+    local m, pkt = session_rig(3)
     assert(pkt(1, S, t12(1, 44, 5, 10 * MS)))     -- A: 4 extra replies, 10 ms apart
     assert(pkt(2, S + 5 * MS))                    -- B
     assert(pkt(3, S + 6 * MS))                    -- C
@@ -357,10 +364,7 @@ describe("type 12 burst slots per source address (review 911, 13)", function()
   end)
 
   it("... even when the table fills between two of its replies (review 911b, 3)", function()
-    local S = 1000000000
-    local m = assert(core.reflector_machine { reflected_max_count = 10, reflected_min_interval_ns = 0,
-      reflected_max_rate = 0, max_sessions = 50 })
-    local function pkt(port, mono, p) return m:input(p or codec.encode_test { seq = 1 }, { src_addr = "127.0.0.1", src_port = port }, mono) end
+    local m, pkt = session_rig(50)
     assert(pkt(1, S, t12(1, 44, 10, 10 * MS)))    -- A: 9 extra replies, 10 ms apart
     local extra = 0
     for t = S + 1 * MS, S + 120 * MS, MS do
